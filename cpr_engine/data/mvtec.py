@@ -1,0 +1,66 @@
+"""MVTec AD layout.
+
+::
+
+    root/<category>/train/good/*.png
+    root/<category>/test/good/*.png
+    root/<category>/test/<defect>/*.png
+    root/<category>/ground_truth/<defect>/<stem>_mask.png
+
+A defective test image without its mask is an error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
+                      list_image_files, mask_candidates, missing_mask_error, require_dir,
+                      sort_samples, subdirs)
+
+NAME = "mvtec"
+__all__ = ["list_categories", "load_split", "looks_like"]
+
+
+def _is_category(d: Path) -> bool:
+    return (d / "train").is_dir() or (d / "test").is_dir()
+
+
+def list_categories(root) -> list[str]:
+    """Sub-folders of ``root`` that have a ``train/`` or ``test/`` folder, in natural order."""
+    r = abs_root(root, "MVTec AD")
+    return [d.name for d in subdirs(r) if _is_category(d)]
+
+
+def looks_like(root: Path) -> bool:
+    """Every category with ``train/good`` also has ``test/`` and ``ground_truth/`` (and there is one)."""
+    cats = [d for d in subdirs(root) if (d / "train" / "good").is_dir()]
+    return bool(cats) and all((d / "test").is_dir() and (d / "ground_truth").is_dir() for d in cats)
+
+
+def load_split(root, category: str, split: str) -> list[Sample]:
+    check_split(split)
+    r = abs_root(root, "MVTec AD")
+    check_category(category, list_categories(r), r, "MVTec AD")
+    cat_dir = r / category
+    if split == "train":
+        files = list_image_files(cat_dir / "train" / GOOD, "MVTec AD train folder")
+        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+
+    test_dir = require_dir(cat_dir / "test", "MVTec AD test folder")
+    index = DirIndex()
+    out: list[Sample] = []
+    for d in subdirs(test_dir):
+        files = list_image_files(d, "MVTec AD test folder", allow_empty=True)
+        if d.name == GOOD:
+            out += [Sample(str(f), 0, None, GOOD, category) for f in files]
+            continue
+        gt_dir = cat_dir / "ground_truth" / d.name
+        for f in files:
+            names = mask_candidates(f.stem, "_mask")
+            m = index.find(gt_dir, names)
+            if m is None:
+                raise missing_mask_error(f, [gt_dir / names[0]], "MVTec AD")
+            out.append(Sample(str(f), 1, str(m), d.name, category))
+    if not out:
+        raise ValueError(f"MVTec AD test folder {str(test_dir)!r} contains no images")
+    return sort_samples(out)

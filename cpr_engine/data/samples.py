@@ -1,0 +1,177 @@
+"""The :class:`Sample` record shared by all dataset layouts, plus small file-listing helpers.
+
+NumPy/stdlib only (no torch): the layouts are used by a torch-free runtime too.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+__all__ = [
+    "Sample",
+    "IMAGE_EXTENSIONS",
+    "GOOD",
+    "is_image_file",
+    "natural_key",
+    "list_image_files",
+    "require_dir",
+    "find_file_casefold",
+    "DirIndex",
+    "sort_samples",
+    "check_split",
+    "check_category",
+    "subdirs",
+    "abs_root",
+    "mask_candidates",
+    "missing_mask_error",
+]
+
+#: Accepted image extensions (compared case-insensitively).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: ``defect_type`` of every defect-free sample, whatever the dataset calls it ("good", "ok", "normal").
+GOOD = "good"
+
+_SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset split.
+
+    ``image_path``/``mask_path`` are absolute paths. The loaders give ``mask_path=None`` to every
+    good image (an all-zero mask is implied) and to defective images of the generic folder
+    layout that have no mask. ``label`` is 0 for good,
+    1 for defective. ``defect_type`` is ``"good"`` for good images (normalised across datasets),
+    else the dataset's defect name (folder name; ``"ko"`` for BTAD, ``"anomaly"`` for VisA).
+    """
+
+    image_path: str
+    label: int
+    mask_path: str | None
+    defect_type: str
+    category: str
+
+    def __post_init__(self):
+        if self.label not in (0, 1):
+            raise ValueError(f"Sample.label must be 0 (good) or 1 (defective), got {self.label!r} "
+                             f"for {self.image_path}")
+
+
+def is_image_file(name: str | os.PathLike) -> bool:
+    """True for a non-hidden file name with an accepted image extension (any case)."""
+    base = os.path.basename(os.fspath(name))
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key ordering ``img2`` before ``img10``; ties broken by the plain name (deterministic)."""
+    parts = _DIGITS.split(name)
+    key = tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
+    return (key, name)
+
+
+def require_dir(path: str | os.PathLike, what: str) -> Path:
+    """Return ``Path(path)`` if it is a directory, else raise ``FileNotFoundError`` naming it."""
+    p = Path(path)
+    if not p.is_dir():
+        reason = "is not a directory" if p.exists() else "does not exist"
+        raise FileNotFoundError(f"{what} {str(p)!r} {reason}")
+    return p
+
+
+def list_image_files(folder: str | os.PathLike, what: str = "image folder",
+                     allow_empty: bool = False) -> list[Path]:
+    """Image files directly inside ``folder`` in natural order.
+
+    Raises ``FileNotFoundError`` if the folder is missing and ``ValueError`` if it holds no image
+    (unless ``allow_empty``). Hidden files (``.DS_Store``, ``._x.png``) are skipped.
+    """
+    d = require_dir(folder, what)
+    files = [e for e in d.iterdir() if is_image_file(e.name) and e.is_file()]
+    files.sort(key=lambda e: natural_key(e.name))
+    if not files and not allow_empty:
+        raise ValueError(f"{what} {str(d)!r} contains no images "
+                         f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)}, any case)")
+    return files
+
+
+def subdirs(folder: Path) -> list[Path]:
+    """Non-hidden sub-directories of ``folder`` in natural order."""
+    out = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
+    out.sort(key=lambda e: natural_key(e.name))
+    return out
+
+
+class DirIndex:
+    """Case-insensitive file-name lookup in folders, each folder listed once (for mask pairing)."""
+
+    def __init__(self):
+        self._index: dict[Path, dict[str, Path]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, Path]:
+        idx = self._index.get(folder)
+        if idx is None:
+            idx = {}
+            if folder.is_dir():
+                for e in sorted(folder.iterdir(), key=lambda e: e.name):
+                    if e.is_file():
+                        idx.setdefault(e.name.lower(), e)
+            self._index[folder] = idx
+        return idx
+
+    def find(self, folder: Path, names: Iterable[str]) -> Path | None:
+        """First of ``names`` present in ``folder`` (case-insensitive match); ``None`` if none."""
+        idx = self._listing(folder)
+        for n in names:
+            hit = idx.get(n.lower())
+            if hit is not None:
+                return hit
+        return None
+
+
+def find_file_casefold(folder: Path, names: Iterable[str]) -> Path | None:
+    """First of ``names`` present in ``folder``, matching case-insensitively; ``None`` if none."""
+    return DirIndex().find(folder, names)
+
+
+def sort_samples(samples: Iterable[Sample]) -> list[Sample]:
+    """Deterministic order: good first, then defect types alphabetically, each in natural file order."""
+    return sorted(samples, key=lambda s: (s.label, s.defect_type,
+                                          natural_key(os.path.basename(s.image_path)), s.image_path))
+
+
+def check_split(split: str) -> str:
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
+
+
+def check_category(category: str, available: list[str], root: str | os.PathLike, dataset: str) -> None:
+    if category not in available:
+        raise ValueError(f"unknown {dataset} category {category!r} under {str(root)!r}; "
+                         f"available: {available if available else 'none found'}")
+
+
+def abs_root(root: str | os.PathLike, dataset: str) -> Path:
+    """Absolute root path (not symlink-resolved), which must be a directory."""
+    return require_dir(os.path.abspath(os.fspath(root)), f"{dataset} dataset root")
+
+
+def mask_candidates(stem: str, suffix: str = "") -> list[str]:
+    """File names ``<stem><suffix><ext>`` for every accepted extension, ``.png`` first."""
+    return [f"{stem}{suffix}{ext}" for ext in IMAGE_EXTENSIONS]
+
+
+def missing_mask_error(image: Path, tried: list[Path], dataset: str,
+                       any_extension: bool = True) -> FileNotFoundError:
+    shown = ", ".join(repr(str(t)) for t in tried)
+    note = " (with any accepted image extension, case-insensitive)" if any_extension else ""
+    return FileNotFoundError(f"{dataset}: defective image {str(image)!r} has no ground-truth mask; "
+                             f"looked for {shown}{note}")

@@ -1,0 +1,199 @@
+"""``Detector``: the Python API of cpr-engine (fit, predict, save, load).
+
+Example:
+    >>> det = Detector("faster").fit("path/to/category/train/good", steps=200)
+    >>> pred = det.predict("part_0001.png")
+    >>> pred.score, pred.anomaly_map.shape, pred.is_anomalous
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .backbones import build_backbone
+from .config import CPRConfig
+from .data import read_image
+from .data.imageio import to_rgb_uint8
+from .data.samples import list_image_files
+from .preprocess import resize_image, resize_map, to_model_input
+from .torch_model import CPRModel
+from .training.trainer import resolve_device, train_model
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "cpr-engine-model"
+MODEL_FORMAT_VERSION = 1
+
+
+class Prediction(NamedTuple):
+    """Result for one image."""
+
+    score: float  # image anomaly score (sum of the top-T blurred pixel scores)
+    anomaly_map: np.ndarray  # (H, W) float32 pixel scores at the input image's resolution
+    is_anomalous: bool  # score > threshold (calibrated on good training images only)
+
+
+def _as_image(item) -> np.ndarray:
+    if isinstance(item, (str, Path)):
+        return read_image(item)
+    return to_rgb_uint8(np.asarray(item))
+
+
+def _as_image_list(images) -> tuple[list[np.ndarray], bool]:
+    """Normalise predict/fit input to a list of (H, W, 3) uint8 RGB; second value: was it one image."""
+    if isinstance(images, (str, Path)):
+        path = Path(images)
+        if path.is_dir():
+            return [read_image(p) for p in list_image_files(path)], False
+        return [read_image(path)], True
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [_as_image(im) for im in images], False
+        return [_as_image(images)], True
+    if isinstance(images, Sequence):
+        if len(images) == 0:
+            raise ValueError("no images given (empty list)")
+        return [_as_image(im) for im in images], False
+    raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
+
+
+class Detector:
+    """Train and run a CPR anomaly detector.
+
+    Args:
+        variant: "cpr" | "fast" | "faster" (see ``CPRConfig.preset``).
+        backbone: backbone name (default EfficientNet-Lite0, offline weights; "densenet201" is the
+            paper's); ``weights``: path of its ImageNet checkpoint.
+        device: "cpu" / "cuda" (default: CUDA when available).
+        pretrained: False gives random backbone weights (tests only).
+        **overrides: any ``CPRConfig`` field, e.g. ``steps=200``, ``top_k=5``.
+    Images are RGB (H, W, 3) uint8 arrays, paths, folders or lists of them.
+    """
+
+    def __init__(self, variant: str = "cpr", *, backbone: str | None = None, weights: str | None = None,
+                 device: str | None = None, pretrained: bool = True, **overrides):
+        if backbone:
+            overrides["backbone"] = backbone
+        self.config = CPRConfig.preset(variant, **overrides)
+        self.weights = weights
+        self.pretrained = pretrained
+        self.device = resolve_device(device)
+        self.model: CPRModel | None = None
+        self.meta: dict = {}
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold: the largest leave-one-out score of the good training images."""
+        self._require_model()
+        return float(self.meta["threshold"])
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise RuntimeError("Detector is not trained: call fit(...) or Detector.load(path) first")
+
+    def fit(self, train, *, texture: bool = False, texture_dir: str | None = None, run_dir: str | None = None,
+            progress: bool = False, category: str = "", steps: int | None = None) -> "Detector":
+        """Train on good images.
+
+        Args:
+            train: a folder of good images, an MVTec-style category folder (uses ``train/good``),
+                or a list of (H, W, 3) uint8 RGB arrays / paths.
+            texture: True for texture categories (no foreground branch, 500 default steps).
+            texture_dir: optional anomaly-texture folder (e.g. DTD) for synthetic anomalies.
+            run_dir: folder for ``train.log`` and ``checkpoints/``.
+            steps: training steps (overrides the config).
+        Returns:
+            self
+        """
+        if isinstance(train, (str, Path)) and (Path(train) / "train" / "good").is_dir():
+            train = Path(train) / "train" / "good"
+        images, _ = _as_image_list(train)
+        if steps is not None:
+            self.config.steps = int(steps)
+            self.config.validate()
+        backbone = build_backbone(self.config.backbone, self.weights, pretrained=self.pretrained)
+        batch = np.stack([resize_image(im, self.config.image_size) for im in images])
+        self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
+                                         device=str(self.device), run_dir=run_dir, progress=progress)
+        self.meta = {"category": category, "engine_version": __version__, **report.to_dict()}
+        if run_dir:
+            (Path(run_dir) / "config.json").write_text(self.config.to_json())
+        return self
+
+    @torch.no_grad()
+    def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and model-resolution maps for a list of RGB uint8 images.
+
+        Returns:
+            scores (B,) float32, maps (B, S, S) float32.
+        """
+        self._require_model()
+        x = torch.from_numpy(to_model_input(images, self.config.image_size)).to(self.device)
+        out = self.model(x)
+        return out.pred_score.float().cpu().numpy(), out.anomaly_map.float().cpu().numpy()
+
+    def predict(self, images, batch_size: int = 8):
+        """Score one image (-> ``Prediction``) or many (-> list of ``Prediction``).
+
+        Args:
+            images: (H, W, 3) uint8 RGB array, (B, H, W, 3) array, a path, a folder, or a list.
+            batch_size: images per forward pass.
+        """
+        items, single = _as_image_list(images)
+        threshold = self.threshold
+        results = []
+        for i in range(0, len(items), batch_size):
+            chunk = items[i:i + batch_size]
+            scores, maps = self.score_batch(chunk)
+            results += [Prediction(float(s), resize_map(m, im.shape[:2]), bool(s > threshold))
+                        for s, m, im in zip(scores, maps, chunk)]
+        return results[0] if single else results
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``)."""
+        self._require_model()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "config": self.config.to_json(),
+            "meta": json.dumps(self.meta),
+            "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # never leave a half-written model behind
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "Detector":
+        """Load a ``model.pt`` written by :meth:`save` (no code is unpickled)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt, truncated or not a torch file
+            raise ValueError(f"{path} is not a readable cpr-engine model file: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+            raise ValueError(f"{path} is not a cpr-engine model file (missing format tag '{MODEL_FORMAT}')")
+        version = payload.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            raise ValueError(f"{path} has model format version {version}; this engine ({__version__}) "
+                             f"reads version {MODEL_FORMAT_VERSION}")
+        config = CPRConfig.from_json(payload["config"])
+        meta = json.loads(payload["meta"])
+        det = cls(config.variant, device=device, pretrained=False)
+        det.config, det.meta = config, meta
+        backbone = build_backbone(config.backbone, pretrained=False)
+        model = CPRModel(config, backbone, int(meta["n_train"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+        det.model = model.to(det.device).eval()
+        return det

@@ -1,0 +1,26 @@
+"""Image <-> model-input conversions (NumPy + OpenCV only, no torch)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (size, size, 3) uint8 (area filter when shrinking, bilinear otherwise)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"resize_image: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def to_model_input(images: list[np.ndarray], size: int) -> np.ndarray:
+    """List of (H_i, W_i, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1]."""
+    batch = np.stack([resize_image(im, size) for im in images])
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def resize_map(anomaly_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(S, S) float32 map -> (H, W) float32 at the original image size (bilinear)."""
+    h, w = shape
+    return cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)

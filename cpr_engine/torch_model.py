@@ -1,0 +1,106 @@
+"""CPRModel: the whole CPR inference pipeline as one ``nn.Module`` whose state is buffers.
+
+Backbone taps -> global retrieval (codebook histograms, robust KL, top-K) -> Local Retrieval
+Branch descriptors -> location-restricted NN search per scale -> foreground weighting ->
+fusion, blur, top-T image score. Everything needed at inference (backbone weights, LRB weights,
+codebook, training histograms, descriptor bank, foreground maps) lives in ``state_dict``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from .config import CPRConfig
+from .foreground import foreground_map
+from .lrb import LocalRetrievalBranch
+from .nn_search import nn_search
+from .retrieval import block_histogram, codebook_assign, hist_match, top_k_references
+from .scoring import postprocess
+
+
+class CPROutput(NamedTuple):
+    """Model output; field names are also export output names and runtime keys."""
+
+    pred_score: torch.Tensor  # (B,) float32 image scores
+    anomaly_map: torch.Tensor  # (B, S, S) float32 pixel scores at the model's input size
+
+
+class CPRModel(nn.Module):
+    """CPR with a frozen backbone, two LRB heads and the retrieval state as buffers.
+
+    Args:
+        config: hyper-parameters.
+        backbone: a ``cpr_engine.backbones.FeatureExtractor`` (stride-4 and stride-8 taps).
+        n_train: number of training images N (sizes the bank buffers).
+    """
+
+    def __init__(self, config: CPRConfig, backbone: nn.Module, n_train: int):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        c4, c8 = backbone.channels
+        d, s = config.descriptor_dim, config.image_size
+        self.lrb = nn.ModuleList([LocalRetrievalBranch(c, config.lrb_hidden, d) for c in (c4, c8)])
+        self.lrb.to(memory_format=torch.channels_last)
+        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("centers", torch.zeros(config.n_clusters, c4))
+        self.register_buffer("train_hists", torch.zeros(n_train, config.grid ** 2, config.n_clusters + 1))
+        self.register_buffer("bank_4", torch.zeros(n_train, d, s // 4, s // 4))
+        self.register_buffer("bank_8", torch.zeros(n_train, d, s // 8, s // 8))
+        self.register_buffer("fg_weight", torch.zeros(c4))
+        self.register_buffer("fg_bias", torch.zeros(()))
+        self.register_buffer("bank_fg", torch.ones(n_train, s // 4, s // 4))
+        self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def banks(self) -> list[torch.Tensor]:
+        """Descriptor banks, finest scale first: (N, D, S/4, S/4), (N, D, S/8, S/8)."""
+        return [self.bank_4, self.bank_8]
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, S, S) float32 RGB in [0, 1] -> backbone taps [(B, C4, S/4, S/4), (B, C8, S/8, S/8)]."""
+        return self.backbone((images - self.mean) / self.std)
+
+    def descriptors(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Backbone taps -> L2-normalized LRB descriptors [(B, D, S/4, S/4), (B, D, S/8, S/8)]."""
+        # channels-last runs the LRB convolutions 1.3-1.5x faster on CPU (oneDNN) and suits GPU fp16
+        return [head(f.contiguous(memory_format=torch.channels_last)) for head, f in zip(self.lrb, features)]
+
+    def histograms(self, feature4: torch.Tensor) -> torch.Tensor:
+        """(B, C4, h, w) stride-4 features -> (B, grid^2, M+1) block histograms of codebook ids."""
+        ids = codebook_assign(feature4, self.centers)
+        return block_histogram(ids, self.config.n_clusters, self.config.grid)
+
+    def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Top-K training images per query, (B, K) int64, closest first."""
+        dist = hist_match(self.histograms(feature4), self.train_hists, self.config.kept_blocks)
+        return top_k_references(dist, self.config.top_k, exclude)
+
+    def foreground(self, feature4: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+        """max(foreground of the query, of each retrieved image): (B, h, w) float32, or None."""
+        if not bool(self.use_foreground):
+            return None
+        own = foreground_map(feature4, self.fg_weight, self.fg_bias)
+        return torch.maximum(own, self.bank_fg[index].amax(1))
+
+    def forward(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> CPROutput:
+        """Score a batch.
+
+        Args:
+            images: (B, 3, S, S) float32 RGB in [0, 1], S = ``config.image_size``.
+            exclude: optional (B,) int64 training index each query must not retrieve
+                (leave-one-out scoring of training images).
+        Returns:
+            CPROutput(pred_score (B,), anomaly_map (B, S, S)).
+        """
+        feats = self.features(images)
+        index = self.retrieve(feats[0], exclude)
+        descs = self.descriptors(feats)
+        local = [nn_search(q, bank, index, r) for q, bank, r in zip(descs, self.banks, self.config.windows)]
+        fg = self.foreground(feats[0], index)
+        anomaly_map, score = postprocess(local, fg, self.config.image_size, self.config.blur_sigma,
+                                         self.config.top_t)
+        return CPROutput(score, anomaly_map)

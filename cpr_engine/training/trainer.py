@@ -1,0 +1,259 @@
+"""Fit a CPRModel on good images: retrieval state, foreground, local metric, bank, threshold.
+
+Stages (method page, sections 2-6):
+1. frozen backbone features of every training image;
+2. codebook (k-means) and block histograms; top-K retrieval of each training image among the
+   others;
+3. foreground LDA (objects only);
+4. the Local Retrieval Branch, trained with synthetic anomalies and a contrastive loss;
+5. the descriptor bank;
+6. leave-one-out scores of the training images -> the decision threshold.
+No stage looks at test data; the model after the last step is the one kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..config import CPRConfig
+from ..foreground import fit_foreground, foreground_map
+from ..retrieval import hist_match, top_k_references
+from ..torch_model import CPRModel
+from .loss import contrastive_loss
+from .sampling import exclusion_radius, gather_points, sample_negatives, sample_points
+from .synthesis import AnomalySource, synthesize_anomaly
+
+log = logging.getLogger(__name__)
+
+FEATURE_CHUNK = 16
+STRIDES = (4, 8)
+
+
+@dataclass
+class TrainReport:
+    """What training measured; stored in the model file's metadata."""
+
+    is_texture: bool
+    n_train: int
+    steps: int
+    final_loss: float
+    threshold: float
+    loo_scores: list = field(default_factory=list)
+    foreground: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def _features(model: CPRModel, images: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+    chunks = [model.features(images[i:i + FEATURE_CHUNK].to(device)) for i in range(0, len(images), FEATURE_CHUNK)]
+    return [torch.cat([c[s] for c in chunks]) for s in range(2)]
+
+
+def fit_retrieval(model: CPRModel, feature4: torch.Tensor, seed: int) -> torch.Tensor:
+    """Fit the codebook and training histograms; return each image's top-K among the others (N, K')."""
+    from sklearn.cluster import KMeans
+
+    cfg = model.config
+    n, c = feature4.shape[:2]
+    vectors = feature4.permute(0, 2, 3, 1).reshape(-1, c)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(vectors), size=min(len(vectors), cfg.kmeans_samples), replace=False)
+    sample = vectors[torch.from_numpy(rows).to(vectors.device)].cpu().numpy().astype(np.float64)
+    kmeans = KMeans(cfg.n_clusters, n_init=cfg.kmeans_n_init, random_state=seed).fit(sample)
+    model.centers.copy_(torch.from_numpy(kmeans.cluster_centers_).float())
+    hists = torch.cat([model.histograms(feature4[i:i + FEATURE_CHUNK]) for i in range(0, n, FEATURE_CHUNK)])
+    model.train_hists.copy_(hists)
+    dist = hist_match(hists, hists, cfg.kept_blocks)
+    return top_k_references(dist, cfg.top_k, exclude=torch.arange(n, device=dist.device))
+
+
+def fit_foreground_state(model: CPRModel, feature4: torch.Tensor, seed: int) -> bool:
+    """Fit the foreground LDA into the model and fill ``bank_fg``; False when it was disabled."""
+    fitted = fit_foreground(feature4, model.config.lda_samples, seed)
+    if fitted is None:
+        return False
+    weight, bias = fitted
+    model.fg_weight.copy_(weight)
+    model.fg_bias.fill_(bias)
+    model.use_foreground.fill_(True)
+    model.bank_fg.copy_(foreground_map(feature4, model.fg_weight, model.fg_bias))
+    return True
+
+
+def _pair_cosine(desc_q, desc_r, xy_q, xy_r, size):
+    a = F.normalize(gather_points(desc_q, xy_q, size), dim=1)
+    b = F.normalize(gather_points(desc_r, xy_r, size), dim=1)
+    return (a * b).sum(1)  # (B, P)
+
+
+def local_metric_loss(model: CPRModel, feats_q, feats_r, anomaly: torch.Tensor, fg: torch.Tensor,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Contrastive loss of one batch, summed over both scales.
+
+    Args:
+        feats_q, feats_r: backbone taps of queries and their references, [(B, C4, h, w), (B, C8, ...)].
+        anomaly: (B, S, S) bool synthetic anomaly masks (CPU).
+        fg: (B, S, S) float32 foreground weights of the queries (CPU).
+    """
+    cfg, size, n = model.config, model.config.image_size, model.config.n_points
+    dev = feats_q[0].device
+    b = anomaly.shape[0]
+    descs = model.descriptors([torch.cat([q, r]) for q, r in zip(feats_q, feats_r)])
+    normal = (~anomaly).float()
+    pos_xy, pos_ok = sample_points(fg * normal, n, generator)
+    neg_xy, neg_ok = sample_points(normal, n, generator)
+    anom_xy, anom_ok = sample_points(anomaly.float(), n, generator)
+    pos_xy, pos_ok, neg_xy, neg_ok, anom_xy, anom_ok = (
+        t.to(dev) for t in (pos_xy, pos_ok, neg_xy, neg_ok, anom_xy, anom_ok))
+    loss = torch.zeros((), device=dev)
+    for desc, fq, fr, stride, window in zip(descs, feats_q, feats_r, STRIDES, cfg.windows):
+        dq, dr = desc[:b], desc[b:]
+        ref_xy, far_ok = sample_negatives(neg_xy, fq, fr, size, exclusion_radius(stride, window), generator)
+        pos = _pair_cosine(dq, dr, pos_xy, pos_xy, size)[pos_ok]
+        neg = torch.cat([_pair_cosine(dq, dr, neg_xy, ref_xy, size), _pair_cosine(dq, dr, anom_xy, anom_xy, size)], 1)
+        neg_valid = torch.cat([neg_ok & far_ok, anom_ok], 1)
+        loss = loss + contrastive_loss(pos, neg.flatten(), neg_valid.flatten(), cfg.pos_margin, cfg.neg_margin)
+    return loss
+
+
+def train_local_metric(model: CPRModel, images_u8: np.ndarray, feats, train_index: torch.Tensor,
+                       fg_full: np.ndarray, use_fg_mask: bool, source: AnomalySource, steps: int,
+                       run_dir: Path | None, progress: bool) -> float:
+    """Train the LRB heads; returns the mean loss of the last 10 % of steps.
+
+    Args:
+        images_u8: (N, S, S, 3) uint8 training images at model size.
+        feats: backbone taps of the training images.
+        train_index: (N, K') references of each training image.
+        fg_full: (N, S, S) float32 foreground of each training image (ones for textures).
+        use_fg_mask: restrict synthetic anomalies to the foreground (objects).
+    """
+    cfg = model.config
+    dev = feats[0].device
+    rng = np.random.default_rng(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(model.lrb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.lrb.train()
+    n, k = train_index.shape
+    batch = min(cfg.batch_size, n)
+    checkpoint_every = max(1, steps // 5)
+    losses = []
+    log_file = open(run_dir / "train.log", "a") if run_dir else None
+    bar = tqdm(range(1, steps + 1), desc="train LRB", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        ids = rng.choice(n, size=batch, replace=False)
+        refs = train_index[torch.from_numpy(ids), torch.from_numpy(rng.integers(0, k, size=batch))]
+        pairs = [synthesize_anomaly(images_u8[i], rng, source, fg_full[i] > 0.5 if use_fg_mask else None)
+                 for i in ids]
+        query = torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy()).float() / 255.0
+        anomaly = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        with torch.no_grad():
+            feats_q = model.features(query.to(dev))
+        feats_r = [f[refs.to(dev)] for f in feats]
+        loss = local_metric_loss(model, feats_q, feats_r, anomaly, torch.from_numpy(fg_full[ids]), generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if log_file and (step % 10 == 0 or step == steps):
+            log_file.write(json.dumps({"step": step, "loss": float(np.mean(losses[-10:])), "time": time.time()}) + "\n")
+            log_file.flush()
+        if run_dir and (step % checkpoint_every == 0 or step == steps):
+            ckpt = run_dir / "checkpoints"
+            ckpt.mkdir(exist_ok=True)
+            torch.save(model.lrb.state_dict(), ckpt / f"lrb_step{step:06d}.pt")
+    if log_file:
+        log_file.close()
+    model.lrb.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return float(np.mean(tail)) if tail else float("nan")
+
+
+@torch.no_grad()
+def fill_bank(model: CPRModel, feats) -> None:
+    """Descriptors of every training image into ``bank_4`` / ``bank_8``."""
+    n = feats[0].shape[0]
+    for i in range(0, n, FEATURE_CHUNK):
+        descs = model.descriptors([f[i:i + FEATURE_CHUNK] for f in feats])
+        for bank, d in zip(model.banks, descs):
+            bank[i:i + FEATURE_CHUNK] = d.to(bank.dtype)
+
+
+@torch.no_grad()
+def leave_one_out_scores(model: CPRModel, images: torch.Tensor, device: torch.device, batch: int = 8) -> np.ndarray:
+    """Image score of each training image with itself excluded from retrieval: (N,) float32."""
+    scores = []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].to(device)
+        exclude = torch.arange(i, i + len(x), device=device)
+        scores.append(model(x, exclude=exclude).pred_score.cpu())
+    return torch.cat(scores).numpy()
+
+
+def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Module, *, is_texture: bool,
+                texture_dir: str | None = None, device: str | None = None, run_dir: str | Path | None = None,
+                progress: bool = True) -> tuple[CPRModel, TrainReport]:
+    """Train CPR on good images.
+
+    Args:
+        images_u8: (N, S, S, 3) uint8 RGB training images already resized to ``config.image_size``.
+        config: hyper-parameters (``config.steps`` 0 -> method-page default for texture/object).
+        backbone: frozen feature extractor.
+        is_texture: textures skip the foreground branch and use 500 default steps.
+        texture_dir: optional folder of anomaly textures (e.g. DTD); else the images themselves.
+        device: "cpu", "cuda", ... (default: CUDA when available).
+        run_dir: where ``train.log`` and ``checkpoints/`` go (optional).
+    Returns:
+        the trained model (eval mode, on ``device``) and a :class:`TrainReport`.
+    """
+    start = time.time()
+    n = len(images_u8)
+    if n < 2:
+        raise ValueError(f"train_model: need at least 2 good training images, got {n}")
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    run_dir = Path(run_dir) if run_dir else None
+    if run_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    model = CPRModel(config, backbone, n).to(dev).eval()
+    images = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    feats = _features(model, images, dev)
+    for f, stride in zip(feats, STRIDES):
+        if f.shape[-1] != config.image_size // stride:
+            raise ValueError(f"train_model: backbone tap at stride {stride} gave {tuple(f.shape)}; "
+                             f"expected side {config.image_size // stride}")
+    log.info("retrieval: k-means with %d clusters", config.n_clusters)
+    train_index = fit_retrieval(model, feats[0], config.seed)
+    has_fg = False if is_texture or not config.use_foreground else fit_foreground_state(model, feats[0], config.seed)
+    fg_full = F.interpolate(model.bank_fg[:, None], size=(config.image_size,) * 2, mode="bilinear",
+                            align_corners=False)[:, 0].cpu().numpy() if has_fg else np.ones(
+        (n, config.image_size, config.image_size), np.float32)
+    source = AnomalySource(texture_dir=texture_dir, images=None if texture_dir else list(images_u8))
+    steps = config.training_steps(is_texture)
+    final_loss = train_local_metric(model, images_u8, feats, train_index.cpu(), fg_full, has_fg, source,
+                                    steps, run_dir, progress)
+    fill_bank(model, feats)
+    loo = leave_one_out_scores(model, images, dev)
+    report = TrainReport(is_texture=is_texture, n_train=n, steps=steps, final_loss=final_loss,
+                         threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
+                         foreground=has_fg, seconds=time.time() - start)
+    return model, report

@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny real-photo data set and a tiny trained detector (built once per session)."""
+import numpy as np
+import pytest
+import torch
+
+from cpr_engine.data import build_demo
+
+TINY = dict(variant="faster", image_size=64, steps=4, batch_size=4, top_k=3, n_points=32,
+            kmeans_samples=2000, kmeans_n_init=2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng():
+    """Tests may seed torch / NumPy; restore the global state afterwards."""
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()
+    yield
+    torch.random.set_rng_state(torch_state)
+    np.random.set_state(np_state)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A small demo data set (grass texture, coffee object) in MVTec AD layout."""
+    root = tmp_path_factory.mktemp("demo")
+    return build_demo(root, seed=3, categories=("grass", "coffee"), n_train=8, n_test_good=3, n_test_defect=4,
+                      size=96)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(demo_root):
+    """A Detector trained for a few steps on the tiny grass category (CPU, seconds)."""
+    from cpr_engine import Detector
+
+    options = dict(TINY)
+    variant = options.pop("variant")
+    return Detector(variant, device="cpu", **options).fit(f"{demo_root}/grass", texture=True, category="grass")

@@ -1,0 +1,74 @@
+import csv
+import json
+
+import pytest
+
+from cpr_engine.cli import demo, eval as eval_cli, predict, train
+from cpr_engine.data import read_image
+
+TINY_ARGS = ["--variant", "faster", "--image-size", "64", "--steps", "3", "--train-batch", "4", "--top-k", "3",
+             "--quiet", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("module", [train, eval_cli, predict, demo])
+def test_every_flag_has_help(module, capsys):
+    parser = module.build_parser()
+    for action in parser._actions:
+        assert action.help, f"{parser.prog}: {action.option_strings or action.dest} has no help text"
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--help"])
+    assert exit_info.value.code == 0 and parser.prog in capsys.readouterr().out
+
+
+def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert train.main(["--data", demo_root, "--out", str(runs), *TINY_ARGS]) == 0
+    for cat in ("coffee", "grass"):
+        assert (runs / cat / "model.pt").is_file() and (runs / cat / "train.log").is_file()
+        meta = json.loads((runs / cat / "train.json").read_text())
+        assert meta["steps"] == 3 and meta["is_texture"] == (cat == "grass")
+        assert json.loads((runs / cat / "config.json").read_text())["descriptor_dim"] == 16
+
+    assert eval_cli.main(["--data", demo_root, "--models", str(runs), "--quiet", "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "image_AUROC" in table and "mean" in table
+    report = json.loads((runs / "eval.json").read_text())
+    assert [r["category"] for r in report["rows"]] == ["coffee", "grass", "mean"]
+    for row in report["rows"]:
+        for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP"):
+            assert 0.0 <= row[key] <= 1.0
+    assert len(report["categories"]["grass"]["images"]) == 7
+    with open(runs / "eval.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+    out = tmp_path / "pred"
+    test_dir = f"{demo_root}/grass/test"
+    assert predict.main([f"{test_dir}/good", f"{test_dir}/*/00[0].png", "--model", str(runs / "grass" / "model.pt"),
+                         "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len({r["path"] for r in rows}) >= 3  # folder + glob, de-duplicated
+    overlay = read_image(rows[0]["overlay"])
+    assert overlay.shape == read_image(rows[0]["path"]).shape
+    assert {r["verdict"] for r in rows} <= {"good", "anomalous"}
+
+
+def test_cli_errors(demo_root, tmp_path):
+    with pytest.raises(SystemExit, match="categories \\['nope'\\] not found"):
+        train.main(["--data", demo_root, "--category", "nope", "--out", str(tmp_path), *TINY_ARGS])
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        eval_cli.main(["--data", demo_root, "--models", str(tmp_path / "none"), "--quiet"])
+    with pytest.raises(SystemExit, match="no such file, folder or matching pattern"):
+        predict.expand_inputs([str(tmp_path / "nothing*.png")])
+    with pytest.raises(FileNotFoundError):
+        train.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path), *TINY_ARGS])
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    assert demo.main(["--out", str(tmp_path), "--categories", "grass", "--variant", "faster", "--steps", "2",
+                      "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "[4/4]" in out and "pixel_AUPRO" in out
+    assert (tmp_path / "runs" / "eval.json").is_file()
+    assert len(list((tmp_path / "predictions" / "grass").glob("*_overlay.png"))) == 4

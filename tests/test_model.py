@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+
+from cpr_engine import CPRConfig, Detector
+from cpr_engine.backbones import build_backbone
+from cpr_engine.data import read_image
+from cpr_engine.detector import MODEL_FORMAT, MODEL_FORMAT_VERSION, Prediction
+from cpr_engine.torch_model import CPRModel
+from tests.conftest import TINY
+
+
+def test_model_output_shapes_and_buffers():
+    cfg = CPRConfig.preset("fast", image_size=96, top_k=4)
+    model = CPRModel(cfg, build_backbone(cfg.backbone, pretrained=False), n_train=5).eval()
+    assert model.bank_4.shape == (5, 64, 24, 24) and model.bank_8.shape == (5, 64, 12, 12)
+    assert model.train_hists.shape == (5, 25, 13)
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 96, 96))
+    assert out.pred_score.shape == (2,) and out.anomaly_map.shape == (2, 96, 96)
+    assert torch.isfinite(out.anomaly_map).all()
+    assert {k.split(".")[0] for k in model.state_dict()} >= {"backbone", "lrb", "bank_4", "centers", "bank_fg"}
+
+
+def test_training_image_retrieves_itself_and_scores_zero(tiny_detector, demo_root):
+    """Integration of retrieval + NN search: a bank image finds itself (distance 0) unless excluded."""
+    model = tiny_detector.model
+    n = model.bank_4.shape[0]
+    from cpr_engine.preprocess import to_model_input
+    from cpr_engine.data import load_split
+    paths = [s.image_path for s in load_split(demo_root, "mvtec", "grass", "train")]
+    x = torch.from_numpy(to_model_input([read_image(p) for p in paths], 64))
+    with torch.no_grad():
+        own = model(x)
+        loo = model(x, exclude=torch.arange(n))
+        index = model.retrieve(model.features(x)[0])
+    assert (index[:, 0] == torch.arange(n)).all()
+    assert own.anomaly_map.abs().max() < 1e-4
+    assert (loo.pred_score > 1e-3).all()
+    np.testing.assert_allclose(sorted(loo.pred_score.numpy()), sorted(tiny_detector.meta["loo_scores"]), rtol=1e-4)
+    assert tiny_detector.threshold == pytest.approx(max(tiny_detector.meta["loo_scores"]))
+
+
+def test_defect_scores_above_good(tiny_detector, demo_root):
+    from cpr_engine.data import load_split
+    samples = load_split(demo_root, "mvtec", "grass", "test")
+    scores, maps = tiny_detector.score_batch([read_image(s.image_path) for s in samples])
+    labels = np.array([s.label for s in samples])
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()
+
+
+def test_predict_inputs_and_resolution(tiny_detector, demo_root):
+    path = f"{demo_root}/grass/test/good/000.png"
+    image = read_image(path)
+    one = tiny_detector.predict(image)
+    assert isinstance(one, Prediction) and one.anomaly_map.shape == image.shape[:2]
+    assert one.anomaly_map.dtype == np.float32 and isinstance(one.is_anomalous, bool)
+    assert tiny_detector.predict(path).score == pytest.approx(one.score, rel=1e-5)
+    gray = image.mean(-1).astype(np.uint8)
+    assert tiny_detector.predict(gray).anomaly_map.shape == gray.shape
+    batch = tiny_detector.predict(np.stack([image, image[::-1]]))
+    assert len(batch) == 2 and batch[0].score == pytest.approx(one.score, rel=1e-5)
+    wide = np.ascontiguousarray(np.concatenate([image, image], axis=1))
+    assert tiny_detector.predict(wide).anomaly_map.shape == wide.shape[:2]
+
+
+@pytest.mark.parametrize("bad,err,match", [
+    (np.zeros((32, 32, 2), np.uint8), ValueError, "channel"),
+    (np.full((32, 32, 3), np.nan, np.float32), ValueError, "NaN"),
+    ([], ValueError, "empty"),
+    (12, TypeError, "expected an image"),
+])
+def test_predict_bad_input(tiny_detector, bad, err, match):
+    with pytest.raises(err, match=match):
+        tiny_detector.predict(bad)
+
+
+def test_predict_corrupt_file(tiny_detector, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(ValueError, match="broken.png"):
+        tiny_detector.predict(bad)
+
+
+def test_save_load_roundtrip_and_weights_only(tiny_detector, demo_root, tmp_path):
+    path = tiny_detector.save(tmp_path / "m" / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == MODEL_FORMAT and payload["format_version"] == MODEL_FORMAT_VERSION
+    loaded = Detector.load(path, device="cpu")
+    assert loaded.config == tiny_detector.config and loaded.threshold == tiny_detector.threshold
+    image = read_image(f"{demo_root}/grass/test/good/001.png")
+    a, b = tiny_detector.predict(image), loaded.predict(image)
+    assert a.score == pytest.approx(b.score, rel=1e-6)
+    np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-6)
+
+
+def test_load_errors(tiny_detector, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        Detector.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable cpr-engine model"):
+        Detector.load(junk)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="missing format tag"):
+        Detector.load(tmp_path / "other.pt")
+    path = tiny_detector.save(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = MODEL_FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match=f"format version {MODEL_FORMAT_VERSION + 1}"):
+        Detector.load(tmp_path / "newer.pt")
+    full = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match="not a readable"):
+        Detector.load(tmp_path / "cut.pt")
+
+
+def test_untrained_detector_and_bad_fit(tmp_path):
+    det = Detector("faster", device="cpu")
+    with pytest.raises(RuntimeError, match="not trained"):
+        det.predict(np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="contains no images"):
+        det.fit(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        det.fit(tmp_path / "missing")
+    with pytest.raises(ValueError, match="at least 2"):
+        Detector("faster", device="cpu", **{k: v for k, v in TINY.items() if k != "variant"}).fit(
+            [np.zeros((64, 64, 3), np.uint8)])

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import VARIANTS
 from .common import setup_logging
 
-DEMO_STEPS = 60
+DEMO_STEPS = 40
 DEMO_TRAIN_BATCH = 4
 
 

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,9 @@ def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     overlay = read_image(rows[0]["overlay"])
     assert overlay.shape == read_image(rows[0]["path"]).shape
     assert {r["verdict"] for r in rows} <= {"good", "anomalous"}
+    assert len({r["overlay"] for r in rows}) == len(rows)  # same stem in two folders: distinct overlays
+    assert predict.overlay_names([Path("/a/x/1.png"), Path("/a/y/1.png")]) == {
+        Path("/a/x/1.png"): "x_1_overlay.png", Path("/a/y/1.png"): "y_1_overlay.png"}
 
 
 def test_cli_errors(demo_root, tmp_path):

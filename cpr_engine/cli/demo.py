@@ -54,7 +54,8 @@ def main(argv=None) -> int:
                            progress=not args.quiet)
     print("[3/4] evaluated -> " + str(out / "runs" / "eval.json"), flush=True)
     for cat in categories:
-        test_images = sorted((Path(data) / cat / "test").glob("*/*.png"))[:4]
+        test_dir = Path(data) / cat / "test"
+        test_images = sorted(test_dir.glob("good/*.png"))[:1] + sorted(test_dir.glob("[!g]*/000.png"))[:3]
         predict_paths(str(out / "runs" / cat / "model.pt"), [str(p) for p in test_images],
                       str(out / "predictions" / cat), device=args.device)
     print(f"[4/4] overlays in {out / 'predictions'}", flush=True)

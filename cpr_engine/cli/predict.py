@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import os
 from pathlib import Path
 
 from .common import setup_logging
@@ -13,8 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cpr-predict",
         description="Score images with a model.pt from cpr-train. Prints 'path,score,threshold,verdict' lines, "
-                    "writes OUT/predictions.csv and OUT/<name>_overlay.png heat maps (mid-scale green = the "
-                    "threshold's per-pixel share, red = twice that).")
+                    "writes OUT/predictions.csv and OUT/<name>_overlay.png heat maps (<name>: the path below the "
+                    "inputs' common folder, '/' as '_') (blue = typical good "
+                    "surface, green = the highest pixel seen on good training images, red = far above).")
     p.add_argument("inputs", nargs="+", help="image files, folders, or glob patterns (quote them)")
     p.add_argument("--model", default="runs/model.pt", help="model file written by cpr-train")
     p.add_argument("--out", default="predictions", help="output folder for overlays and CSV (default ./predictions)")
@@ -47,6 +49,12 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return unique
 
 
+def overlay_names(paths: list[Path]) -> dict[Path, str]:
+    """Unique overlay file names: the path relative to the inputs' common folder, '/' -> '_'."""
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    return {p: "_".join(p.resolve().relative_to(root).with_suffix("").parts) + "_overlay.png" for p in paths}
+
+
 def predict_paths(model: str, inputs: list[str], out: str, device: str | None = None, batch_size: int = 8,
                   overlays: bool = True) -> list[dict]:
     """Score images, write overlays and predictions.csv; return one dict per image."""
@@ -56,9 +64,10 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
 
     det = Detector.load(model, device=device)
     paths = expand_inputs(inputs)
+    names = overlay_names(paths)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pixel_reference = det.threshold / det.config.top_t
+    normal_level = tuple(det.meta["pixel_normal"])
     rows = []
     for i in range(0, len(paths), batch_size):
         chunk = paths[i:i + batch_size]
@@ -67,8 +76,8 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
             row = {"path": str(path), "score": pred.score, "threshold": det.threshold,
                    "verdict": "anomalous" if pred.is_anomalous else "good"}
             if overlays:
-                target = out_dir / f"{path.stem}_overlay.png"
-                write_image(target, heatmap_overlay(image, pred.anomaly_map, pixel_reference))
+                target = out_dir / names[path]
+                write_image(target, heatmap_overlay(image, pred.anomaly_map, normal_level))
                 row["overlay"] = str(target)
             rows.append(row)
             print(f"{path},{pred.score:.4f},{det.threshold:.4f},{row['verdict']}", flush=True)

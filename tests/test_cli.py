@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from cpr_engine.cli import demo, eval as eval_cli, predict, train
+from cpr_engine.cli import demo, eval as eval_cli, export as export_cli, predict, train
 from cpr_engine.data import read_image
 
 TINY_ARGS = ["--variant", "faster", "--image-size", "64", "--steps", "3", "--train-batch", "4", "--top-k", "3",
              "--quiet", "--device", "cpu"]
 
 
-@pytest.mark.parametrize("module", [train, eval_cli, predict, demo])
+@pytest.mark.parametrize("module", [train, eval_cli, predict, demo, export_cli])
 def test_every_flag_has_help(module, capsys):
     parser = module.build_parser()
     for action in parser._actions:

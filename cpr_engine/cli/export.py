@@ -1,0 +1,54 @@
+"""cpr-export: a trained model.pt -> a deployable artifact folder."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cpr-export",
+        description="Export a model.pt (from cpr-train) to one versioned, self-describing artifact folder: "
+                    "manifest.json (settings, format and engine versions, SHA-256 of every file), network.onnx "
+                    "(backbone taps + Local Retrieval Branch + foreground + codebook histograms), the "
+                    "descriptor bank and training histograms as .npy, and a TensorRT plan when TensorRT and a "
+                    "GPU are present. The ONNX graph is checked with onnx.checker and against PyTorch.")
+    p.add_argument("model", help="model.pt written by cpr-train / Detector.save")
+    p.add_argument("-o", "--out", default=None, help="artifact folder (default: <model folder>/artifact)")
+    p.add_argument("--fp16", action="store_true",
+                   help="store bank and histograms in float16 (half the size) and add network_fp16.onnx "
+                        "(the input of the TensorRT fp16 plan)")
+    p.add_argument("--trt", choices=("auto", "yes", "no"), default="auto",
+                   help="TensorRT plan: auto = build when 'tensorrt' and a CUDA GPU are present (default)")
+    p.add_argument("--check-images", default=None,
+                   help="folder of real images for the ONNX-vs-PyTorch check (random inputs are always used)")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    p.add_argument("--quiet", action="store_true", help="less logging")
+    return p
+
+
+def main(argv=None) -> int:
+    from ..data import read_image
+    from ..data.samples import list_image_files
+    from ..detector import Detector
+    from ..export import export_artifact
+    from ..preprocess import to_model_input
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.quiet)
+    det = Detector.load(args.model, device="cpu")
+    out = Path(args.out) if args.out else Path(args.model).parent / "artifact"
+    check = None
+    if args.check_images:
+        images = [read_image(p) for p in list_image_files(args.check_images)[:4]]
+        check = to_model_input(images, det.config.image_size)
+    report = export_artifact(det, out, fp16=args.fp16, trt=args.trt, force=args.force, check_images=check)
+    errors = ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
+    print(f"artifact: {report['artifact']}\nONNX vs PyTorch max |error|: {errors}\nTensorRT: {report['tensorrt']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

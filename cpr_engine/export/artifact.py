@@ -1,0 +1,104 @@
+"""``export_artifact``: a trained Detector -> one versioned, self-describing artifact folder."""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..runtime.artifact import write_artifact
+from .onnx import export_onnx, onnx_parity
+from .tensorrt import build_plan, tensorrt_unavailable_reason
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-3
+
+
+def _manifest(det, fp16: bool) -> dict:
+    cfg, meta, bb = det.config, det.meta, det.model.backbone
+    return {
+        "engine_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "variant": cfg.variant,
+        "category": meta.get("category", ""),
+        "backbone": cfg.backbone,
+        "taps": list(bb.tap_names),
+        "strides": [4, 8],
+        "input": {"name": "images", "shape": ["B", 3, cfg.image_size, cfg.image_size], "color": "RGB",
+                  "range": [0.0, 1.0], "resize": "area when shrinking, bilinear when enlarging",
+                  "normalization": "inside the graph (mean/std of the backbone)"},
+        "image_size": cfg.image_size,
+        "descriptor_dim": cfg.descriptor_dim,
+        "top_k": cfg.top_k,
+        "windows": list(cfg.windows),
+        "kept_blocks": cfg.kept_blocks,
+        "n_clusters": cfg.n_clusters,
+        "grid": cfg.grid,
+        "blur_sigma": cfg.blur_sigma,
+        "top_t": cfg.top_t,
+        "use_foreground": bool(det.model.use_foreground),
+        "threshold": float(meta["threshold"]),
+        "pixel_normal": list(meta.get("pixel_normal", (0.0, 1.0))),
+        "bank_dtype": "float16" if fp16 else "float32",
+        "n_train": int(meta["n_train"]),
+        "config": cfg.to_dict(),
+    }
+
+
+def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto", force: bool = False,
+                    check_images: np.ndarray | None = None) -> dict:
+    """Write ``out`` (a folder) from a trained ``Detector``.
+
+    Args:
+        det: trained ``cpr_engine.Detector``.
+        out: artifact folder (must not exist unless ``force``).
+        fp16: store banks and histograms in float16 and also write ``network_fp16.onnx``.
+        trt: "auto" (build a plan when TensorRT and a GPU are present), "yes" (required), "no".
+        check_images: optional (B, 3, S, S) float32 real inputs for the ONNX parity check; random
+            inputs are always checked too.
+    Returns:
+        report {"artifact", "onnx_max_error": {output: err}, "tensorrt": "built" | reason}.
+    """
+    if trt not in ("auto", "yes", "no"):
+        raise ValueError(f"export_artifact: trt must be auto, yes or no, got {trt!r}")
+    det._require_model()
+    model = det.model
+    size = model.config.image_size
+    rng = np.random.default_rng(0)
+    probe = rng.random((2, 3, size, size), dtype=np.float32)
+    if check_images is not None:
+        probe = np.concatenate([probe, check_images.astype(np.float32)])
+    bank_dtype = np.float16 if fp16 else np.float32
+    arrays = {
+        "bank_4": model.bank_4.cpu().numpy().astype(bank_dtype),
+        "bank_8": model.bank_8.cpu().numpy().astype(bank_dtype),
+        "train_hists": model.train_hists.cpu().numpy().astype(bank_dtype),
+        "bank_fg": model.bank_fg.cpu().numpy().astype(np.float32),
+    }
+    report: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"network.onnx": export_onnx(model, Path(tmp) / "network.onnx")}
+        report["onnx_max_error"] = onnx_parity(model, files["network.onnx"], probe)
+        worst = max(v for k, v in report["onnx_max_error"].items() if k != "hist")
+        if worst > PARITY_TOLERANCE:
+            raise RuntimeError(f"export: ONNX differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE}); "
+                               f"per output: {report['onnx_max_error']}")
+        if fp16:
+            files["network_fp16.onnx"] = export_onnx(model, Path(tmp) / "network_fp16.onnx", fp16=True)
+        reason = tensorrt_unavailable_reason() if trt != "no" else "not requested (--trt no)"
+        if reason is None:
+            source = files.get("network_fp16.onnx", files["network.onnx"])
+            files["network.plan"] = build_plan(source, Path(tmp) / "network.plan", size)
+            report["tensorrt"] = "built"
+        elif trt == "yes":
+            raise RuntimeError(f"export: a TensorRT plan was required (--trt yes) but {reason}")
+        else:
+            report["tensorrt"] = f"no plan: {reason}"
+        manifest = _manifest(det, fp16)
+        manifest["onnx_max_error"] = report["onnx_max_error"]
+        report["artifact"] = str(write_artifact(out, manifest, arrays, files, force=force))
+    return report

@@ -5,7 +5,7 @@ import pytest
 
 from cpr_engine.cli import export as export_cli
 from cpr_engine.export import export_artifact
-from cpr_engine.runtime.artifact import (ARTIFACT_FORMAT_VERSION, MANIFEST, ArtifactError, load_array,
+from cpr_engine.runtime.artifact import (ARTIFACT_FORMAT_VERSION, MANIFEST, ArtifactError, add_file, load_array,
                                          read_manifest)
 
 pytest.importorskip("onnx")
@@ -117,3 +117,28 @@ def test_cpr_export_cli(tiny_detector, demo_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ONNX vs PyTorch max |error|: desc_4" in out and "TensorRT: no plan" in out
     assert read_manifest(tmp_path / "artifact")["bank_dtype"] == "float16"
+
+
+def test_add_file_records_checksum(artifact, tmp_path):
+    out = _copy(artifact[0], tmp_path / "with_plan")
+    plan = tmp_path / "fake.plan"
+    plan.write_bytes(b"engine bytes")
+    manifest = add_file(out, "network.plan", plan)
+    assert read_manifest(out)["files"]["network.plan"] == manifest["files"]["network.plan"]
+    assert manifest["files"]["network.plan"]["bytes"] == 12
+    with pytest.raises(ArtifactError, match="cannot add a file named"):
+        add_file(out, "../evil", plan)
+
+
+def test_build_plan_script_says_why_not(artifact, capsys):
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "build_plan", pathlib.Path(__file__).resolve().parents[1] / "export" / "build_plan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from cpr_engine.export.tensorrt import tensorrt_unavailable_reason
+    if tensorrt_unavailable_reason() is None:
+        pytest.skip("TensorRT and a GPU are present: the plan would really be built")
+    assert module.main([str(artifact[0])]) == 2
+    assert "cannot build a TensorRT plan here" in capsys.readouterr().err

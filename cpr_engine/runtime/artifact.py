@@ -116,6 +116,26 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
     return manifest
 
 
+def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
+    """Add (or replace) one file of a verified artifact and record its checksum in the manifest.
+
+    Used to put a TensorRT plan built on the target machine into an exported artifact. The
+    manifest is rewritten atomically after the file is in place.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if Path(name).name != name or name == MANIFEST:
+        raise ArtifactError(f"{folder}: cannot add a file named {name!r}")
+    tmp = folder / f".{name}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, folder / name)
+    manifest["files"][name] = {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
+    tmp_manifest = folder / f".{MANIFEST}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp_manifest, folder / MANIFEST)
+    return manifest
+
+
 def load_array(folder: str | Path, name: str, mmap: bool = True) -> np.ndarray:
     """``<name>.npy`` of an artifact, memory-mapped by default, never unpickled."""
     return np.load(Path(folder) / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)

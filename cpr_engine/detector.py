@@ -10,17 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import NamedTuple, Sequence
-
 import numpy as np
 import torch
 
 from . import __version__
 from .backbones import build_backbone
 from .config import CPRConfig
-from .data import read_image
-from .data.imageio import to_rgb_uint8
-from .data.samples import list_image_files
+from .inputs import Prediction, as_image_list
 from .preprocess import resize_image, resize_map, to_model_input
 from .torch_model import CPRModel
 from .training.trainer import resolve_device, train_model
@@ -29,38 +25,6 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cpr-engine-model"
 MODEL_FORMAT_VERSION = 1
-
-
-class Prediction(NamedTuple):
-    """Result for one image."""
-
-    score: float  # image anomaly score (sum of the top-T blurred pixel scores)
-    anomaly_map: np.ndarray  # (H, W) float32 pixel scores at the input image's resolution
-    is_anomalous: bool  # score > threshold (calibrated on good training images only)
-
-
-def _as_image(item) -> np.ndarray:
-    if isinstance(item, (str, Path)):
-        return read_image(item)
-    return to_rgb_uint8(np.asarray(item))
-
-
-def _as_image_list(images) -> tuple[list[np.ndarray], bool]:
-    """Normalise predict/fit input to a list of (H, W, 3) uint8 RGB; second value: was it one image."""
-    if isinstance(images, (str, Path)):
-        path = Path(images)
-        if path.is_dir():
-            return [read_image(p) for p in list_image_files(path)], False
-        return [read_image(path)], True
-    if isinstance(images, np.ndarray):
-        if images.ndim == 4:
-            return [_as_image(im) for im in images], False
-        return [_as_image(images)], True
-    if isinstance(images, Sequence):
-        if len(images) == 0:
-            raise ValueError("no images given (empty list)")
-        return [_as_image(im) for im in images], False
-    raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
 
 
 class Detector:
@@ -113,7 +77,7 @@ class Detector:
         """
         if isinstance(train, (str, Path)) and (Path(train) / "train" / "good").is_dir():
             train = Path(train) / "train" / "good"
-        images, _ = _as_image_list(train)
+        images, _ = as_image_list(train)
         if steps is not None:
             self.config.steps = int(steps)
             self.config.validate()
@@ -145,7 +109,7 @@ class Detector:
             images: (H, W, 3) uint8 RGB array, (B, H, W, 3) array, a path, a folder, or a list.
             batch_size: images per forward pass.
         """
-        items, single = _as_image_list(images)
+        items, single = as_image_list(images)
         threshold = self.threshold
         results = []
         for i in range(0, len(items), batch_size):

@@ -1,0 +1,44 @@
+"""Inputs and outputs shared by the PyTorch Detector and the torch-free runtime (NumPy only)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .data import read_image
+from .data.imageio import to_rgb_uint8
+from .data.samples import list_image_files
+
+
+class Prediction(NamedTuple):
+    """Result for one image."""
+
+    score: float  # image anomaly score (sum of the top-T blurred pixel scores)
+    anomaly_map: np.ndarray  # (H, W) float32 pixel scores at the input image's resolution
+    is_anomalous: bool  # score > threshold (calibrated on good training images only)
+
+
+def as_image(item) -> np.ndarray:
+    """A path or an array -> (H, W, 3) uint8 RGB (grayscale / RGBA / 16-bit converted)."""
+    if isinstance(item, (str, Path)):
+        return read_image(item)
+    return to_rgb_uint8(np.asarray(item))
+
+
+def as_image_list(images) -> tuple[list[np.ndarray], bool]:
+    """Normalise predict/fit input to a list of (H, W, 3) uint8 RGB; second value: was it one image."""
+    if isinstance(images, (str, Path)):
+        path = Path(images)
+        if path.is_dir():
+            return [read_image(p) for p in list_image_files(path)], False
+        return [read_image(path)], True
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [as_image(im) for im in images], False
+        return [as_image(images)], True
+    if isinstance(images, Sequence):
+        if len(images) == 0:
+            raise ValueError("no images given (empty list)")
+        return [as_image(im) for im in images], False
+    raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")

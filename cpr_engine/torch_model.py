@@ -4,6 +4,10 @@ Backbone taps -> global retrieval (codebook histograms, robust KL, top-K) -> Loc
 Branch descriptors -> location-restricted NN search per scale -> foreground weighting ->
 fusion, blur, top-T image score. Everything needed at inference (backbone weights, LRB weights,
 codebook, training histograms, descriptor bank, foreground maps) lives in ``state_dict``.
+
+Retrieval, NN search and post-processing go through :mod:`cpr_engine.ops`: native kernels when
+``cpr_engine._C`` is built, the PyTorch reference otherwise (``model.ops_impl`` forces one); inputs
+that need gradients always take the reference.
 """
 from __future__ import annotations
 
@@ -12,12 +16,10 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from . import ops
 from .config import CPRConfig
 from .foreground import foreground_map
 from .lrb import LocalRetrievalBranch
-from .nn_search import nn_search
-from .retrieval import block_histogram, codebook_assign, hist_match, top_k_references
-from .scoring import postprocess
 
 
 class CPROutput(NamedTuple):
@@ -34,6 +36,8 @@ class CPRModel(nn.Module):
         config: hyper-parameters.
         backbone: a ``cpr_engine.backbones.FeatureExtractor`` (stride-4 and stride-8 taps).
         n_train: number of training images N (sizes the bank buffers).
+    Attributes:
+        ops_impl: None (default choice of :mod:`cpr_engine.ops`), "native" or "reference"; not saved.
     """
 
     def __init__(self, config: CPRConfig, backbone: nn.Module, n_train: int):
@@ -54,6 +58,7 @@ class CPRModel(nn.Module):
         self.register_buffer("fg_bias", torch.zeros(()))
         self.register_buffer("bank_fg", torch.ones(n_train, s // 4, s // 4))
         self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
+        self.ops_impl: str | None = None
 
     @property
     def banks(self) -> list[torch.Tensor]:
@@ -71,13 +76,13 @@ class CPRModel(nn.Module):
 
     def histograms(self, feature4: torch.Tensor) -> torch.Tensor:
         """(B, C4, h, w) stride-4 features -> (B, grid^2, M+1) block histograms of codebook ids."""
-        ids = codebook_assign(feature4, self.centers)
-        return block_histogram(ids, self.config.n_clusters, self.config.grid)
+        return ops.codebook_histogram(feature4, self.centers, self.config.grid, impl=self.ops_impl)[1]
 
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""
-        dist = hist_match(self.histograms(feature4), self.train_hists, self.config.kept_blocks)
-        return top_k_references(dist, self.config.top_k, exclude)
+        dist = ops.hist_match(self.histograms(feature4), self.train_hists, self.config.kept_blocks,
+                              impl=self.ops_impl)
+        return ops.top_k(dist, self.config.top_k, exclude, impl=self.ops_impl)
 
     def foreground(self, feature4: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
         """max(foreground of the query, of each retrieved image): (B, h, w) float32, or None."""
@@ -99,8 +104,8 @@ class CPRModel(nn.Module):
         feats = self.features(images)
         index = self.retrieve(feats[0], exclude)
         descs = self.descriptors(feats)
-        local = [nn_search(q, bank, index, r) for q, bank, r in zip(descs, self.banks, self.config.windows)]
+        local = ops.nn_search(descs, self.banks, index, list(self.config.windows), impl=self.ops_impl)
         fg = self.foreground(feats[0], index)
-        anomaly_map, score = postprocess(local, fg, self.config.image_size, self.config.blur_sigma,
-                                         self.config.top_t)
+        anomaly_map, score = ops.postprocess(local, fg, self.config.image_size, self.config.blur_sigma,
+                                             self.config.top_t, impl=self.ops_impl)
         return CPROutput(score, anomaly_map)

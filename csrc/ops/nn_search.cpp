@@ -1,0 +1,50 @@
+// nn_search: validate every scale and the index values, then run on the context's device.
+#include <algorithm>
+
+#include "cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace cpr {
+
+void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
+               int64_t k, const Context& ctx) {
+  constexpr const char* op = "nn_search";
+  detail::check_device(op, ctx);
+  CPR_CHECK(n_scales >= 1 && scales != nullptr, op, ": need at least one scale; got ", n_scales);
+  CPR_CHECK(batch >= 0, op, ": batch must be >= 0; got ", batch);
+  CPR_CHECK(k >= 1, op, ": index must be (B, K) with K >= 1; got ", detail::shape_str({batch, k}));
+  for (int64_t i = 0; i < n_scales; ++i) {
+    const NNSearchScale& s = scales[i];
+    CPR_CHECK(s.dim >= 1 && s.height >= 1 && s.width >= 1, op, ": scales[", i,
+              "]: query must be (B, D, H, W) with D, H, W >= 1; got ",
+              detail::shape_str({batch, s.dim, s.height, s.width}));
+    CPR_CHECK(s.n_bank >= 1, op, ": scales[", i, "]: bank must be (N, D, H, W) with N >= 1; got ",
+              detail::shape_str({s.n_bank, s.dim, s.height, s.width}));
+    CPR_CHECK(s.bank_dtype == DType::kFloat32 || s.bank_dtype == DType::kFloat16, op, ": scales[",
+              i, "]: bank_dtype must be kFloat32 or kFloat16; got ",
+              static_cast<int>(s.bank_dtype));
+    CPR_CHECK(s.window >= 1 && s.window % 2 == 1, op, ": scales[", i,
+              "]: window must be odd and >= 1; got ", s.window);
+    CPR_CHECK(s.bank != nullptr, op, ": scales[", i, "]: bank must not be null");
+    CPR_CHECK(batch == 0 || (s.query != nullptr && s.out != nullptr), op, ": scales[", i,
+              "]: query and out must not be null");
+  }
+  if (batch == 0) return;
+  CPR_CHECK(index != nullptr, op, ": index must not be null");
+  std::vector<int64_t> storage;
+  const int64_t* ix = detail::host_view(index, batch * k, ctx, storage);
+  const auto mm = std::minmax_element(ix, ix + batch * k);
+  for (int64_t i = 0; i < n_scales; ++i)
+    CPR_CHECK_RANGE(*mm.first >= 0 && *mm.second < scales[i].n_bank, op,
+                    ": index values must be in [0, ", scales[i].n_bank, "); got [", *mm.first, ", ",
+                    *mm.second, "]");
+  if (ctx.device == Device::kCPU) {
+    cpu::nn_search(scales, n_scales, batch, index, k);
+  } else {
+#ifdef CPR_WITH_CUDA
+    cuda::nn_search(scales, n_scales, batch, index, k, ctx.stream);
+#endif
+  }
+}
+
+}  // namespace cpr

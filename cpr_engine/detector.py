@@ -4,21 +4,27 @@ Example:
     >>> det = Detector("faster").fit("path/to/category/train/good", steps=200)
     >>> pred = det.predict("part_0001.png")
     >>> pred.score, pred.anomaly_map.shape, pred.is_anomalous
+    >>> sup = Detector("faster").fit("path/to/category/train/good", defects="path/to/defects")  # supervised
+    >>> sup.meta["supervised"]["defects"][0]  # {"image": ..., "mask": ...}, saved in model.pt
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 import torch
 
 from . import __version__
 from .backbones import build_backbone
 from .config import CPRConfig
+from .data import defect_folder_pairs, read_defects
 from .inputs import Prediction, as_image_list
 from .preprocess import resize_image, resize_map, to_model_input
 from .torch_model import CPRModel
+from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 from .training.trainer import resolve_device, train_model
 
 log = logging.getLogger(__name__)
@@ -62,8 +68,10 @@ class Detector:
             raise RuntimeError("Detector is not trained: call fit(...) or Detector.load(path) first")
 
     def fit(self, train, *, texture: bool = False, texture_dir: str | None = None, run_dir: str | None = None,
-            progress: bool = False, category: str = "", steps: int | None = None) -> "Detector":
-        """Train on good images.
+            progress: bool = False, category: str = "", steps: int | None = None,
+            defects: str | Path | Sequence[tuple[str, str]] | None = None, p_real_defect: float = P_REAL_DEFECT,
+            p_paste: float = P_PASTE) -> "Detector":
+        """Train on good images, optionally with a few real defective images and their masks.
 
         Args:
             train: a folder of good images, an MVTec-style category folder (uses ``train/good``),
@@ -72,20 +80,35 @@ class Detector:
             texture_dir: optional anomaly-texture folder (e.g. DTD) for synthetic anomalies.
             run_dir: folder for ``train.log`` and ``checkpoints/``.
             steps: training steps (overrides the config).
+            defects: supervised mode (method page, section 7b). A folder of defect images, each
+                paired by file stem with its mask: ``DIR/<stem>.png`` and ``DIR/masks/<stem>.png``,
+                ``DIR/masks/<stem>_mask.png`` or ``DIR/<stem>_mask.png`` (first found; any image
+                extension; a mask marks the defect with pixels > 0 and has its image's size); or a
+                list of ``(image_path, mask_path)`` pairs. Default None: good images only.
+            p_real_defect: probability that a training query is a real defective image (with ``defects``).
+            p_paste: probability that 1-5 real defects are pasted onto a query (with ``defects``).
         Returns:
-            self
+            self. ``meta["supervised"]`` is None, or records the defect files (``"defects"``: image
+            and mask paths) and the probabilities; it is saved in the model file.
         """
         if isinstance(train, (str, Path)) and (Path(train) / "train" / "good").is_dir():
             train = Path(train) / "train" / "good"
         images, _ = as_image_list(train)
+        pairs, defect_arrays = None, None
+        if defects is not None:
+            pairs = defect_folder_pairs(defects) if isinstance(defects, (str, Path)) else [tuple(p) for p in defects]
+            defect_arrays = defects_at_size(*read_defects(pairs), self.config.image_size)
         if steps is not None:
             self.config.steps = int(steps)
             self.config.validate()
         backbone = build_backbone(self.config.backbone, self.weights, pretrained=self.pretrained)
         batch = np.stack([resize_image(im, self.config.image_size) for im in images])
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
-                                         device=str(self.device), run_dir=run_dir, progress=progress)
+                                         device=str(self.device), run_dir=run_dir, progress=progress,
+                                         defects=defect_arrays, p_real_defect=p_real_defect, p_paste=p_paste)
         self.meta = {"category": category, "engine_version": __version__, **report.to_dict()}
+        if pairs is not None:
+            self.meta["supervised"]["defects"] = [{"image": str(i), "mask": str(m)} for i, m in pairs]
         if run_dir:
             (Path(run_dir) / "config.json").write_text(self.config.to_json())
         return self

@@ -51,6 +51,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def add_split_args(p, n_default: int | None, n_help: str, seed_default: str) -> None:
+    """--n-anomaly, --split-seed: the supervised benchmark protocol (method page, section 7b).
+
+    ``p``: a parser or argument group; ``seed_default``: what the help says a missing seed means.
+    """
+    p.add_argument("--n-anomaly", type=int, default=n_default, metavar="N", help=n_help)
+    p.add_argument("--split-seed", type=int, default=None, metavar="SEED",
+                   help=f"seed of the shuffle of the defective test images for --n-anomaly (default: {seed_default})")
+
+
 def config_overrides(args) -> dict:
     """CPRConfig overrides given on the command line."""
     pairs = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.train_batch,

@@ -4,27 +4,73 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 from pathlib import Path
 
-from .common import add_data_args, add_device_args, resolve_categories, setup_logging
+from .common import add_data_args, add_device_args, add_split_args, resolve_categories, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..data import SPLIT_SEED
+
     p = argparse.ArgumentParser(
         prog="cpr-eval",
         description="Evaluate models written by cpr-train (MODELS/<category>/model.pt) on the test split: "
                     "image AUROC, pixel AUROC, AUPRO@0.3, pixel AP (and F1-max in the files). Prints a table "
-                    "and writes eval.json and eval.csv.")
+                    "and writes eval.json and eval.csv. Test images a model was trained on (supervised mode) are "
+                    "never scored.")
     add_data_args(p)
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
     p.add_argument("--out", default=None, help="where eval.json / eval.csv go (default: --models)")
+    add_split_args(p, None, "supervised benchmark protocol: leave out the N defective test images that "
+                            "cpr-train --n-anomaly N moved into training (same shuffle, --split-seed); works on "
+                            "unsupervised models too, for a baseline on the same images (default: what the model "
+                            "was trained with, 0 for an unsupervised model)",
+                   f"the one the model was trained with, else {SPLIT_SEED}")
     return p
 
 
+def evaluation_split(meta: dict, test: list, data: str, n_anomaly: int | None, split_seed: int | None,
+                     model_path: Path) -> tuple[list, dict]:
+    """The test samples to score and a record of what was left out.
+
+    ``n_anomaly`` / ``split_seed`` None: those the model was trained with (0 / 42 when it was not
+    trained with the split). Raises ``ValueError`` when an image the model was trained on would be
+    scored: a split that does not leave out every recorded moved image, or a defect file given to
+    ``cpr-train --defects`` that is one of the test images.
+    """
+    from ..data import SPLIT_SEED, relative_names, split_defects
+
+    supervised = meta.get("supervised") or {}
+    recorded = supervised.get("split")
+    n = n_anomaly if n_anomaly is not None else (recorded["n_anomaly"] if recorded else 0)
+    seed = split_seed if split_seed is not None else (recorded["split_seed"] if recorded else SPLIT_SEED)
+    moved, remaining = split_defects(test, n, seed)
+    moved_names = relative_names([s.image_path for s in moved], data)
+    if recorded:
+        kept = sorted(set(recorded["moved"]) - set(moved_names))
+        if kept:
+            raise ValueError(f"{model_path} was trained on the test images {kept} (--n-anomaly {recorded['n_anomaly']} "
+                             f"--split-seed {recorded['split_seed']}); this evaluation (--n-anomaly {n} --split-seed "
+                             f"{seed}) would score them. Evaluate with --n-anomaly {recorded['n_anomaly']} "
+                             f"--split-seed {recorded['split_seed']}")
+    trained = {os.path.realpath(d["image"]) for d in supervised.get("defects", [])}
+    seen = sorted(s.image_path for s in remaining if os.path.realpath(s.image_path) in trained)
+    if seen:
+        raise ValueError(f"{model_path} was trained on {len(seen)} of the test images it would be scored on, "
+                         f"e.g. {seen[0]!r}; move them out of the test split or train with --n-anomaly")
+    return remaining, {"n_anomaly": n, "split_seed": seed, "moved": moved_names, "n_test": len(remaining)}
+
+
 def eval_categories(data: str, dataset: str, categories: list[str] | None, models: str, out: str | None = None,
-                    device: str | None = None, batch_size: int = 8, progress: bool = True) -> list[dict]:
-    """Evaluate each category's model; print the table, write eval.json / eval.csv; return the rows."""
+                    device: str | None = None, batch_size: int = 8, progress: bool = True,
+                    n_anomaly: int | None = None, split_seed: int | None = None) -> list[dict]:
+    """Evaluate each category's model; print the table, write eval.json / eval.csv; return the rows.
+
+    ``n_anomaly`` / ``split_seed``: leave out the defective test images moved into training by the
+    supervised protocol (see :func:`evaluation_split`); eval.json records them per category.
+    """
     from ..data import load_split
     from ..detector import Detector
     from ..evaluate import METRIC_COLUMNS, evaluate_samples, format_table, mean_row
@@ -36,9 +82,12 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
     for cat in cats:
         model_path = Path(models) / cat / "model.pt"
         det = Detector.load(model_path, device=device)
-        result = evaluate_samples(det, load_split(data, layout, cat, "test"), batch_size, progress)
+        test, split = evaluation_split(det.meta, load_split(data, layout, cat, "test"), data, n_anomaly, split_seed,
+                                       model_path)
+        result = evaluate_samples(det, test, batch_size, progress)
         rows.append({"category": cat, **result["metrics"]})
-        details[cat] = {"model": str(model_path), **result}
+        details[cat] = {"model": str(model_path), "supervised_model": bool(det.meta.get("supervised")),
+                        "split": split, **result}
     if len(rows) > 1:
         rows.append(mean_row(rows))
     print(format_table(rows), flush=True)
@@ -56,7 +105,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     eval_categories(args.data, args.dataset, args.category, args.models, args.out, args.device, args.batch_size,
-                    progress=not args.quiet)
+                    progress=not args.quiet, n_anomaly=args.n_anomaly, split_seed=args.split_seed)
     return 0
 
 

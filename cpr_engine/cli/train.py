@@ -1,45 +1,118 @@
-"""cpr-train: train one CPR model per category on good images only."""
+"""cpr-train: train one CPR model per category on good images (optionally with a few real defects)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from .common import (add_data_args, add_device_args, add_train_args, config_overrides, is_texture,
+from .common import (add_data_args, add_device_args, add_split_args, add_train_args, config_overrides, is_texture,
                      resolve_categories, setup_logging)
 
 
+def probability(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ..data import SPLIT_SEED
+    from ..training.real_defects import P_PASTE, P_REAL_DEFECT
+
     p = argparse.ArgumentParser(
         prog="cpr-train",
         description="Train CPR (Cascade Patch Retrieval) on the good training images of each category. "
-                    "Writes OUT/<category>/model.pt, config.json, train.json, train.log and checkpoints/. "
-                    "No test image is read.")
+                    "Writes OUT/<category>/model.pt, config.json, train.json, train.log and checkpoints/ "
+                    "(and supervised.json in supervised mode). Without --n-anomaly no test image is read.")
     add_data_args(p)
     add_train_args(p)
     add_device_args(p)
     p.add_argument("--out", default="runs", help="run directory (default ./runs)")
+    supervised = p.add_argument_group(
+        "supervised mode", "train with a few real defective images and their masks, as in the CPR paper's supervised "
+                           "setting; "
+                           "the files used are recorded in model.pt and OUT/<category>/supervised.json")
+    add_split_args(supervised, 0, "benchmark protocol: per category, shuffle the defective test images with "
+                                  "--split-seed, move the first N (with their ground-truth masks) into training; "
+                                  "evaluate with cpr-eval --n-anomaly N, which scores only the rest (default 0: "
+                                  "unsupervised)", f"{SPLIT_SEED}, as DRA and the CPR reference code")
+    supervised.add_argument(
+        "--defects", default=None, metavar="DIR",
+        help="real use: folder of defect images, each with its mask (same file stem): DIR/<stem>.png and "
+             "DIR/masks/<stem>.png, DIR/masks/<stem>_mask.png or DIR/<stem>_mask.png (any image extension; "
+             "defect = mask pixels > 0, mask of the image's size). One category only (use --category)")
+    supervised.add_argument("--p-real-defect", type=probability, default=P_REAL_DEFECT, metavar="P",
+                            help=f"probability that a training query is a real defective image instead of a "
+                                 f"synthetic one (default {P_REAL_DEFECT})")
+    supervised.add_argument("--p-paste", type=probability, default=P_PASTE, metavar="P",
+                            help=f"probability that 1-5 real defects are pasted onto a training query "
+                                 f"(default {P_PASTE})")
     return p
+
+
+def supervision_plan(data: str, layout: str, cats: list[str], n_anomaly: int, split_seed: int | None,
+                     defects: str | None) -> dict:
+    """{category: (defects for Detector.fit, split record or None)} for categories trained supervised.
+
+    Checked for every category before anything is trained, so a bad N fails at once.
+    """
+    from ..data import SPLIT_SEED, load_split, relative_names, split_defects
+
+    if n_anomaly and defects:
+        raise SystemExit("error: --n-anomaly (defects from the test split) and --defects DIR exclude each other")
+    if defects:
+        if len(cats) != 1:
+            raise SystemExit(f"error: --defects DIR holds the defects of one category; choose it with --category "
+                             f"(found: {cats})")
+        return {cats[0]: (defects, None)}
+    if not n_anomaly:
+        return {}
+    seed = SPLIT_SEED if split_seed is None else split_seed
+    plan = {}
+    for cat in cats:
+        moved, remaining = split_defects(load_split(data, layout, cat, "test"), n_anomaly, seed)
+        split = {"n_anomaly": n_anomaly, "split_seed": seed, "data": str(Path(data).resolve()),
+                 "moved": relative_names([s.image_path for s in moved], data),
+                 "n_test_remaining": len(remaining)}
+        plan[cat] = ([(s.image_path, s.mask_path) for s in moved], split)
+    return plan
 
 
 def train_categories(data: str, dataset: str, categories: list[str] | None, out: str, variant: str,
                      overrides: dict, texture: str = "auto", texture_dir: str | None = None,
-                     weights: str | None = None, device: str | None = None, progress: bool = True) -> dict:
-    """Train every category; returns {category: model path}."""
+                     weights: str | None = None, device: str | None = None, progress: bool = True,
+                     n_anomaly: int = 0, split_seed: int | None = None, defects: str | None = None,
+                     supervised_options: dict | None = None) -> dict:
+    """Train every category; returns {category: model path}.
+
+    ``n_anomaly``/``split_seed``/``defects``: supervised mode (see ``cpr-train --help``);
+    ``supervised_options``: ``p_real_defect`` / ``p_paste`` for ``Detector.fit``.
+    """
     from ..data import load_split
     from ..detector import Detector
 
     layout, cats = resolve_categories(data, dataset, categories)
+    plan = supervision_plan(data, layout, cats, n_anomaly, split_seed, defects)
     paths = {}
     for cat in cats:
         samples = load_split(data, layout, cat, "train")
         run_dir = Path(out) / cat
+        cat_defects, split = plan.get(cat, (None, None))
         det = Detector(variant, weights=weights, device=device, **overrides)
         det.fit([s.image_path for s in samples], texture=is_texture(cat, texture), texture_dir=texture_dir,
-                run_dir=str(run_dir), progress=progress, category=cat)
+                run_dir=str(run_dir), progress=progress, category=cat, defects=cat_defects,
+                **(supervised_options or {}))
+        if split:
+            det.meta["supervised"]["split"] = split
         paths[cat] = det.save(run_dir / "model.pt")
         (run_dir / "train.json").write_text(json.dumps(det.meta, indent=2))
-        print(f"{cat}: {len(samples)} good images, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
+        note = ""
+        if det.meta["supervised"]:
+            (run_dir / "supervised.json").write_text(json.dumps(det.meta["supervised"], indent=2))
+            note = f", {det.meta['supervised']['n_defects']} real defects"
+        print(f"{cat}: {len(samples)} good images{note}, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
               f"threshold {det.threshold:.3f}, {det.meta['seconds']:.0f} s -> {paths[cat]}", flush=True)
     return paths
 
@@ -48,7 +121,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     train_categories(args.data, args.dataset, args.category, args.out, args.variant, config_overrides(args),
-                     args.texture, args.texture_dir, args.weights, args.device, progress=not args.quiet)
+                     args.texture, args.texture_dir, args.weights, args.device, progress=not args.quiet,
+                     n_anomaly=args.n_anomaly, split_seed=args.split_seed, defects=args.defects,
+                     supervised_options={"p_real_defect": args.p_real_defect, "p_paste": args.p_paste})
     return 0
 
 

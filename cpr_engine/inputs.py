@@ -19,15 +19,28 @@ class Prediction(NamedTuple):
     is_anomalous: bool  # score > threshold (calibrated on good training images only)
 
 
-def as_image(item) -> np.ndarray:
-    """A path or an array -> (H, W, 3) uint8 RGB (grayscale / RGBA / 16-bit converted)."""
+#: Channel orders an array input may have; files are always decoded to RGB.
+COLOR_ORDERS = ("RGB", "BGR")
+
+
+def as_image(item, color: str = "RGB") -> np.ndarray:
+    """A path or an array -> (H, W, 3) uint8 RGB (grayscale / RGBA / 16-bit converted).
+
+    ``color``: channel order of an array input, "RGB" or "BGR" (BGR arrays are flipped to RGB).
+    """
     if isinstance(item, (str, Path)):
         return read_image(item)
-    return to_rgb_uint8(np.asarray(item))
+    rgb = to_rgb_uint8(np.asarray(item))
+    return np.ascontiguousarray(rgb[:, :, ::-1]) if color == "BGR" else rgb
 
 
-def as_image_list(images) -> tuple[list[np.ndarray], bool]:
-    """Normalise predict/fit input to a list of (H, W, 3) uint8 RGB; second value: was it one image."""
+def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
+    """Normalise predict/fit input to a list of (H, W, 3) uint8 RGB; second value: was it one image.
+
+    ``color``: channel order of array inputs, "RGB" or "BGR".
+    """
+    if color not in COLOR_ORDERS:
+        raise ValueError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
     if isinstance(images, (str, Path)):
         path = Path(images)
         if path.is_dir():
@@ -35,10 +48,10 @@ def as_image_list(images) -> tuple[list[np.ndarray], bool]:
         return [read_image(path)], True
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
-            return [as_image(im) for im in images], False
-        return [as_image(images)], True
+            return [as_image(im, color) for im in images], False
+        return [as_image(images, color)], True
     if isinstance(images, Sequence):
         if len(images) == 0:
             raise ValueError("no images given (empty list)")
-        return [as_image(im) for im in images], False
+        return [as_image(im, color) for im in images], False
     raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")

@@ -43,7 +43,9 @@ def block_histogram(ids: torch.Tensor, n_codes: int, grid: int) -> torch.Tensor:
         (B, S*S, M+1) float32, each row summing to 1 (blocks in row-major order).
     """
     b, h, w = ids.shape
-    bh, bw = -(-h // grid), -(-w // grid)
+    # ceil division written with non-negative operands: ONNX integer Div truncates, so the
+    # usual -(-h // grid) would export as floor, not ceil, when grid does not divide h
+    bh, bw = (h + grid - 1) // grid, (w + grid - 1) // grid
     shifted = torch.nn.functional.pad(ids + 1, (0, bw * grid - w, 0, bh * grid - h), value=0)
     blocks = shifted.reshape(b, grid, bh, grid, bw).permute(0, 1, 3, 2, 4).reshape(b, grid * grid, bh * bw)
     bins = torch.arange(n_codes + 1, device=ids.device)

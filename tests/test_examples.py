@@ -4,11 +4,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_watch_folder_example_scores_and_survives_a_corrupt_file(tiny_detector, demo_root, tmp_path):
-    model = tiny_detector.save(tmp_path / "model.pt")
+@pytest.mark.parametrize("kind", ["model.pt", "artifact"])
+def test_watch_folder_example_scores_and_survives_a_corrupt_file(kind, tiny_detector, demo_root, tmp_path):
+    if kind == "artifact":
+        pytest.importorskip("onnxruntime")
+        from cpr_engine.export import export_artifact
+        model = export_artifact(tiny_detector, tmp_path / "artifact", trt="no")["artifact"]
+    else:
+        model = tiny_detector.save(tmp_path / "model.pt")
     watch = tmp_path / "incoming"
     watch.mkdir()
     for name in ("000.png", "001.png"):

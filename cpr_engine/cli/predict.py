@@ -13,14 +13,17 @@ from .common import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cpr-predict",
-        description="Score images with a model.pt from cpr-train. Prints 'path,score,threshold,verdict' lines, "
+        description="Score images with a model.pt from cpr-train, or with an artifact folder from cpr-export "
+                    "(runs without torch: ONNX Runtime and the native kernels). Prints 'path,score,threshold,verdict' lines, "
                     "writes OUT/predictions.csv and OUT/<name>_overlay.png heat maps (<name>: the path below the "
                     "inputs' common folder, '/' as '_') (blue = typical good "
                     "surface, green = the highest pixel seen on good training images, red = far above).")
     p.add_argument("inputs", nargs="+", help="image files, folders, or glob patterns (quote them)")
-    p.add_argument("--model", default="runs/model.pt", help="model file written by cpr-train")
+    p.add_argument("--model", default="runs/model.pt",
+                   help="model file written by cpr-train, or an artifact folder written by cpr-export")
     p.add_argument("--out", default="predictions", help="output folder for overlays and CSV (default ./predictions)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    p.add_argument("--device", default=None, help="torch device for a model.pt (default: cuda when available; an artifact "
+                                                    "picks its ONNX Runtime providers itself)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--no-overlays", action="store_true", help="only scores, no overlay images")
     p.add_argument("--quiet", action="store_true", help="less logging")
@@ -67,7 +70,7 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
     names = overlay_names(paths)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    normal_level = tuple(det.meta["pixel_normal"])
+    normal_level = det.pixel_normal
     rows = []
     for i in range(0, len(paths), batch_size):
         chunk = paths[i:i + batch_size]

@@ -1,7 +1,9 @@
 """Inspection-line example: watch a folder, score every new image, write overlays, show throughput.
 
     python examples/python/watch_folder.py --model runs/bottle/model.pt --watch /line7/incoming --out /line7/verdicts
-    python examples/python/watch_folder.py --model runs/bottle/model.pt --watch some/folder --once
+    python examples/python/watch_folder.py --model bottle_artifact --watch some/folder --once   # cpr-export folder
+
+With an artifact folder (from ``cpr-export``) it runs without torch: ONNX Runtime and the native kernels.
 
 Each new image (png/jpg/bmp/tif) is scored once; a line "name score verdict" is printed, a heat-map
 overlay is written to --out, and every --report seconds the images/s of the last interval is shown.
@@ -18,7 +20,7 @@ from cpr_engine.data.samples import list_image_files
 from cpr_engine.overlay import heatmap_overlay
 
 
-def process(det: Detector, paths: list[Path], out: Path) -> int:
+def process(det, paths: list[Path], out: Path) -> int:
     """Score ``paths`` as one batch, print verdicts, write overlays; returns images scored."""
     images, kept = [], []
     for p in paths:
@@ -32,13 +34,13 @@ def process(det: Detector, paths: list[Path], out: Path) -> int:
     for path, image, pred in zip(kept, images, det.predict(images)):
         verdict = "ANOMALOUS" if pred.is_anomalous else "good"
         print(f"{path.name} {pred.score:.2f} {verdict}", flush=True)
-        write_image(out / f"{path.stem}_overlay.png", heatmap_overlay(image, pred.anomaly_map, det.meta["pixel_normal"]))
+        write_image(out / f"{path.stem}_overlay.png", heatmap_overlay(image, pred.anomaly_map, det.pixel_normal))
     return len(images)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model.pt from cpr-train")
+    p.add_argument("--model", required=True, help="model.pt from cpr-train, or an artifact folder from cpr-export")
     p.add_argument("--watch", required=True, help="folder where the camera drops images")
     p.add_argument("--out", default="verdicts", help="folder for overlays (default ./verdicts)")
     p.add_argument("--batch", type=int, default=8, help="images scored per forward pass (default 8)")

@@ -1,0 +1,136 @@
+"""``ArtifactDetector``: run an exported artifact without torch (NumPy, OpenCV, ``cpr_engine._C``, a network backend).
+
+The pipeline is the one of ``CPRModel.forward``: the graph gives descriptors, foreground and
+codebook histograms; the native kernels do histogram matching, top-K, the location-restricted NN
+search against the stored bank and the post-processing. ``cpr_engine.Detector.load(folder)``
+returns one of these for an artifact folder.
+
+Thread safety: one ``ArtifactDetector`` may be shared by several threads calling :meth:`predict`
+at once (the kernels keep no state, ONNX Runtime sessions are thread-safe, the TensorRT backend
+locks its execution context); ``tests/test_runtime.py`` checks it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import ops
+from ..inputs import COLOR_ORDERS, Prediction, as_image_list
+from ..preprocess import resize_map, to_model_input
+from .artifact import ArtifactError, load_array, read_manifest
+from .network import open_network
+
+REQUIRED_FILES = ("network.onnx", "bank_4.npy", "bank_8.npy", "train_hists.npy", "bank_fg.npy")
+REQUIRED_SETTINGS = ("image_size", "top_k", "windows", "kept_blocks", "blur_sigma", "top_t", "use_foreground",
+                     "threshold")
+
+
+class ArtifactDetector:
+    """A trained CPR model loaded from an artifact folder (``cpr-export``); inference only.
+
+    Use :meth:`load`. Attributes: ``manifest`` (dict), ``network`` (the backend: ``.name`` is
+    "onnxruntime" or "tensorrt"), ``threshold``.
+    """
+
+    def __init__(self, folder: Path, manifest: dict, network):
+        self.folder, self.manifest, self.network = folder, manifest, network
+        self.image_size = int(manifest["image_size"])
+        self.banks = [load_array(folder, "bank_4"), load_array(folder, "bank_8")]
+        self.train_hists = np.ascontiguousarray(load_array(folder, "train_hists", mmap=False), dtype=np.float32)
+        self.bank_fg = load_array(folder, "bank_fg", mmap=False).astype(np.float32, copy=False)
+        self._check_arrays()
+
+    @classmethod
+    def load(cls, folder: str | Path, backend: str = "auto", providers: list[str] | None = None,
+             verify: bool = True) -> "ArtifactDetector":
+        """Open an artifact folder.
+
+        Args:
+            folder: written by ``cpr-export``.
+            backend: "auto" | "onnxruntime" | "tensorrt" (see :func:`cpr_engine.runtime.network.open_network`).
+            providers: ONNX Runtime execution providers, e.g. ``["CPUExecutionProvider"]``.
+            verify: check the SHA-256 of every file (default; refuses tampered or corrupted files).
+        Raises:
+            ArtifactError naming the folder and the problem (not an artifact, newer format version,
+            missing file, checksum mismatch, settings or arrays that do not fit together);
+            RuntimeError when the compiled kernels are missing.
+        """
+        if not ops.native_available():
+            raise RuntimeError(f"the artifact runtime needs the compiled kernels cpr_engine._C, which did not "
+                               f"import ({ops.native_error()}); reinstall cpr-engine with a C++ compiler present")
+        folder = Path(folder)
+        manifest = read_manifest(folder, verify=verify)
+        missing = [f for f in REQUIRED_FILES if f not in manifest["files"]]
+        unset = [k for k in REQUIRED_SETTINGS if k not in manifest]
+        if missing or unset:
+            raise ArtifactError(f"{folder}: incomplete artifact: files {missing} and settings {unset} are missing "
+                                f"from the manifest")
+        return cls(folder, manifest, open_network(folder, manifest, backend, providers))
+
+    def _check_arrays(self) -> None:
+        s, n = self.image_size, len(self.train_hists)
+        want = {"bank_4": (n, s // 4, s // 4), "bank_8": (n, s // 8, s // 8)}
+        for name, bank in zip(want, self.banks):
+            if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != want[name] or bank.shape[1] != self.banks[0].shape[1]:
+                raise ArtifactError(f"{self.folder}: {name}.npy has shape {bank.shape}; expected (N={n}, D, "
+                                    f"{want[name][1]}, {want[name][2]}) for image_size {s}")
+        if self.bank_fg.shape != (n, s // 4, s // 4):
+            raise ArtifactError(f"{self.folder}: bank_fg.npy has shape {self.bank_fg.shape}; expected "
+                                f"{(n, s // 4, s // 4)}")
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold recorded at export (largest leave-one-out score of the good training images)."""
+        return float(self.manifest["threshold"])
+
+    @property
+    def pixel_normal(self) -> tuple[float, float]:
+        """(median, max) pixel score of the good training images (scales heat-map overlays)."""
+        return tuple(self.manifest.get("pixel_normal", (0.0, 1.0)))
+
+    def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and model-resolution maps for a list of (H, W, 3) uint8 RGB images.
+
+        Returns:
+            scores (B,) float32, maps (B, S, S) float32.
+        """
+        m = self.manifest
+        out = self.network(to_model_input(images, self.image_size))
+        distances = ops.hist_match(out["hist"], self.train_hists, int(m["kept_blocks"]))
+        index = ops.top_k(distances, int(m["top_k"]))
+        local = ops.nn_search([out["desc_4"], out["desc_8"]], self.banks, index, [int(r) for r in m["windows"]])
+        foreground = None
+        if m["use_foreground"]:
+            foreground = np.maximum(out["foreground"], self.bank_fg[index].max(axis=1))
+        maps, scores = ops.postprocess(local, foreground, self.image_size, float(m["blur_sigma"]), int(m["top_t"]))
+        return scores, maps
+
+    def predict(self, images, batch_size: int = 8, color: str = "RGB"):
+        """Score one image (-> ``Prediction``) or many (-> list of ``Prediction``).
+
+        Args:
+            images: (H, W, 3) uint8 array, (B, H, W, 3) array, a path, a folder, or a list of them.
+                Grayscale, RGBA and 16-bit images are converted.
+            batch_size: images per network call.
+            color: channel order of array inputs, "RGB" (default) or "BGR" (OpenCV's
+                ``cv2.imread`` order); files are always decoded correctly.
+        Returns:
+            ``Prediction(score, anomaly_map (H, W) float32 at the input size, is_anomalous)``.
+        """
+        items, single = as_image_list(images, color)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        threshold = self.threshold
+        results = []
+        for i in range(0, len(items), batch_size):
+            chunk = items[i:i + batch_size]
+            scores, maps = self.score_batch(chunk)
+            results += [Prediction(float(s), resize_map(mp, im.shape[:2]), bool(s > threshold))
+                        for s, mp, im in zip(scores, maps, chunk)]
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"ArtifactDetector({str(self.folder)!r}, variant={m.get('variant')!r}, category={m.get('category')!r}, "
+                f"backend={self.network.name!r}, bank={m.get('bank_dtype')})")

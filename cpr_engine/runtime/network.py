@@ -1,0 +1,162 @@
+"""Network backends of the torch-free runtime: run an artifact's graph, return its four outputs.
+
+Every backend maps a (B, 3, S, S) float32 RGB batch in [0, 1] to the outputs of
+``cpr_engine.export.network.NetworkOutput`` as float32 NumPy arrays: ``desc_4`` (B, D, S/4, S/4),
+``desc_8`` (B, D, S/8, S/8), ``foreground`` (B, S/4, S/4), ``hist`` (B, grid^2, M+1).
+
+* :class:`OnnxRuntimeNetwork` (default): ONNX Runtime, CPU by default; with onnxruntime-gpu the
+  CUDA / TensorRT execution providers run ``network_fp16.onnx`` when the artifact has it.
+* :class:`TensorRTNetwork`: the artifact's ``network.plan`` through the TensorRT runtime API
+  (10+: named I/O tensors, ``execute_async_v3``) with its own device buffers from cuda-python.
+  Written against the official API; it has not been run in the workplace where this engine is
+  developed (no TensorRT builder there), see README.
+
+Thread safety: ONNX Runtime sessions may be run from several threads at once; the TensorRT
+backend serialises calls on its one execution context with a lock.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import ArtifactError
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("desc_4", "desc_8", "foreground", "hist")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class OnnxRuntimeNetwork:
+    """The artifact's ONNX graph on ONNX Runtime.
+
+    Args:
+        folder: artifact folder (already verified); manifest: its manifest.
+        providers: execution providers in order of preference; None: the GPU providers that this
+            onnxruntime build has (then ``network_fp16.onnx`` when present), else CPU.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, folder: Path, manifest: dict, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ValueError(f"onnxruntime has no execution provider {missing}; available: {available}")
+        on_gpu = providers[0] in GPU_PROVIDERS
+        graph = "network_fp16.onnx" if on_gpu and "network_fp16.onnx" in manifest["files"] else "network.onnx"
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(folder / graph), options, providers=providers)
+        self.graph = graph
+        self.providers = self.session.get_providers()
+        self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, 3, S, S) float32 -> {output name: float32 array}."""
+        outs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.astype(self.input_dtype, copy=False)})
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in zip(OUTPUT_NAMES, outs)}
+
+
+def _cuda_check(result):
+    """cuda-python returns (err, *values); raise on an error, return the values."""
+    err, *values = result
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA runtime error {err}")
+    return values[0] if len(values) == 1 else values
+
+
+class TensorRTNetwork:
+    """The artifact's ``network.plan`` on the TensorRT runtime (needs ``tensorrt`` and ``cuda-python``).
+
+    Device buffers are allocated for the plan's largest batch once and reused; one call copies the
+    batch to the GPU, enqueues the engine and copies the four outputs back on one stream.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, folder: Path, manifest: dict):
+        reason = tensorrt_runtime_unavailable_reason(manifest)
+        if reason:
+            raise ArtifactError(f"{folder}: TensorRT backend unavailable: {reason}")
+        import tensorrt as trt
+        from cuda.bindings import runtime as cudart
+
+        self._trt, self._cudart = trt, cudart
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine((folder / "network.plan").read_bytes())
+        if self.engine is None:
+            raise ArtifactError(f"{folder}: network.plan could not be deserialized (built for another GPU or "
+                                f"TensorRT version? rebuild it on this machine with export/build_plan.py)")
+        self.context = self.engine.create_execution_context()
+        self.stream = _cuda_check(cudart.cudaStreamCreate())
+        self.max_batch = self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0]
+        self.buffers: dict[str, tuple[int, np.dtype]] = {}
+        size = int(manifest["image_size"])
+        self.context.set_input_shape(INPUT_NAME, (self.max_batch, 3, size, size))
+        for name in (INPUT_NAME, *OUTPUT_NAMES):
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            shape = self.context.get_tensor_shape(name)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            self.buffers[name] = (_cuda_check(cudart.cudaMalloc(nbytes)), dtype)
+            self.context.set_tensor_address(name, self.buffers[name][0])
+        self._lock = threading.Lock()
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, 3, S, S) float32 -> {output name: float32 array}; B <= the plan's max batch."""
+        if len(images) > self.max_batch:
+            raise ValueError(f"TensorRT plan takes at most {self.max_batch} images per call, got {len(images)}")
+        cudart, h2d, d2h = self._cudart, self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, \
+            self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        with self._lock:
+            ptr, dtype = self.buffers[INPUT_NAME]
+            host = np.ascontiguousarray(images, dtype=dtype)
+            self.context.set_input_shape(INPUT_NAME, host.shape)
+            _cuda_check(cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, h2d, self.stream))
+            if not self.context.execute_async_v3(self.stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            outs = {}
+            for name in OUTPUT_NAMES:
+                ptr, dtype = self.buffers[name]
+                out = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
+                _cuda_check(cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, d2h, self.stream))
+                outs[name] = out
+            _cuda_check(cudart.cudaStreamSynchronize(self.stream))
+        return {k: v.astype(np.float32, copy=False) for k, v in outs.items()}
+
+
+def tensorrt_runtime_unavailable_reason(manifest: dict) -> str | None:
+    """None when :class:`TensorRTNetwork` can run this artifact here, else why not (a sentence)."""
+    if "network.plan" not in manifest.get("files", {}):
+        return "the artifact has no network.plan (export on a machine with TensorRT and a GPU, or add one " \
+               "with export/build_plan.py)"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "the python package 'tensorrt' is not installed"
+    try:
+        from cuda.bindings import runtime  # noqa: F401
+    except ImportError:
+        return "the python package 'cuda-python' (cuda.bindings) is not installed"
+    return None
+
+
+def open_network(folder: Path, manifest: dict, backend: str = "auto", providers: list[str] | None = None):
+    """The network backend for an artifact.
+
+    Args:
+        backend: "onnxruntime", "tensorrt", or "auto" (TensorRT when the artifact has a plan and
+            the runtime is installed, else ONNX Runtime).
+        providers: ONNX Runtime execution providers (see :class:`OnnxRuntimeNetwork`).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "tensorrt" or (backend == "auto" and tensorrt_runtime_unavailable_reason(manifest) is None):
+        return TensorRTNetwork(folder, manifest)
+    return OnnxRuntimeNetwork(folder, manifest, providers)

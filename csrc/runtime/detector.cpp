@@ -1,0 +1,161 @@
+// cpr::Detector: artifact -> network (OpenCV DNN) -> the kernels of <cpr/ops.h>.
+#include "cpr/detector.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <opencv2/imgproc.hpp>
+
+#include "cpr/ops.h"
+#include "manifest.h"
+#include "network.h"
+#include "npy.h"
+#include "preprocess.h"
+
+namespace cpr {
+namespace {
+
+using runtime::NpyArray;
+
+constexpr const char* kNetworkFile = "network_opencv.onnx";
+const std::vector<std::string> kRequiredFiles = {kNetworkFile, "centers.npy", "bank_4.npy", "bank_8.npy",
+                                                 "train_hists.npy", "bank_fg.npy"};
+
+std::vector<int64_t> blob_shape(const cv::Mat& blob) { return std::vector<int64_t>(blob.size.p, blob.size.p + blob.dims); }
+
+void expect_shape(const std::string& where, const std::string& what, const std::vector<int64_t>& got,
+                  const std::vector<int64_t>& expected) {
+  if (got != expected) {
+    throw ArtifactError(where + ": " + what + " has shape " + runtime::shape_string(got) + ", expected " +
+                        runtime::shape_string(expected));
+  }
+}
+
+NpyArray load_array(const runtime::Manifest& m, const std::string& name) {
+  try {
+    return runtime::read_npy(m.path(name + ".npy"));
+  } catch (const std::runtime_error& e) {
+    throw ArtifactError(std::string(e.what()));
+  }
+}
+
+}  // namespace
+
+struct Detector::Impl {
+  runtime::Manifest manifest;
+  std::unique_ptr<runtime::Network> network;
+  NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/4, S/4), (N, D, S/8, S/8), (N, S/4, S/4)
+  std::vector<float> centers;             // (M, C) float32
+  std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
+  int64_t n_train = 0, dim = 0, n_codes = 0, channels = 0;
+
+  int64_t side(int stride) const { return manifest.image_size / stride; }
+
+  // Reads the arrays and checks that their shapes agree with each other and the manifest.
+  void load_arrays() {
+    const runtime::Manifest& m = manifest;
+    bank_4 = load_array(m, "bank_4");
+    bank_8 = load_array(m, "bank_8");
+    bank_fg = load_array(m, "bank_fg");
+    const NpyArray centers_npy = load_array(m, "centers");
+    const NpyArray hists_npy = load_array(m, "train_hists");
+    if (bank_4.shape.size() != 4 || centers_npy.shape.size() != 2) {
+      throw ArtifactError(m.folder + ": bank_4.npy " + runtime::shape_string(bank_4.shape) + " must be 4-d and centers.npy " +
+                          runtime::shape_string(centers_npy.shape) + " 2-d");
+    }
+    n_train = bank_4.shape[0], dim = bank_4.shape[1];
+    n_codes = centers_npy.shape[0], channels = centers_npy.shape[1];
+    expect_shape(m.path("bank_4.npy"), "bank_4", bank_4.shape, {n_train, dim, side(4), side(4)});
+    expect_shape(m.path("bank_8.npy"), "bank_8", bank_8.shape, {n_train, dim, side(8), side(8)});
+    expect_shape(m.path("bank_fg.npy"), "bank_fg", bank_fg.shape, {n_train, side(4), side(4)});
+    expect_shape(m.path("train_hists.npy"), "train_hists", hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
+    if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32 || centers_npy.dtype != DType::kFloat32) {
+      throw ArtifactError(m.folder + ": bank_8 must have bank_4's dtype, bank_fg and centers float32");
+    }
+    centers = centers_npy.to_float();
+    train_hists = hists_npy.to_float();
+  }
+
+  // Runs the network once on a blank image and checks its output shapes.
+  void check_network() {
+    const cv::Mat blank(std::vector<int>{1, 3, int(side(1)), int(side(1))}, CV_32F, cv::Scalar(0.5));
+    const runtime::NetworkOutput out = network->run(blank);
+    const std::string where = manifest.path(kNetworkFile);
+    expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, side(4), side(4)});
+    expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, side(8), side(8)});
+    expect_shape(where, "output foreground", blob_shape(out.foreground), {1, side(4), side(4)});
+    expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, side(4), side(4)});
+  }
+
+  // (1, K) indices of the training images closest to the query's block histograms.
+  std::vector<int64_t> retrieve(const cv::Mat& feat_4) const {
+    const int64_t blocks = manifest.grid * manifest.grid, bins = n_codes + 1;
+    std::vector<float> hist(blocks * bins), distances(n_train);
+    codebook_histogram(feat_4.ptr<float>(), 1, channels, side(4), side(4), centers.data(), n_codes, manifest.grid,
+                       nullptr, hist.data());
+    hist_match(hist.data(), 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
+    std::vector<int64_t> index(top_k_count(n_train, manifest.top_k, false));
+    top_k(distances.data(), 1, n_train, manifest.top_k, nullptr, index.data());
+    return index;
+  }
+
+  // max(own foreground, max over the retrieved images of bank_fg): (S/4, S/4) float32.
+  std::vector<float> foreground(const cv::Mat& own, const std::vector<int64_t>& index) const {
+    const int64_t plane = side(4) * side(4);
+    const float* fg = own.ptr<float>();
+    std::vector<float> out(fg, fg + plane);
+    const float* bank = reinterpret_cast<const float*>(bank_fg.data());
+    for (int64_t j : index) {
+      for (int64_t i = 0; i < plane; ++i) out[i] = std::max(out[i], bank[j * plane + i]);
+    }
+    return out;
+  }
+
+  Prediction predict(const cv::Mat& image) {
+    const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
+    const std::vector<int64_t> index = retrieve(out.feat_4);
+    std::vector<float> local_4(side(4) * side(4)), local_8(side(8) * side(8));
+    const NNSearchScale scales[2] = {
+        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim, side(4), side(4), manifest.windows[0],
+         local_4.data()},
+        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim, side(8), side(8), manifest.windows[1],
+         local_8.data()}};
+    nn_search(scales, 2, 1, index.data(), int64_t(index.size()));
+    const std::vector<float> fg = manifest.use_foreground ? foreground(out.foreground, index) : std::vector<float>();
+    const MapView maps[2] = {{local_4.data(), side(4), side(4)}, {local_8.data(), side(8), side(8)}};
+    cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
+    Prediction p;
+    postprocess(maps, 2, 1, fg.empty() ? nullptr : fg.data(), side(1), manifest.blur_sigma, manifest.top_t,
+                model_map.ptr<float>(), &p.score);
+    cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
+    p.is_anomalous = p.score > manifest.threshold;
+    return p;
+  }
+};
+
+Detector Detector::load(const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->manifest = runtime::read_manifest(dir, kRequiredFiles);
+  impl->load_arrays();
+  try {
+    impl->network = runtime::make_opencv_network(impl->manifest.path(kNetworkFile));
+    impl->check_network();
+  } catch (const ArtifactError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ArtifactError(e.what());
+  }
+  return Detector(std::move(impl));
+}
+
+Prediction Detector::predict(const cv::Mat& image) { return impl_->predict(image); }
+double Detector::threshold() const { return impl_->manifest.threshold; }
+int Detector::image_size() const { return int(impl_->manifest.image_size); }
+std::pair<float, float> Detector::pixel_normal() const { return impl_->manifest.pixel_normal; }
+
+Detector::Detector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Detector::Detector(Detector&&) noexcept = default;
+Detector& Detector::operator=(Detector&&) noexcept = default;
+Detector::~Detector() = default;
+
+}  // namespace cpr

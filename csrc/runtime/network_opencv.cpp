@@ -1,0 +1,44 @@
+#include <opencv2/dnn.hpp>
+
+#include <stdexcept>
+#include <vector>
+
+#include "network.h"
+
+namespace cpr {
+namespace runtime {
+namespace {
+
+const std::vector<cv::String> kOutputs = {"desc_4", "desc_8", "foreground", "feat_4"};
+
+class OpenCVNetwork : public Network {
+ public:
+  explicit OpenCVNetwork(const std::string& onnx_path) {
+    try {
+      net_ = cv::dnn::readNetFromONNX(onnx_path);
+    } catch (const cv::Exception& e) {
+      throw std::runtime_error(onnx_path + ": OpenCV DNN " CV_VERSION " cannot import the graph: " + e.what());
+    }
+    net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+    net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+  }
+
+  NetworkOutput run(const cv::Mat& images) override {
+    std::vector<cv::Mat> outs;
+    net_.setInput(images, "images");
+    net_.forward(outs, kOutputs);
+    return {outs[0], outs[1], outs[2], outs[3]};
+  }
+
+ private:
+  cv::dnn::Net net_;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> make_opencv_network(const std::string& onnx_path) {
+  return std::make_unique<OpenCVNetwork>(onnx_path);
+}
+
+}  // namespace runtime
+}  // namespace cpr

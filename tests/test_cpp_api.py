@@ -1,0 +1,169 @@
+"""The C++ example (build/cpp/inspect_folder, built by scripts/build_cpp.sh) against the Python Detector.
+
+Skipped when the binary is absent, failed instead when CPR_REQUIRE_CPP=1 (CI). The C++ runtime
+reads the artifact's network_opencv.onnx and centers.npy (written by cpr-export).
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+BINARY = Path(__file__).resolve().parents[1] / "build" / "cpp" / "inspect_folder"
+# |C++ - PyTorch| / score. fp32: same kernels, the network in OpenCV DNN instead of PyTorch (measured
+# ~1e-6). fp16: the banks and histograms are rounded to float16 (measured ~2e-4).
+RTOL = {"fp32": 1e-3, "fp16": 5e-3}
+
+
+@pytest.fixture(scope="module")
+def binary():
+    if not BINARY.is_file():
+        reason = f"{BINARY} not built (apt-get install libopencv-dev nlohmann-json3-dev libssl-dev; bash scripts/build_cpp.sh)"
+        if os.environ.get("CPR_REQUIRE_CPP") == "1":
+            pytest.fail(f"CPR_REQUIRE_CPP=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return BINARY
+
+
+@pytest.fixture(scope="module")
+def model_path(demo_root, tmp_path_factory):
+    """A tiny object model (foreground branch on) trained on the demo coffee images, saved."""
+    from conftest import TINY
+    from cpr_engine import Detector
+
+    options = dict(TINY, steps=2)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
+    return det.save(tmp_path_factory.mktemp("cpp") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def images(demo_root, tmp_path_factory):
+    """Good and defective test photos, a non-square crop and a grayscale PNG."""
+    folder = tmp_path_factory.mktemp("cpp_images")
+    tests = sorted(Path(demo_root, "coffee", "test").glob("*/*.png"))
+    for path in tests:
+        shutil.copy(path, folder / f"{path.parent.name}_{path.name}")
+    photo = cv2.imread(str(tests[-1]))
+    cv2.imwrite(str(folder / "wide_crop.png"), photo[10:82, :])
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def artifacts(model_path, tmp_path_factory):
+    from cpr_engine import Detector
+    from cpr_engine.export import export_artifact
+
+    det = Detector.load(model_path, device="cpu")
+    root = tmp_path_factory.mktemp("cpp_artifacts")
+    out = {}
+    for name, fp16 in (("fp32", False), ("fp16", True)):
+        out[name] = Path(export_artifact(det, root / name, fp16=fp16, trt="no")["artifact"])
+    return out
+
+
+def run(binary, artifact, images, out):
+    return subprocess.run([str(binary), str(artifact), str(images), str(out)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def parse(stdout: str) -> dict:
+    """{file: (score, verdict)} from the example's output lines."""
+    rows = [line.split("\t") for line in stdout.splitlines() if not line.startswith("#")]
+    return {name: (float(score), verdict) for name, score, verdict in rows}
+
+
+@pytest.fixture(scope="module")
+def python_predictions(model_path, images):
+    from cpr_engine import Detector
+    from cpr_engine.data import read_image
+
+    det = Detector.load(model_path, device="cpu")
+    files = sorted(images.iterdir())
+    preds = det.predict([read_image(p) for p in files])
+    return {p.name: pred for p, pred in zip(files, preds)}, det.threshold
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16"])
+def test_scores_match_python(binary, artifacts, images, python_predictions, tmp_path, kind):
+    result = run(binary, artifacts[kind], images, tmp_path / "heat")
+    assert result.returncode == 0, result.stderr
+    got = parse(result.stdout)
+    expected, threshold = python_predictions
+    assert set(got) == set(expected)
+    assert "images/s" in result.stdout.splitlines()[-1]
+    for name, (score, verdict) in got.items():
+        ref = expected[name].score
+        assert score == pytest.approx(ref, rel=RTOL[kind]), name
+        if abs(ref - threshold) > RTOL[kind] * abs(threshold):  # a verdict can only flip inside the tolerance
+            assert verdict == ("anomalous" if expected[name].is_anomalous else "good"), name
+        heat = cv2.imread(str(tmp_path / "heat" / f"{Path(name).stem}.png"))
+        assert heat is not None and heat.shape[:2] == expected[name].anomaly_map.shape, name
+
+
+def _broken_copy(artifact, tmp_path):
+    return Path(shutil.copytree(artifact, tmp_path / "broken"))
+
+
+def _load_error(binary, artifact, images, tmp_path) -> str:
+    result = run(binary, artifact, images, tmp_path / "heat")
+    assert result.returncode == 2 and not result.stdout.strip(), (result.stdout, result.stderr)
+    return result.stderr
+
+
+def test_tampered_file_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    data = bytearray((art / "bank_4.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (art / "bank_4.npy").write_bytes(bytes(data))
+    assert "checksum mismatch for bank_4.npy" in _load_error(binary, art, images, tmp_path)
+
+
+def _edit_manifest(art, **changes):
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest.update(changes)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_newer_format_version_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    _edit_manifest(art, format_version=99)
+    assert "format version 99" in _load_error(binary, art, images, tmp_path)
+
+
+def test_other_format_and_missing_manifest_are_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    _edit_manifest(art, format="something-else")
+    assert "format tag 'cpr-engine-artifact' missing" in _load_error(binary, art, images, tmp_path)
+    (art / "manifest.json").unlink()
+    assert "no manifest.json" in _load_error(binary, art, images, tmp_path)
+
+
+def test_missing_file_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp16"], tmp_path)
+    (art / "bank_fg.npy").unlink()
+    assert "file bank_fg.npy listed in the manifest is missing" in _load_error(binary, art, images, tmp_path)
+
+
+def test_wrong_image_size_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    _edit_manifest(art, image_size=128)
+    error = _load_error(binary, art, images, tmp_path)
+    assert "bank_4.npy: bank_4 has shape" in error and "expected" in error and "32, 32)" in error
+
+
+def test_corrupt_image_is_reported_and_others_scored(binary, artifacts, images, tmp_path):
+    folder = Path(shutil.copytree(images, tmp_path / "images"))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = run(binary, artifacts["fp32"], folder, tmp_path / "heat")
+    assert result.returncode == 1
+    assert "broken.png: cannot read or decode the image" in result.stderr
+    assert set(parse(result.stdout)) == {p.name for p in images.iterdir()}

@@ -1,0 +1,202 @@
+"""The torch-free runtime: an exported artifact scored by ArtifactDetector equals the PyTorch model."""
+import json
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from cpr_engine import Detector
+from cpr_engine.data import ImageReadError, read_image
+from cpr_engine.export import export_artifact
+from cpr_engine.runtime.artifact import MANIFEST, ArtifactError
+from cpr_engine.runtime.detector import ArtifactDetector
+
+from tests.conftest import TINY
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs_native
+
+# Score tolerances, relative: fp32 artifacts differ from PyTorch only by ONNX Runtime's float
+# rounding; fp16 banks and histograms add half-precision rounding of every stored descriptor.
+RTOL = {False: 1e-4, True: 2e-3}
+
+
+@pytest.fixture(scope="module")
+def object_detector(demo_root):
+    """A tiny model of the object category (foreground branch on)."""
+    options = dict(TINY)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
+    assert bool(det.model.use_foreground)
+    return det
+
+
+@pytest.fixture(scope="module")
+def test_images(demo_root):
+    from pathlib import Path
+    paths = sorted(Path(demo_root).glob("*/test/*/*.png"))
+    return [read_image(p) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def artifacts(object_detector, tiny_detector, tmp_path_factory):
+    """{(name, fp16): (torch detector, artifact folder)} for an object and a texture model."""
+    root = tmp_path_factory.mktemp("rt")
+    out = {}
+    for name, det in (("object", object_detector), ("texture", tiny_detector)):
+        for fp16 in (False, True):
+            folder = root / f"{name}_{int(fp16)}"
+            export_artifact(det, folder, fp16=fp16, trt="no")
+            out[(name, fp16)] = (det, folder)
+    return out
+
+
+def _scores(preds):
+    return np.array([p.score for p in preds])
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+@pytest.mark.parametrize("name", ["object", "texture"])
+def test_artifact_scores_equal_pytorch(artifacts, test_images, name, fp16):
+    det, folder = artifacts[(name, fp16)]
+    runtime = Detector.load(folder)
+    assert isinstance(runtime, ArtifactDetector) and runtime.network.name == "onnxruntime"
+    assert runtime.threshold == pytest.approx(det.threshold)
+    want, got = det.predict(test_images), runtime.predict(test_images, batch_size=3)
+    np.testing.assert_allclose(_scores(got), _scores(want), rtol=RTOL[fp16])
+    for g, w, image in zip(got, want, test_images):
+        assert g.anomaly_map.shape == image.shape[:2] and g.anomaly_map.dtype == np.float32
+        np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, rtol=RTOL[fp16], atol=RTOL[fp16] * w.anomaly_map.max())
+        assert g.is_anomalous == w.is_anomalous or abs(w.score - det.threshold) < RTOL[fp16] * det.threshold
+
+
+def test_inputs_paths_bgr_batches(artifacts, demo_root):
+    _, folder = artifacts[("object", False)]
+    runtime = ArtifactDetector.load(folder)
+    path = f"{demo_root}/coffee/test/good/000.png"
+    rgb = read_image(path)
+    from_path = runtime.predict(path)
+    assert from_path.score == pytest.approx(runtime.predict(rgb).score, rel=1e-6)
+    assert runtime.predict(np.ascontiguousarray(rgb[:, :, ::-1]), color="BGR").score == pytest.approx(from_path.score,
+                                                                                                        rel=1e-6)
+    batch = runtime.predict(np.stack([rgb, rgb]))
+    assert len(batch) == 2 and batch[0].score == pytest.approx(from_path.score, rel=1e-6)
+    gray = runtime.predict(rgb[:, :, 0])  # grayscale converted, non-square crop too
+    assert np.isfinite(gray.score)
+    crop = runtime.predict(rgb[:50, :])
+    assert crop.anomaly_map.shape == (50, rgb.shape[1])
+
+
+def test_bad_inputs_name_the_problem(artifacts, tmp_path):
+    _, folder = artifacts[("texture", False)]
+    runtime = ArtifactDetector.load(folder)
+    with pytest.raises(ImageReadError, match="channel count 5"):
+        runtime.predict(np.zeros((32, 32, 5), np.uint8))
+    bad = np.zeros((32, 32, 3), np.float32)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ImageReadError, match="NaN"):
+        runtime.predict(bad)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(ImageReadError, match="broken.png"):
+        runtime.predict(broken)
+    with pytest.raises(ValueError, match="color"):
+        runtime.predict(np.zeros((32, 32, 3), np.uint8), color="HSV")
+    with pytest.raises(ValueError, match="batch_size"):
+        runtime.predict(np.zeros((32, 32, 3), np.uint8), batch_size=0)
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_artifacts_are_refused(artifacts, tmp_path):
+    _, folder = artifacts[("texture", True)]
+    tampered = _copy(folder, tmp_path / "tampered")
+    data = bytearray((tampered / "network.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tampered / "network.onnx").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch for network.onnx"):
+        Detector.load(tampered)
+
+    newer = _copy(folder, tmp_path / "newer")
+    manifest = json.loads((newer / MANIFEST).read_text())
+    manifest["format_version"] = 99
+    (newer / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="format version 99"):
+        Detector.load(newer)
+
+    missing = _copy(folder, tmp_path / "missing")
+    (missing / "bank_fg.npy").unlink()
+    with pytest.raises(ArtifactError, match="bank_fg.npy listed in the manifest is missing"):
+        Detector.load(missing)
+
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        Detector.load(tmp_path)
+    with pytest.raises(ArtifactError, match="no network.plan"):
+        Detector.load(folder, backend="tensorrt")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Detector.load(folder, backend="openvino")
+    with pytest.raises(TypeError, match="artifact folders only"):
+        Detector.load(tmp_path / "model.pt", backend="onnxruntime")
+
+
+def test_one_detector_shared_by_threads(artifacts, test_images):
+    _, folder = artifacts[("object", False)]
+    runtime = ArtifactDetector.load(folder)
+    want = _scores(runtime.predict(test_images))
+    results, errors = {}, []
+
+    def worker(t):
+        try:
+            for _ in range(3):
+                results.setdefault(t, []).append(_scores(runtime.predict(test_images, batch_size=2)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(results) == 4
+    for runs in results.values():
+        for scores in runs:
+            np.testing.assert_array_equal(scores, want)
+
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def test_runtime_runs_without_torch(artifacts, demo_root, tmp_path):
+    """Detector.load(artifact).predict and cpr-predict on an artifact, in a process where importing torch fails."""
+    det, folder = artifacts[("object", True)]
+    path = f"{demo_root}/coffee/test/good/000.png"
+    code = BLOCK_TORCH + f"""
+from cpr_engine import Detector
+from cpr_engine.cli import predict
+det = Detector.load({str(folder)!r})
+pred = det.predict({path!r})
+predict.main([{path!r}, "--model", {str(folder)!r}, "--out", {str(tmp_path)!r}, "--quiet"])
+assert "torch" not in sys.modules
+print("score", pred.score, pred.anomaly_map.shape, pred.is_anomalous)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    want = det.predict(path).score
+    score_line = next(line for line in run.stdout.splitlines() if line.startswith("score"))
+    assert float(score_line.split()[1]) == pytest.approx(want, rel=RTOL[True])
+    cli_line = next(line for line in run.stdout.splitlines() if line.startswith(path))
+    assert float(cli_line.split(",")[1]) == pytest.approx(want, rel=RTOL[True])
+    assert (tmp_path / "000_overlay.png").is_file() and (tmp_path / "predictions.csv").is_file()

@@ -111,6 +111,7 @@ setup(
             "cpr-predict=cpr_engine.cli.predict:main",
             "cpr-demo=cpr_engine.cli.demo:main",
             "cpr-export=cpr_engine.cli.export:main",
+            "cpr-bench=cpr_engine.cli.bench:main",
         ]
     },
 )

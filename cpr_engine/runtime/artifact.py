@@ -4,9 +4,10 @@ Layout (format version 1)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
     network.onnx        the network part (fp32)
+    network_opencv.onnx the network part for OpenCV DNN (C++ runtime; outputs feat_4 instead of hist)
     network_fp16.onnx   with --fp16: the same graph in fp16 (input for a TensorRT build)
     network.plan        optional TensorRT engine (built on the target GPU)
-    bank_4.npy, bank_8.npy, train_hists.npy, bank_fg.npy, centers.npy   (fp16 banks with --fp16)
+    bank_4.npy, bank_8.npy, train_hists.npy, bank_fg.npy, centers.npy   (fp16 banks and hists with --fp16)
 
 Arrays are plain ``.npy`` (read with ``allow_pickle=False``): no file of an artifact holds code.
 NumPy + stdlib only.

@@ -89,21 +89,34 @@ class ArtifactDetector:
         """(median, max) pixel score of the good training images (scales heat-map overlays)."""
         return tuple(self.manifest.get("pixel_normal", (0.0, 1.0)))
 
+    def retrieve(self, hist: np.ndarray) -> np.ndarray:
+        """(B, grid^2, M+1) float32 block histograms -> (B, K) int64 closest training images."""
+        m = self.manifest
+        return ops.top_k(ops.hist_match(hist, self.train_hists, int(m["kept_blocks"])), int(m["top_k"]))
+
+    def local_search(self, out: dict[str, np.ndarray], index: np.ndarray) -> list[np.ndarray]:
+        """Network outputs and (B, K) retrieved indices -> per-scale (B, h, w) float32 patch scores."""
+        windows = [int(r) for r in self.manifest["windows"]]
+        return ops.nn_search([out["desc_4"], out["desc_8"]], self.banks, index, windows)
+
+    def postprocess(self, out: dict[str, np.ndarray], index: np.ndarray,
+                    local: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground weighting, fusion, blur, top-T: -> maps (B, S, S) float32, scores (B,) float32."""
+        m = self.manifest
+        foreground = None
+        if m["use_foreground"]:
+            foreground = np.maximum(out["foreground"], self.bank_fg[index].max(axis=1))
+        return ops.postprocess(local, foreground, self.image_size, float(m["blur_sigma"]), int(m["top_t"]))
+
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of (H, W, 3) uint8 RGB images.
 
         Returns:
             scores (B,) float32, maps (B, S, S) float32.
         """
-        m = self.manifest
         out = self.network(to_model_input(images, self.image_size))
-        distances = ops.hist_match(out["hist"], self.train_hists, int(m["kept_blocks"]))
-        index = ops.top_k(distances, int(m["top_k"]))
-        local = ops.nn_search([out["desc_4"], out["desc_8"]], self.banks, index, [int(r) for r in m["windows"]])
-        foreground = None
-        if m["use_foreground"]:
-            foreground = np.maximum(out["foreground"], self.bank_fg[index].max(axis=1))
-        maps, scores = ops.postprocess(local, foreground, self.image_size, float(m["blur_sigma"]), int(m["top_t"]))
+        index = self.retrieve(out["hist"])
+        maps, scores = self.postprocess(out, index, self.local_search(out, index))
         return scores, maps
 
     def predict(self, images, batch_size: int = 8, color: str = "RGB"):

@@ -1,0 +1,1 @@
+"""Speed measurement of the inference pipeline (``cpr-bench``)."""

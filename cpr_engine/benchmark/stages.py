@@ -1,0 +1,95 @@
+"""The inference pipeline cut into the five stages that ``cpr-bench`` times.
+
+``preprocessing`` (resize + scale to [0, 1], host -> device), ``network`` (backbone taps, Local
+Retrieval Branch, foreground map; the ONNX graph also computes the codebook histograms),
+``global retrieval`` (histogram matching + top-K), ``local search`` (location-restricted NN
+search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> host, map resized
+to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
+what ``predict`` gives (``tests/test_bench.py`` checks it).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .. import ops
+from ..preprocess import resize_map, to_model_input
+
+STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
+Stage = Callable[[dict], None]
+
+
+def torch_stages(det) -> list[tuple[str, Stage]]:
+    """Stages of a PyTorch ``Detector`` (any device). State in: ``images``; out: ``scores``, ``maps``."""
+    import torch
+
+    model, size, device = det.model, det.config.image_size, det.device
+    cfg = det.config
+
+    def preprocessing(st):
+        st["x"] = torch.from_numpy(to_model_input(st["images"], size)).to(device, non_blocking=True)
+
+    def network(st):
+        with torch.no_grad():
+            st["feats"] = model.features(st["x"])
+            st["descs"] = model.descriptors(st["feats"])
+
+    def retrieval(st):
+        with torch.no_grad():
+            st["index"] = model.retrieve(st["feats"][0])
+
+    def local(st):
+        st["local"] = ops.nn_search(st["descs"], model.banks, st["index"], list(cfg.windows), impl=model.ops_impl)
+
+    def post(st):
+        with torch.no_grad():
+            fg = model.foreground(st["feats"][0], st["index"])
+            maps, scores = ops.postprocess(st["local"], fg, size, cfg.blur_sigma, cfg.top_t, impl=model.ops_impl)
+        st["scores"] = scores.float().cpu().numpy()
+        st["maps"] = [resize_map(m, im.shape[:2]) for m, im in zip(maps.float().cpu().numpy(), st["images"])]
+
+    return list(zip(STAGES, (preprocessing, network, retrieval, local, post)))
+
+
+def artifact_stages(det) -> list[tuple[str, Stage]]:
+    """Stages of an :class:`~cpr_engine.runtime.detector.ArtifactDetector` (ONNX Runtime / TensorRT)."""
+
+    def preprocessing(st):
+        st["x"] = to_model_input(st["images"], det.image_size)
+
+    def network(st):
+        st["out"] = det.network(st["x"])
+
+    def retrieval(st):
+        st["index"] = det.retrieve(st["out"]["hist"])
+
+    def local(st):
+        st["local"] = det.local_search(st["out"], st["index"])
+
+    def post(st):
+        maps, st["scores"] = det.postprocess(st["out"], st["index"], st["local"])
+        st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(maps, st["images"])]
+
+    return list(zip(STAGES, (preprocessing, network, retrieval, local, post)))
+
+
+def run_stages(stages: list[tuple[str, Stage]], images: list[np.ndarray], sync: Callable[[], None] | None = None,
+               clock: Callable[[], float] | None = None) -> tuple[dict, dict[str, float]]:
+    """Run the stages on ``images`` (list of (H, W, 3) uint8 RGB).
+
+    Args:
+        sync: called after each stage when timing stages (e.g. ``torch.cuda.synchronize``).
+        clock: time source in seconds; None: no per-stage times.
+    Returns:
+        (final state with ``scores`` (B,) float32 and ``maps`` [(H, W) float32], {stage: seconds}).
+    """
+    state, times = {"images": images}, {}
+    for name, stage in stages:
+        start = clock() if clock else 0.0
+        stage(state)
+        if clock:
+            if sync:
+                sync()
+            times[name] = clock() - start
+    return state, times

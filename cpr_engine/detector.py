@@ -20,8 +20,8 @@ import numpy as np
 from . import __version__
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
-from .inputs import Prediction, as_image_list
-from .preprocess import resize_image, resize_map, to_model_input
+from .inputs import as_image_list, predict_batched
+from .preprocess import resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 
 # torch is imported where it is used, so that importing this module (and loading an exported
@@ -146,15 +146,7 @@ class Detector:
             batch_size: images per forward pass.
             color: channel order of array inputs, "RGB" (default) or "BGR" (``cv2.imread``'s).
         """
-        items, single = as_image_list(images, color)
-        threshold = self.threshold
-        results = []
-        for i in range(0, len(items), batch_size):
-            chunk = items[i:i + batch_size]
-            scores, maps = self.score_batch(chunk)
-            results += [Prediction(float(s), resize_map(m, im.shape[:2]), bool(s > threshold))
-                        for s, m, im in zip(scores, maps, chunk)]
-        return results[0] if single else results
+        return predict_batched(self.score_batch, images, self.threshold, batch_size, color)
 
     def save(self, path: str | Path) -> Path:
         """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``)."""

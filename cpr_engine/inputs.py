@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from .data import read_image
 from .data.imageio import to_rgb_uint8
 from .data.samples import list_image_files
+from .preprocess import resize_map
 
 
 class Prediction(NamedTuple):
@@ -55,3 +56,26 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
             raise ValueError("no images given (empty list)")
         return [as_image(im, color) for im in images], False
     raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
+
+
+def predict_batched(score_batch: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]], images,
+                    threshold: float, batch_size: int = 8, color: str = "RGB"):
+    """The ``predict`` of both detectors: normalise ``images``, score them in chunks, build Predictions.
+
+    Args:
+        score_batch: list of (H, W, 3) uint8 RGB -> (scores (B,) float32, maps (B, S, S) float32).
+        images: anything ``as_image_list`` takes.
+        threshold: an image is anomalous when its score is above it.
+    Returns:
+        one ``Prediction`` (maps resized to the input) for a single image, else a list of them.
+    """
+    items, single = as_image_list(images, color)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    results = []
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        scores, maps = score_batch(chunk)
+        results += [Prediction(float(s), resize_map(m, im.shape[:2]), bool(s > threshold))
+                    for s, m, im in zip(scores, maps, chunk)]
+    return results[0] if single else results

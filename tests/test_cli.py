@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from cpr_engine.cli import demo, eval as eval_cli, export as export_cli, predict, train
+from cpr_engine.cli import bench, demo, eval as eval_cli, export as export_cli, predict, serve, train
 from cpr_engine.data import read_image
 
 TINY_ARGS = ["--variant", "faster", "--image-size", "64", "--steps", "3", "--train-batch", "4", "--top-k", "3",
              "--quiet", "--device", "cpu"]
 
 
-@pytest.mark.parametrize("module", [train, eval_cli, predict, demo, export_cli])
+@pytest.mark.parametrize("module", [train, eval_cli, predict, demo, export_cli, bench, serve])
 def test_every_flag_has_help(module, capsys):
     parser = module.build_parser()
     for action in parser._actions:
@@ -73,6 +73,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path), "--categories", "grass", "--variant", "faster", "--steps", "2",
                       "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "[4/4]" in out and "pixel_AUPRO" in out
+    assert "[5/5]" in out and "pixel_AUPRO" in out
     assert (tmp_path / "runs" / "eval.json").is_file()
+    assert (tmp_path / "artifacts" / "grass" / "manifest.json").is_file()
     assert len(list((tmp_path / "predictions" / "grass").glob("*_overlay.png"))) == 4

@@ -5,7 +5,8 @@ import torch
 from cpr_engine import CPRConfig, Detector
 from cpr_engine.backbones import build_backbone
 from cpr_engine.data import read_image
-from cpr_engine.detector import MODEL_FORMAT, MODEL_FORMAT_VERSION, Prediction
+from cpr_engine.detector import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from cpr_engine.inputs import Prediction
 from cpr_engine.torch_model import CPRModel
 from tests.conftest import TINY
 

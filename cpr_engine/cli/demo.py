@@ -1,4 +1,4 @@
-"""cpr-demo: build the offline demo data set, train, evaluate and predict, in one command."""
+"""cpr-demo: build the offline demo data set, train, evaluate, export and predict, in one command."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="End-to-end demo that needs no download: builds a small MVTec-AD-layout data set from real "
                     "photos shipped in scikit-image (textures brick, grass, gravel; object coffee) with synthetic "
                     "defects, trains one CPR model per category, evaluates it (table of I-AUROC, P-AUROC, AUPRO, "
-                    "P-AP) and writes heat-map overlays for a few test images.")
+                    "P-AP), exports it (as `cpr-export --fp16`) and writes heat-map overlays for a few test "
+                    "images with the exported artifact (the torch-free runtime).")
     p.add_argument("--out", default="demo_run", help="output folder (default ./demo_run)")
     p.add_argument("--variant", choices=VARIANTS, default="cpr", help="model variant (default cpr)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS,
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from ..data import build_demo
     from ..data.demo import DEMO_CATEGORIES
+    from ..detector import Detector
+    from ..export import export_artifact
     from .eval import eval_categories
     from .predict import predict_paths
     from .train import train_categories
@@ -45,20 +48,25 @@ def main(argv=None) -> int:
     out = Path(args.out)
     categories = args.categories or list(DEMO_CATEGORIES)
     data = build_demo(out / "data", seed=args.seed, categories=categories)
-    print(f"[1/4] demo data in {data}", flush=True)
+    print(f"[1/5] demo data in {data}", flush=True)
     overrides = {"steps": args.steps, "batch_size": args.train_batch, "seed": args.seed}
     train_categories(str(data), "mvtec", categories, str(out / "runs"), args.variant, overrides,
                      device=args.device, progress=not args.quiet)
-    print("[2/4] trained", flush=True)
+    print("[2/5] trained", flush=True)
     rows = eval_categories(str(data), "mvtec", categories, str(out / "runs"), device=args.device,
                            progress=not args.quiet)
-    print("[3/4] evaluated -> " + str(out / "runs" / "eval.json"), flush=True)
+    print("[3/5] evaluated -> " + str(out / "runs" / "eval.json"), flush=True)
+    for cat in categories:
+        report = export_artifact(Detector.load(out / "runs" / cat / "model.pt", device="cpu"),
+                                 out / "artifacts" / cat, fp16=True, force=True)
+        errors = ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
+        print(f"  {cat}: ONNX vs PyTorch max |error| {errors}", flush=True)
+    print(f"[4/5] exported -> {out / 'artifacts'}", flush=True)
     for cat in categories:
         test_dir = Path(data) / cat / "test"
         test_images = sorted(test_dir.glob("good/*.png"))[:1] + sorted(test_dir.glob("[!g]*/000.png"))[:3]
-        predict_paths(str(out / "runs" / cat / "model.pt"), [str(p) for p in test_images],
-                      str(out / "predictions" / cat), device=args.device)
-    print(f"[4/4] overlays in {out / 'predictions'}", flush=True)
+        predict_paths(str(out / "artifacts" / cat), [str(p) for p in test_images], str(out / "predictions" / cat))
+    print(f"[5/5] overlays in {out / 'predictions'} (predicted with the exported artifacts)", flush=True)
     print(f"demo finished in {time.time() - start:.0f} s; mean I-AUROC {100 * rows[-1]['image_AUROC']:.1f}", flush=True)
     return 0
 

@@ -24,7 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT plan: auto = build when 'tensorrt' and a CUDA GPU are present (default)")
     p.add_argument("--check-images", default=None,
                    help="folder of real images for the ONNX-vs-PyTorch check (random inputs are always used)")
-    p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    p.add_argument("--triton-repo", default=None, metavar="DIR",
+                   help="also add the artifact to a Triton model repository DIR (config.pbtxt, version folder, "
+                        "model.py for the Python backend) that a stock `tritonserver --model-repository DIR` "
+                        "loads; the server's Python must import cpr_engine (pip install cpr-engine[serve])")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact folder (and the model in --triton-repo instead of adding a version)")
     p.add_argument("--quiet", action="store_true", help="less logging")
     return p
 
@@ -47,6 +51,11 @@ def main(argv=None) -> int:
     report = export_artifact(det, out, fp16=args.fp16, trt=args.trt, force=args.force, check_images=check)
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
     print(f"artifact: {report['artifact']}\nONNX vs PyTorch max |error|: {errors}\nTensorRT: {report['tensorrt']}")
+    if args.triton_repo:
+        from ..triton_repo import write_repository
+
+        for version_dir in write_repository([report["artifact"]], args.triton_repo, force=args.force):
+            print(f"Triton model: {version_dir}")
     return 0
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import ops
-from ..inputs import COLOR_ORDERS, Prediction, as_image_list
-from ..preprocess import resize_map, to_model_input
+from ..inputs import predict_batched
+from ..preprocess import to_model_input
 from .artifact import ArtifactError, load_array, read_manifest
 from .network import open_network
 
@@ -131,17 +131,7 @@ class ArtifactDetector:
         Returns:
             ``Prediction(score, anomaly_map (H, W) float32 at the input size, is_anomalous)``.
         """
-        items, single = as_image_list(images, color)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        threshold = self.threshold
-        results = []
-        for i in range(0, len(items), batch_size):
-            chunk = items[i:i + batch_size]
-            scores, maps = self.score_batch(chunk)
-            results += [Prediction(float(s), resize_map(mp, im.shape[:2]), bool(s > threshold))
-                        for s, mp, im in zip(scores, maps, chunk)]
-        return results[0] if single else results
+        return predict_batched(self.score_batch, images, self.threshold, batch_size, color)
 
     def __repr__(self) -> str:
         m = self.manifest

@@ -1,0 +1,103 @@
+"""Request tensors -> images -> response tensors; shared by cpr-serve and the stock repository's model.py.
+
+NumPy, Pillow and the runtime only (no Triton import), so it is tested without a server.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..data.imageio import ImageReadError, _check_structure, to_rgb_uint8
+from ..preprocess import resize_map
+from .spec import IMAGE, IMAGE_BYTES
+
+
+def decode_image_bytes(data: bytes) -> np.ndarray:
+    """Encoded PNG / JPEG / BMP / TIFF bytes -> (H, W, 3) uint8 RGB.
+
+    Raises:
+        ImageReadError naming the problem (empty, not an image, truncated or corrupt).
+    """
+    if not data:
+        raise ImageReadError(None, "image_bytes: empty (0 bytes)")
+    _check_structure(None, data)  # PNG / JPEG cut short (the same checks as for files)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # Pillow refuses truncated data unless LOAD_TRUNCATED_IMAGES is set
+            array = np.asarray(im if im.mode in ("L", "RGB", "RGBA") else im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ImageReadError(None, f"image_bytes: not a PNG/JPEG/BMP/TIFF image ({len(data)} bytes)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(None, f"image_bytes: corrupt or truncated image ({len(data)} bytes): {e}") from e
+    return to_rgb_uint8(array)
+
+
+def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The images of one request: ``image`` (B, H, W, 3) uint8 or ``image_bytes`` (B, 1) bytes -> B arrays.
+
+    Raises:
+        ValueError (ImageReadError for undecodable bytes) naming the problem.
+    """
+    given = [t.name for t in (IMAGE, IMAGE_BYTES) if inputs.get(t.name) is not None]
+    if len(given) != 1:
+        raise ValueError(f"send exactly one of the inputs '{IMAGE.name}' (uint8 B x H x W x 3) or "
+                         f"'{IMAGE_BYTES.name}' (B x 1 encoded images); got {given or 'none'}")
+    if given[0] == IMAGE.name:
+        batch = np.asarray(inputs[IMAGE.name])
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"'{IMAGE.name}' must be uint8 of shape (B, H, W, 3), got {batch.dtype} {batch.shape}")
+        return list(batch)
+    images = [decode_image_bytes(bytes(item)) for item in np.asarray(inputs[IMAGE_BYTES.name]).reshape(-1)]
+    if len({im.shape for im in images}) > 1:
+        raise ValueError(f"the images of one '{IMAGE_BYTES.name}' request must have one size, got "
+                         f"{sorted({im.shape[:2] for im in images})}; send them in separate requests")
+    return images
+
+
+def response_tensors(scores: np.ndarray, maps: np.ndarray, shape: tuple[int, int], threshold: float,
+                     map_downscale: int) -> dict[str, np.ndarray]:
+    """Outputs of one request from B model results.
+
+    Args:
+        scores: (B,) float32; maps: (B, S, S) float32 at model resolution; shape: (H, W) of the inputs.
+    Returns:
+        ``score`` (B, 1) float32, ``anomaly_map`` (B, H // k, W // k) float32, ``is_anomalous`` (B, 1) bool.
+    """
+    size = (max(1, shape[0] // map_downscale), max(1, shape[1] // map_downscale))
+    scores = np.asarray(scores, np.float32).reshape(-1, 1)
+    return {"score": scores,
+            "anomaly_map": np.stack([resize_map(m, size) for m in maps]).astype(np.float32, copy=False),
+            "is_anomalous": scores > np.float32(threshold)}
+
+
+class ServedModel:
+    """An ``ArtifactDetector`` answering Triton requests: all images of a dynamic batch in one network call."""
+
+    def __init__(self, detector, map_downscale: int = 1):
+        if map_downscale < 1:
+            raise ValueError(f"map_downscale must be >= 1, got {map_downscale}")
+        self.detector, self.map_downscale = detector, int(map_downscale)
+
+    def run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
+        """Answer each request (input name -> array) with its output tensors, or the error it caused."""
+        parsed = []
+        for inputs in requests:
+            try:
+                parsed.append(request_images(inputs))
+            except ValueError as e:
+                parsed.append(e)
+        images = [im for p in parsed if not isinstance(p, Exception) for im in p]
+        if images:
+            scores, maps = self.detector.score_batch(images)
+        answers, start = [], 0
+        for p in parsed:
+            if isinstance(p, Exception):
+                answers.append(p)
+                continue
+            end = start + len(p)
+            answers.append(response_tensors(scores[start:end], maps[start:end], p[0].shape[:2],
+                                            self.detector.threshold, self.map_downscale))
+            start = end
+        return answers

@@ -1,0 +1,91 @@
+"""Serving parts that need no server (run without PyTriton): decoding, request checks, repository layout."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from cpr_engine.data import ImageReadError
+from cpr_engine.serve.codec import ServedModel, decode_image_bytes, request_images, response_tensors
+from cpr_engine.serve.environment import python_library_dir, with_own_libpython
+from cpr_engine.triton_repo import render_config, write_repository
+
+
+def _png(image):
+    return cv2.imencode(".png", image[..., ::-1])[1].tobytes()
+
+
+def test_decode_image_bytes_and_errors():
+    image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_image_bytes(_png(image)), image)
+    data = _png(image)
+    for bad, words in ((b"", "empty"), (b"hello", "not a PNG/JPEG"), (data[:-20], "PNG")):
+        with pytest.raises(ImageReadError, match=words):
+            decode_image_bytes(bad)
+
+
+def test_request_images_checks():
+    image = np.zeros((1, 4, 6, 3), np.uint8)
+    assert [im.shape for im in request_images({"image": image})] == [(4, 6, 3)]
+    with pytest.raises(ValueError, match="exactly one"):
+        request_images({})
+    with pytest.raises(ValueError, match="exactly one"):
+        request_images({"image": image, "image_bytes": np.array([[b"x"]], dtype=object)})
+    with pytest.raises(ValueError, match="uint8"):
+        request_images({"image": image.astype(np.float32)})
+    two_sizes = np.array([[_png(np.zeros((4, 4, 3), np.uint8))], [_png(np.zeros((5, 4, 3), np.uint8))]], dtype=object)
+    with pytest.raises(ValueError, match="one size"):
+        request_images({"image_bytes": two_sizes})
+
+
+def test_response_tensors_downscale():
+    scores, maps = np.array([1.0, 3.0], np.float32), np.ones((2, 16, 16), np.float32)
+    out = response_tensors(scores, maps, (100, 60), threshold=2.0, map_downscale=4)
+    assert out["score"].shape == (2, 1) and out["anomaly_map"].shape == (2, 25, 15)
+    assert out["anomaly_map"].dtype == np.float32 and out["is_anomalous"].ravel().tolist() == [False, True]
+
+
+class _FakeDetector:
+    threshold = 0.5
+
+    def score_batch(self, images):
+        return np.arange(len(images), dtype=np.float32), np.zeros((len(images), 8, 8), np.float32)
+
+
+def test_served_model_answers_each_request():
+    """A bad request gets its error; the others of the same batch their own results."""
+    good = {"image": np.zeros((2, 4, 4, 3), np.uint8)}
+    answers = ServedModel(_FakeDetector()).run([good, {"image_bytes": np.array([[b"junk"]], dtype=object)}, good])
+    assert isinstance(answers[1], ImageReadError)
+    assert answers[0]["score"].ravel().tolist() == [0, 1] and answers[2]["score"].ravel().tolist() == [2, 3]
+    assert answers[2]["anomaly_map"].shape == (2, 4, 4)
+
+
+def test_own_libpython_first():
+    if python_library_dir() is None:
+        with pytest.raises(RuntimeError, match="shared libpython"):
+            with_own_libpython({})
+        return
+    env = with_own_libpython({"LD_LIBRARY_PATH": f"/x:{python_library_dir()}"})
+    assert env["LD_LIBRARY_PATH"] == f"{python_library_dir()}:/x"
+
+
+def test_repository_layout_and_versions(tmp_path):
+    artifact = tmp_path / "art"
+    artifact.mkdir()
+    (artifact / "manifest.json").write_text(json.dumps({"category": "metal nut", "files": {}}))
+    repo = tmp_path / "repo"
+    with pytest.MonkeyPatch.context() as mp:  # a manifest-only artifact: skip the checksum reader
+        mp.setattr("cpr_engine.triton_repo.writer.read_manifest", lambda folder: json.loads(
+            (folder / "manifest.json").read_text()))
+        assert write_repository([artifact, artifact], repo, max_batch_size=4) == [repo / "metal_nut" / "1",
+                                                                                  repo / "metal_nut" / "2"]
+        assert write_repository([artifact], repo) == [repo / "metal_nut" / "3"]
+        assert write_repository([artifact], repo, force=True) == [repo / "metal_nut" / "1"]
+    assert sorted(p.name for p in (repo / "metal_nut").iterdir()) == ["1", "config.pbtxt"]
+    assert (repo / "metal_nut" / "1" / "artifact" / "manifest.json").is_file()
+    assert "cpr_engine.triton_repo.python_model" in (repo / "metal_nut" / "1" / "model.py").read_text()
+    config = render_config("metal_nut", max_batch_size=4, instances=3, map_downscale=2)
+    for line in ('backend: "python"', "max_batch_size: 4", "count: 3", "TYPE_UINT8", "TYPE_STRING",
+                 "dims: [-1, -1, 3]", 'string_value: "2"'):
+        assert line in config

@@ -89,3 +89,28 @@ def test_repository_layout_and_versions(tmp_path):
     for line in ('backend: "python"', "max_batch_size: 4", "count: 3", "TYPE_UINT8", "TYPE_STRING",
                  "dims: [-1, -1, 3]", 'string_value: "2"'):
         assert line in config
+
+
+def test_start_retries_only_the_handshake_race():
+    from cpr_engine.serve.app import HANDSHAKE_RACE, START_ATTEMPTS, retry_handshake_race
+
+    calls = []
+
+    def flaky(failures, message):
+        def start():
+            calls.append(1)
+            if len(calls) <= failures:
+                raise RuntimeError(message)
+            return "server"
+        return start
+
+    assert retry_handshake_race(flaky(START_ATTEMPTS - 1, f"load failed: {HANDSHAKE_RACE} /x.sock")) == "server"
+    assert len(calls) == START_ATTEMPTS
+    calls.clear()
+    with pytest.raises(RuntimeError, match="config file"):
+        retry_handshake_race(flaky(START_ATTEMPTS, f"load failed: {HANDSHAKE_RACE} /x.sock"))
+    assert len(calls) == START_ATTEMPTS
+    calls.clear()
+    with pytest.raises(RuntimeError, match="bad artifact"):
+        retry_handshake_race(flaky(1, "bad artifact"))
+    assert len(calls) == 1

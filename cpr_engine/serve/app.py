@@ -5,6 +5,7 @@ One model per artifact, named by its category; artifacts of the same category be
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ import numpy as np
 from .codec import ServedModel
 from .environment import check_numpy, with_own_libpython
 from .spec import INPUTS, OUTPUTS, model_name
+
+LOGGER = logging.getLogger(__name__)
+# PyTriton 0.7's model stubs wait 1 s (hard-coded) for the first instance's handshake socket; on a
+# loaded machine the other instances can miss it and the model load fails. Starting again works.
+HANDSHAKE_RACE = "Timeout occurred while waiting for config file"
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -81,13 +88,32 @@ def start_triton(artifacts: list[str | Path], options: ServeOptions):
     outputs = [Tensor(name=t.name, dtype=t.dtype, shape=t.dims) for t in OUTPUTS]
     models = [(name, version, ServedModel(ArtifactDetector.load(folder), options.map_downscale))
               for name, version, folder in versioned_models(artifacts)]
-    triton = Triton(config=config)
-    try:
-        for name, version, model in models:
-            triton.bind(model_name=name, model_version=version, infer_func=[_bind_function(model)] * options.instances,
-                        inputs=inputs, outputs=outputs, config=batching, strict=True)
-        triton.run()
-    except BaseException:
-        triton.stop()
-        raise
-    return triton
+
+    def start_once():
+        triton = Triton(config=config)
+        try:
+            for name, version, model in models:
+                triton.bind(model_name=name, model_version=version,
+                            infer_func=[_bind_function(model)] * options.instances,
+                            inputs=inputs, outputs=outputs, config=batching, strict=True)
+            triton.run()
+        except BaseException:
+            triton.stop()
+            raise
+        return triton
+
+    return retry_handshake_race(start_once)
+
+
+def retry_handshake_race(start):
+    """``start()`` (starts a server or raises), called again on PyTriton's handshake race, at most
+    ``START_ATTEMPTS`` times in all; any other error is raised at once. Returns what ``start`` returns."""
+    for attempt in range(1, START_ATTEMPTS):
+        try:
+            return start()
+        except Exception as e:
+            if HANDSHAKE_RACE not in str(e):
+                raise
+            LOGGER.warning("cpr-serve: PyTriton's model handshake timed out (attempt %d of %d); starting again",
+                           attempt, START_ATTEMPTS)
+    return start()

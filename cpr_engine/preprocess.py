@@ -5,12 +5,16 @@ import cv2
 import numpy as np
 
 
+def shrinks(height: int, width: int, size: int) -> bool:
+    """True when an (height, width) image resized to (size, size) uses the area filter (both sides shrink)."""
+    return size < min(height, width)
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (size, size, 3) uint8 (area filter when shrinking, bilinear otherwise)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"resize_image: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if shrinks(*image.shape[:2], size) else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interp)
 
 

@@ -84,9 +84,14 @@ class CPRModel(nn.Module):
                               impl=self.ops_impl)
         return ops.top_k(dist, self.config.top_k, exclude, impl=self.ops_impl)
 
-    def foreground(self, feature4: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
-        """max(foreground of the query, of each retrieved image): (B, h, w) float32, or None."""
-        if not bool(self.use_foreground):
+    def foreground(self, feature4: torch.Tensor, index: torch.Tensor,
+                   enabled: bool | None = None) -> torch.Tensor | None:
+        """max(foreground of the query, of each retrieved image): (B, h, w) float32, or None.
+
+        ``enabled``: whether the foreground branch is on; None reads the ``use_foreground`` buffer,
+        which synchronises with the device (a CUDA graph reads it once, before capture).
+        """
+        if not (bool(self.use_foreground) if enabled is None else enabled):
             return None
         own = foreground_map(feature4, self.fg_weight, self.fg_bias)
         return torch.maximum(own, self.bank_fg[index].amax(1))

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from cpr_engine.benchmark.run import bench, demo_model, percentile
-from cpr_engine.benchmark.stages import STAGES, artifact_stages, run_stages, torch_stages
+from cpr_engine.benchmark.stages import GRAPH_STAGES, STAGES, artifact_stages, graph_stages, run_stages, torch_stages
 from cpr_engine.cli import bench as bench_cli
 from cpr_engine.data import read_image
+from cpr_engine.data.imageio import write_image
 
 pytestmark = pytest.mark.needs_native
 
@@ -47,6 +48,21 @@ def test_artifact_stages_equal_predict(artifact, images):
     np.testing.assert_array_equal(state["scores"], [p.score for p in want])
     for got, pred in zip(state["maps"], want):
         np.testing.assert_array_equal(got, pred.anomaly_map)
+
+
+def test_graph_stages_equal_predict(tiny_detector, images):
+    from cpr_engine.gpu import GraphPipeline
+
+    same_size = images[:4]
+    pipe = GraphPipeline(tiny_detector, 4, same_size[0].shape[:2], map_size="input")
+    state, times = run_stages(graph_stages(pipe), same_size, clock=lambda: 0.0)
+    want = tiny_detector.predict(same_size)
+    np.testing.assert_allclose(state["scores"], [p.score for p in want], rtol=1e-6)
+    for got, pred in zip(state["maps"], want):
+        np.testing.assert_allclose(got, pred.anomaly_map, rtol=1e-6, atol=1e-6)
+    assert list(times) == list(GRAPH_STAGES)
+    result = bench(pipe, "graph", same_size, batch=4, warmup=1, runs=2)
+    assert set(result["stages_ms"]) == set(GRAPH_STAGES) and result["latency_ms"]["p50"] > 0
 
 
 def test_bench_report(tiny_detector, images):
@@ -92,3 +108,24 @@ def test_demo_model_is_trained_once_and_cached(tmp_path):
     stamp = first.stat().st_mtime_ns
     assert demo_model("faster", root=tmp_path, **tiny) == first and first.stat().st_mtime_ns == stamp
     assert (tmp_path / "data" / "coffee" / "test" / "good").is_dir()
+
+
+def test_cli_graph_backend(model_pt, demo_root, tmp_path, capsys):
+    """On CPU the graph backend times the eager float32 pipeline and says so; one image size only."""
+    out = tmp_path / "bench.json"
+    assert bench_cli.main(["--model", str(model_pt), "--backend", "graph", "--runs", "2", "--warmup", "1",
+                           "--batch", "2", "--images", f"{demo_root}/grass/test/good", "--json", str(out),
+                           "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "backend graph" in printed and "whole pipeline" in printed and "one CUDA graph, eagerly on CPU" in printed
+    report = json.loads(out.read_text())
+    assert report["config"]["cuda_graph"] is False and report["config"]["fp16_network"] is False
+    assert set(report["stages_ms"]) == set(GRAPH_STAGES)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    photo = read_image(sorted(Path(demo_root, "grass", "test", "good").glob("*.png"))[0])
+    write_image(mixed / "a.png", photo)
+    write_image(mixed / "b.png", photo[:60])
+    with pytest.raises(SystemExit, match="needs images of one size"):
+        bench_cli.main(["--model", str(model_pt), "--backend", "graph", "--images", str(mixed), "--json",
+                        str(out), "--quiet"])

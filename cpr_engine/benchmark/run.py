@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stages import STAGES, artifact_stages, run_stages, torch_stages
+from .stages import artifact_stages, graph_stages, run_stages, torch_stages
 
 BENCH_CATEGORY = "coffee"  # an object category: the foreground branch is timed too
 BENCH_TRAIN_STEPS = 20
@@ -67,11 +67,14 @@ def bench(det, backend: str, images: list[np.ndarray], batch: int, warmup: int, 
     """Time ``det`` on batches drawn cyclically from ``images``.
 
     Args:
-        det: a PyTorch ``Detector`` (backend "torch") or an ``ArtifactDetector``.
+        det: a PyTorch ``Detector`` (backend "torch"), an ``ArtifactDetector`` (backends "onnxruntime",
+            "tensorrt") or a ``GraphPipeline`` with ``map_size="input"`` and batch size ``batch`` (backend
+            "graph"; its images must all have the size it was built for).
         images: (H, W, 3) uint8 RGB images; batch: images per call; warmup / runs: untimed / timed calls.
     Returns:
         {"latency_ms": {"p50", "p99", "mean"} per image, "batch_latency_ms": {...} per call,
         "throughput_images_per_s", "stages_ms": {stage: mean ms per image}, "peak_memory_mib"}.
+        The stages are ``stages.STAGES``, or ``stages.GRAPH_STAGES`` for the graph backend.
         End-to-end runs have no synchronisation between stages; the stage breakdown comes from
         separate runs that synchronise after every stage.
     """
@@ -83,7 +86,8 @@ def bench(det, backend: str, images: list[np.ndarray], batch: int, warmup: int, 
         import torch
         sync = torch.cuda.synchronize
         torch.cuda.reset_peak_memory_stats()
-    stages = torch_stages(det) if backend == "torch" else artifact_stages(det)
+    make_stages = {"torch": torch_stages, "graph": graph_stages}.get(backend, artifact_stages)
+    stages = make_stages(det)
     batches = [[images[(i * batch + j) % len(images)] for j in range(batch)] for i in range(warmup + runs)]
     for chunk in batches[:warmup]:
         run_stages(stages, chunk)
@@ -94,7 +98,7 @@ def bench(det, backend: str, images: list[np.ndarray], batch: int, warmup: int, 
         start = time.perf_counter()
         run_stages(stages, chunk)  # ends with the device -> host copy of scores and maps
         totals.append(time.perf_counter() - start)
-    per_stage = {name: [] for name in STAGES}
+    per_stage = {name: [] for name, _ in stages}
     for chunk in batches[warmup:]:
         _, times = run_stages(stages, chunk, sync=sync, clock=time.perf_counter)
         for name, seconds in times.items():

@@ -6,6 +6,10 @@ Retrieval Branch, foreground map; the ONNX graph also computes the codebook hist
 search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> host, map resized
 to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
 what ``predict`` gives (``tests/test_bench.py`` checks it).
+
+The graph backend (:class:`~cpr_engine.gpu.GraphPipeline`) has three coarse stages instead
+(``GRAPH_STAGES``): the five above run inside one captured CUDA graph (eager on CPU), so they are
+timed together.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from .. import ops
 from ..preprocess import resize_map, to_model_input
 
 STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
+GRAPH_STAGES = ("host -> device", "whole pipeline", "device -> host")
 Stage = Callable[[dict], None]
 
 
@@ -72,6 +77,25 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
         st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(maps, st["images"])]
 
     return list(zip(STAGES, (preprocessing, network, retrieval, local, post)))
+
+
+def graph_stages(pipe) -> list[tuple[str, Stage]]:
+    """Stages of a :class:`~cpr_engine.gpu.GraphPipeline` built with ``map_size="input"``: the images
+    (one size, the pipeline's batch size) are stacked into its pinned input, the graph is replayed (the
+    eager pipeline on CPU), the results are copied back (maps at the image size)."""
+
+    def upload(st):
+        np.stack(st["images"], out=pipe.host_input)
+        pipe.upload()
+
+    def launch(st):
+        pipe.launch()
+
+    def download(st):
+        scores, maps = pipe.download()
+        st["scores"], st["maps"] = scores.copy(), list(maps.copy())
+
+    return list(zip(GRAPH_STAGES, (upload, launch, download)))
 
 
 def run_stages(stages: list[tuple[str, Stage]], images: list[np.ndarray], sync: Callable[[], None] | None = None,

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..config import VARIANTS
 from .common import setup_logging
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "graph")
+TORCH_BACKENDS = ("torch", "graph")  # time a model.pt through PyTorch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="a model.pt or an artifact folder to time instead of the demo model")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (model.pt), onnxruntime or tensorrt (an artifact; a model.pt is exported to a "
-                        "temporary one first) (default torch)")
-    p.add_argument("--device", default="cpu", help="torch device of the torch backend: cpu or cuda (default cpu)")
+                        "temporary one first), or graph (model.pt through cpr_engine.gpu.GraphPipeline: fixed "
+                        "shapes, float16 network, one CUDA graph with --device cuda; eager float32 on CPU; the "
+                        "images must all have one size) (default torch)")
+    p.add_argument("--device", default="cpu", help="torch device of the torch and graph backends: cpu or cuda "
+                                                   "(default cpu)")
     p.add_argument("--fp16", action="store_true", help="export with float16 banks (onnxruntime / tensorrt backends)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
@@ -39,13 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_detector(model: Path, backend: str, device: str, fp16: bool, tmp: str):
-    """The detector to time: PyTorch for backend torch, else an ArtifactDetector (exporting a model.pt)."""
+    """The detector to time: PyTorch for backends torch and graph, else an ArtifactDetector (exporting a model.pt)."""
     from ..detector import Detector
     from ..runtime.detector import ArtifactDetector
 
-    if backend == "torch":
+    if backend in TORCH_BACKENDS:
         if model.is_dir():
-            raise SystemExit(f"error: --backend torch needs a model.pt, {model} is a folder (artifact); use "
+            raise SystemExit(f"error: --backend {backend} needs a model.pt, {model} is a folder (artifact); use "
                              f"--backend onnxruntime or tensorrt")
         return Detector.load(model, device=device)
     if not model.is_dir():
@@ -54,6 +58,17 @@ def load_detector(model: Path, backend: str, device: str, fp16: bool, tmp: str):
         model = Path(export_artifact(Detector.load(model, device="cpu"), Path(tmp) / "artifact", fp16=fp16,
                                      trt=trt)["artifact"])
     return ArtifactDetector.load(model, backend=backend)
+
+
+def graph_pipeline(det, images: list, batch: int):
+    """The ``GraphPipeline`` that ``--backend graph`` times: built for the images' one size, maps at that size."""
+    from ..gpu import GraphPipeline
+
+    sizes = sorted({im.shape[:2] for im in images})
+    if len(sizes) != 1:
+        raise SystemExit(f"error: --backend graph needs images of one size (shapes are fixed when the graph is "
+                         f"captured); got {len(sizes)} sizes: {sizes[:4]}")
+    return GraphPipeline(det, batch, sizes[0], map_size="input")
 
 
 def format_report(report: dict) -> str:
@@ -65,7 +80,8 @@ def format_report(report: dict) -> str:
              f"  latency per image   p50 {lat['p50']:9.3f} ms   p99 {lat['p99']:9.3f} ms   mean {lat['mean']:9.3f} ms",
              f"  throughput          {report['throughput_images_per_s']:9.1f} images/s",
              f"  peak memory         {report['peak_memory_mib']:9.1f} MiB",
-             "  stage (synchronised runs)      ms / image"]
+             "  stage (synchronised runs)      ms / image"
+             + ("   (graph backend: the five stages run as one CUDA graph, eagerly on CPU)" if c["backend"] == "graph" else "")]
     lines += [f"    {name:<28} {ms:9.3f}" for name, ms in report["stages_ms"].items()]
     return "\n".join(lines)
 
@@ -82,15 +98,17 @@ def main(argv=None) -> int:
     images = [read_image(p) for p in paths]
     with tempfile.TemporaryDirectory() as tmp:
         det = load_detector(model, args.backend, args.device, args.fp16, tmp)
-        result = bench(det, args.backend, images, args.batch, args.warmup, args.runs)
-        config = det.manifest["config"] if args.backend != "torch" else det.config.to_dict()
+        timed = graph_pipeline(det, images, args.batch) if args.backend == "graph" else det
+        result = bench(timed, args.backend, images, args.batch, args.warmup, args.runs)
+        config = det.config.to_dict() if args.backend in TORCH_BACKENDS else det.manifest["config"]
     report = {"machine": machine(),
               "config": {"variant": config["variant"], "backbone": config["backbone"], "backend": args.backend,
-                         "device": args.device if args.backend == "torch" else
+                         "device": args.device if args.backend in TORCH_BACKENDS else
                          ",".join(getattr(det.network, "providers", ["cuda"])),
                          "batch": args.batch, "warmup": args.warmup, "runs": args.runs,
                          "image_size": config["image_size"], "fp16_bank": bool(args.fp16 and args.backend != "torch"),
-                         "model": str(model), "images": len(images)},
+                         "model": str(model), "images": len(images),
+                         **({"cuda_graph": timed.graph, "fp16_network": timed.fp16} if args.backend == "graph" else {})},
               **result}
     print(format_report(report), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

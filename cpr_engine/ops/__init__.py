@@ -332,7 +332,7 @@ def top_k(distances, k: int, exclude=None, impl: str | None = None):
     return out
 
 
-def nn_search(query, bank, index, window, impl: str | None = None):
+def nn_search(query, bank, index, window, impl: str | None = None, check_index: bool = True):
     """Minimum cosine distance of each query descriptor to the retrieved references near it.
 
     Every scale in one call: pass lists (finest first) for ``query``, ``bank`` and ``window``.
@@ -344,6 +344,10 @@ def nn_search(query, bank, index, window, impl: str | None = None):
         index: (B, K) int64 rows of each bank retrieved per query, 0 <= index < N; K > N repeats.
         window: odd window side r (an int, or a list of ints).
         impl: "native" | "reference" | None.
+        check_index: True: out-of-range index values raise IndexError. For CUDA tensors on the native
+            kernels that check copies the index to the host and synchronises; False skips it (CUDA graph
+            capture, with an index from ``top_k``), and an image with an out-of-range index gets NaN.
+            Other paths always check.
     Returns:
         (B, H, W) float32 ``1 - max cosine`` (or a list, one per scale). Positions outside the map
         never win.
@@ -384,7 +388,7 @@ def nn_search(query, bank, index, window, impl: str | None = None):
             outs.append(out)
             scales.append((_dev(q, op, "query"), _dev(b, op, "bank"), int(r), _dev(out, op, "out")))
         with torch.cuda.device(device):
-            _C.cuda.nn_search(scales, _dev(index, op, "index"), _stream(device))
+            _C.cuda.nn_search(scales, _dev(index, op, "index"), _stream(device), check_index)
     return list(outs) if multi else outs[0]
 
 

@@ -232,11 +232,11 @@ py::list nn_search_host(py::sequence scales, py::handle index) {
   return outs;
 }
 
-void nn_search_cuda(py::sequence scales, py::handle index, uintptr_t stream) {
+void nn_search_cuda(py::sequence scales, py::handle index, uintptr_t stream, bool check_index) {
   NNArgs a = nn_args(scales, index, cpr::binding::device_array, true);
   py::gil_scoped_release release;
   cpr::nn_search(a.scales.data(), static_cast<int64_t>(a.scales.size()), a.B,
-                 static_cast<const int64_t*>(a.index.data), a.K, cuda_context(stream));
+                 static_cast<const int64_t*>(a.index.data), a.K, cuda_context(stream), check_index);
 }
 
 // ---- postprocess -------------------------------------------------------------------------------
@@ -328,7 +328,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("kept_blocks"), py::arg("distances"), py::arg("stream"));
   cuda.def("top_k", &top_k_cuda, py::arg("distances"), py::arg("k"), py::arg("exclude"),
            py::arg("indices"), py::arg("stream"));
-  cuda.def("nn_search", &nn_search_cuda, py::arg("scales"), py::arg("index"), py::arg("stream"));
+  cuda.def("nn_search", &nn_search_cuda, py::arg("scales"), py::arg("index"), py::arg("stream"),
+           py::arg("check_index") = true);
   cuda.def("postprocess", &postprocess_cuda, py::arg("maps"), py::arg("foreground"),
            py::arg("out_size"), py::arg("sigma"), py::arg("top_t"), py::arg("anomaly_map"),
            py::arg("score"), py::arg("stream"));

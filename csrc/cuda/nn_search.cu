@@ -3,7 +3,9 @@
 // The thread walks the K retrieved references and the D planes; for a compile-time window R it keeps
 // the R*R window dot products in registers (neighbour addresses are clamped into the map and the
 // out-of-map offsets are masked out of the max), else it loops over the offsets. Reads of the
-// query and of each bank plane are coalesced along x. Bank rows are read in place by index.
+// query and of each bank plane are coalesced along x. Bank rows are read in place by index. An
+// image whose index holds a row outside the bank gets NaN everywhere (only reachable with
+// check_index = false, which skips the host-side range check).
 #include <type_traits>
 
 #include "cuda/helpers.cuh"
@@ -16,11 +18,17 @@ namespace {
 template <int kR, typename BankT>
 __global__ void nn_search_kernel(const float* __restrict__ query, const BankT* __restrict__ bank,
                                  const int64_t* __restrict__ index, int64_t batch, int64_t k,
-                                 int64_t D, int64_t H, int64_t W, int64_t window,
+                                 int64_t n_bank, int64_t D, int64_t H, int64_t W, int64_t window,
                                  float* __restrict__ out) {
   const int64_t HW = H * W;
   CPR_GRID_STRIDE(p, batch * HW) {
     const int64_t b = p / HW, yx = p % HW, y = yx / W, x = yx % W;
+    bool in_range = true;  // unchecked index (check_index = false): never read outside the bank
+    for (int64_t j = 0; j < k; ++j) in_range &= index[b * k + j] >= 0 && index[b * k + j] < n_bank;
+    if (!in_range) {
+      out[b * HW + yx] = NAN;
+      continue;
+    }
     const float* q = query + b * D * HW + yx;
     float best = -INFINITY;
     if constexpr (kR > 0) {
@@ -74,7 +82,7 @@ void launch_scale(const NNSearchScale& s, int64_t batch, const int64_t* index, i
   dispatch_window(s.window, [&](auto r) {
     constexpr int kR = decltype(r)::value;
     nn_search_kernel<kR, BankT><<<grid_for(batch * s.height * s.width), kThreads, 0, stream>>>(
-        s.query, bank, index, batch, k, s.dim, s.height, s.width, s.window, s.out);
+        s.query, bank, index, batch, k, s.n_bank, s.dim, s.height, s.width, s.window, s.out);
   });
   CPR_CUDA_LAUNCH_CHECK("nn_search");
 }

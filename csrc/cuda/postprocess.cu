@@ -1,8 +1,9 @@
 // postprocess, CUDA: fuse (one thread per fine pixel), upsample (one thread per output pixel),
-// separable blur (rows, then columns), and one block per image for the top-T sum (radix select on
-// ordered float keys, then a block sum in double).
+// separable blur (rows, then columns; taps computed on the device, so that nothing comes from host
+// memory and the call can be captured in a CUDA graph), and one block per image for the top-T sum
+// (radix select on ordered float keys, then a block sum in double).
 #include <cmath>
-#include <vector>
+#include <string>
 
 #include "cuda/helpers.cuh"
 #include "cuda/kernels.h"
@@ -98,6 +99,27 @@ __global__ void blur_kernel(const float* __restrict__ src, int64_t batch, int64_
   }
 }
 
+// taps[i] = normalized exp(-(i - radius)^2 / (2 sigma^2)), i <= 2 radius, computed on the device
+// so that the call enqueues no host memory (CUDA graph capture): one block, exp in double, summed
+// in the order of the CPU kernel by thread 0. Shared memory: (2 radius + 1) doubles.
+__global__ void gaussian_taps_kernel(int64_t radius, float sigma, float* __restrict__ taps) {
+  extern __shared__ double g[];
+  const int64_t n = 2 * radius + 1;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const double z = static_cast<double>(i - radius) / static_cast<double>(sigma);
+    g[i] = exp(-0.5 * z * z);
+  }
+  __syncthreads();
+  __shared__ double total;
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int64_t i = 0; i < n; ++i) t += g[i];
+    total = t;
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) taps[i] = static_cast<float>(g[i] / total);
+}
+
 // score[b] = sum of the T largest values of map b: 4 rounds of 8-bit radix select on ordered keys
 // find the T-th largest key; then sum(v > kth) + (T - count(v > kth)) * kth, in double.
 __global__ void top_sum_kernel(const float* __restrict__ maps, int64_t n, int64_t T,
@@ -168,6 +190,10 @@ void postprocess(const MapView* maps, int64_t n_maps, int64_t batch, const float
   const int64_t h0 = maps[0].height, w0 = maps[0].width, S = out_size, SS = S * S;
   const bool blur = sigma > 0.0f;
   const int64_t radius = blur ? static_cast<int64_t>(std::ceil(4.0 * static_cast<double>(sigma))) : 0;
+  const size_t taps_shared = static_cast<size_t>(2 * radius + 1) * sizeof(double);
+  if (taps_shared > 48 * 1024)  // 6144 doubles of shared memory for gaussian_taps_kernel
+    throw std::invalid_argument("postprocess: the CUDA kernels take a blur radius ceil(4 sigma) <= 3071; "
+                                "got sigma " + std::to_string(sigma));
   Scratch fused(static_cast<size_t>(batch * h0 * w0) * sizeof(float), s);
   Scratch full(blur ? static_cast<size_t>(2 * batch * SS) * sizeof(float) : 0, s);
   Scratch taps(blur ? static_cast<size_t>(2 * radius + 1) * sizeof(float) : 0, s);
@@ -178,18 +204,8 @@ void postprocess(const MapView* maps, int64_t n_maps, int64_t batch, const float
   upsample_kernel<<<grid_for(batch * SS), kThreads, 0, s>>>(fused.as<float>(), batch, h0, w0, S, up);
   CPR_CUDA_LAUNCH_CHECK("postprocess");
   if (blur) {
-    std::vector<double> g(static_cast<size_t>(2 * radius + 1));
-    double total = 0.0;
-    for (int64_t i = -radius; i <= radius; ++i) {
-      const double z = static_cast<double>(i) / static_cast<double>(sigma);
-      g[static_cast<size_t>(i + radius)] = std::exp(-0.5 * z * z);
-      total += g[static_cast<size_t>(i + radius)];
-    }
-    std::vector<float> host(g.size());
-    for (size_t i = 0; i < g.size(); ++i) host[i] = static_cast<float>(g[i] / total);
-    CPR_CUDA_CHECK(cudaMemcpyAsync(taps.as<float>(), host.data(), host.size() * sizeof(float),
-                                   cudaMemcpyHostToDevice, s));
-    // a pageable-memory copy returns once `host` has been staged, so `host` may go out of scope
+    gaussian_taps_kernel<<<1, kThreads, taps_shared, s>>>(radius, sigma, taps.as<float>());
+    CPR_CUDA_LAUNCH_CHECK("postprocess");
     const bool reflect = S > radius;
     float* rows = full.as<float>() + batch * SS;
     blur_kernel<<<grid_for(batch * SS), kThreads, 0, s>>>(up, batch, S, taps.as<float>(), radius,

@@ -1,4 +1,5 @@
-// nn_search: validate every scale and the index values, then run on the context's device.
+// nn_search: validate every scale and (unless check_index is false on CUDA) the index values, then
+// run on the context's device.
 #include <algorithm>
 
 #include "cpu/kernels.h"
@@ -7,7 +8,7 @@
 namespace cpr {
 
 void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
-               int64_t k, const Context& ctx) {
+               int64_t k, const Context& ctx, bool check_index) {
   constexpr const char* op = "nn_search";
   detail::check_device(op, ctx);
   CPR_CHECK(n_scales >= 1 && scales != nullptr, op, ": need at least one scale; got ", n_scales);
@@ -31,13 +32,15 @@ void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, con
   }
   if (batch == 0) return;
   CPR_CHECK(index != nullptr, op, ": index must not be null");
-  std::vector<int64_t> storage;
-  const int64_t* ix = detail::host_view(index, batch * k, ctx, storage);
-  const auto mm = std::minmax_element(ix, ix + batch * k);
-  for (int64_t i = 0; i < n_scales; ++i)
-    CPR_CHECK_RANGE(*mm.first >= 0 && *mm.second < scales[i].n_bank, op,
-                    ": index values must be in [0, ", scales[i].n_bank, "); got [", *mm.first, ", ",
-                    *mm.second, "]");
+  if (check_index || ctx.device == Device::kCPU) {
+    std::vector<int64_t> storage;
+    const int64_t* ix = detail::host_view(index, batch * k, ctx, storage);
+    const auto mm = std::minmax_element(ix, ix + batch * k);
+    for (int64_t i = 0; i < n_scales; ++i)
+      CPR_CHECK_RANGE(*mm.first >= 0 && *mm.second < scales[i].n_bank, op,
+                      ": index values must be in [0, ", scales[i].n_bank, "); got [", *mm.first,
+                      ", ", *mm.second, "]");
+  }
   if (ctx.device == Device::kCPU) {
     cpu::nn_search(scales, n_scales, batch, index, k);
   } else {

@@ -131,3 +131,24 @@ def test_dispatcher_errors():
         ops.nn_search([q, q], [bank], index, [3, 1], impl="native")
     with pytest.raises(TypeError, match="NumPy arrays, CPU tensors or CUDA tensors"):
         ops.nn_search(q.numpy(), bank, index, 3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchecked_index(device):
+    """check_index=False: on CUDA no host check (no sync) and NaN for an image with an out-of-range
+    row, the other images unchanged; on CPU the check runs anyway."""
+    q, bank, index = _inputs(2, 4, 5, 6, 3, 2, seed=11)
+    want = reference(q, bank, index, 3)
+    bad = index.clone()
+    bad[1, 1] = 3
+    args = (q.to(device), bank.to(device))
+    assert_close(ops.nn_search(*args, index.to(device), 3, impl="native", check_index=False), want, atol=1e-5, rtol=0)
+    with pytest.raises(IndexError, match=r"index values must be in \[0, 3\)"):
+        ops.nn_search(*args, bad.to(device), 3, impl="native")
+    if device == "cpu":
+        with pytest.raises(IndexError, match=r"index values must be in \[0, 3\)"):
+            ops.nn_search(*args, bad, 3, impl="native", check_index=False)
+        return
+    got = ops.nn_search(*args, bad.to(device), 3, impl="native", check_index=False).cpu()
+    assert_close(got[0], want[0], atol=1e-5, rtol=0)
+    assert torch.isnan(got[1]).all()

@@ -110,9 +110,13 @@ struct NNSearchScale {
 //   scales    (n_scales,) per-scale views (finest first by convention; the order does not matter)
 //   batch     B, shared by every scale
 //   index     (B, K) int64, 0 <= index < n_bank of every scale; K > N (repeats) is allowed
-// On CUDA the index values are range-checked on the host (a small synchronous copy).
+//   check_index  true: out-of-range index values throw std::out_of_range. On CUDA that check copies
+//             the index to the host and synchronises the stream; false skips it there (for CUDA
+//             graph capture, where the index comes from top_k and is in range by construction), and
+//             the kernel writes NaN for every pixel of an image with an out-of-range index instead
+//             of reading outside the bank. On CPU the check always runs (it needs no copy).
 void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
-               int64_t k, const Context& ctx = {});
+               int64_t k, const Context& ctx = {}, bool check_index = true);
 
 // ---------------------------------------------------------------------------------------------
 // postprocess: per-scale patch scores -> anomaly map and image score (fused).

@@ -53,6 +53,9 @@ class OnnxRuntimeNetwork:
         graph = "network_fp16.onnx" if on_gpu and "network_fp16.onnx" in manifest["files"] else "network.onnx"
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # ONNX Runtime's idle threads spin after each run and starve the OpenMP kernels that follow
+        # (NN search ~1.5x slower on 2 cores, measured with cpr-bench); let them sleep instead
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / graph), options, providers=providers)
         self.graph = graph
         self.providers = self.session.get_providers()

@@ -34,3 +34,15 @@ def tiny_detector(demo_root):
     options = dict(TINY)
     variant = options.pop("variant")
     return Detector(variant, device="cpu", **options).fit(f"{demo_root}/grass", texture=True, category="grass")
+
+
+@pytest.fixture(scope="session")
+def object_detector(demo_root):
+    """A Detector trained for a few steps on the tiny coffee object category (foreground branch on)."""
+    from cpr_engine import Detector
+
+    options = dict(TINY)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
+    assert bool(det.model.use_foreground)
+    return det

@@ -32,15 +32,9 @@ def binary():
 
 
 @pytest.fixture(scope="module")
-def model_path(demo_root, tmp_path_factory):
-    """A tiny object model (foreground branch on) trained on the demo coffee images, saved."""
-    from conftest import TINY
-    from cpr_engine import Detector
-
-    options = dict(TINY, steps=2)
-    variant = options.pop("variant")
-    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
-    return det.save(tmp_path_factory.mktemp("cpp") / "model.pt")
+def model_path(object_detector, tmp_path_factory):
+    """The tiny object model of conftest (foreground branch on), saved."""
+    return object_detector.save(tmp_path_factory.mktemp("cpp") / "model.pt")
 
 
 @pytest.fixture(scope="module")

@@ -33,19 +33,6 @@ LINEAR_SIZES = [(50, 70), (40, 40)]
 
 
 @pytest.fixture(scope="module")
-def object_detector(demo_root):
-    """A tiny object model: the foreground branch is on (the texture model of conftest has it off)."""
-    from conftest import TINY
-    from cpr_engine import Detector
-
-    options = dict(TINY)
-    variant = options.pop("variant")
-    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
-    assert bool(det.model.use_foreground)
-    return det
-
-
-@pytest.fixture(scope="module")
 def photos(demo_root):
     """Four 96 x 96 demo photos (good and defective)."""
     from pathlib import Path

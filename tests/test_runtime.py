@@ -14,7 +14,6 @@ from cpr_engine.export import export_artifact
 from cpr_engine.runtime.artifact import MANIFEST, ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector
 
-from tests.conftest import TINY
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.needs_native
@@ -22,16 +21,6 @@ pytestmark = pytest.mark.needs_native
 # Score tolerances, relative: fp32 artifacts differ from PyTorch only by ONNX Runtime's float
 # rounding; fp16 banks and histograms add half-precision rounding of every stored descriptor.
 RTOL = {False: 1e-4, True: 2e-3}
-
-
-@pytest.fixture(scope="module")
-def object_detector(demo_root):
-    """A tiny model of the object category (foreground branch on)."""
-    options = dict(TINY)
-    variant = options.pop("variant")
-    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
-    assert bool(det.model.use_foreground)
-    return det
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,17 @@ def artifact(tiny_detector, tmp_path_factory):
     return Path(export_artifact(tiny_detector, tmp_path_factory.mktemp("bench_art") / "a", trt="no")["artifact"])
 
 
+def assert_same(state, want, map_atol):
+    """The stages' final state equals a list of Predictions (scores rtol 1e-6, maps rtol 1e-6 + map_atol)."""
+    np.testing.assert_allclose(state["scores"], [p.score for p in want], rtol=1e-6)
+    for got, pred in zip(state["maps"], want):
+        np.testing.assert_allclose(got, pred.anomaly_map, rtol=1e-6, atol=map_atol)
+
+
 def test_torch_stages_equal_predict(tiny_detector, images):
     state, times = run_stages(torch_stages(tiny_detector), images, clock=lambda: 0.0)
     want = tiny_detector.predict(images)
-    np.testing.assert_allclose(state["scores"], [p.score for p in want], rtol=1e-6)
-    for got, pred in zip(state["maps"], want):
-        np.testing.assert_allclose(got, pred.anomaly_map, rtol=1e-6, atol=1e-7)
+    assert_same(state, want, map_atol=1e-7)
     assert list(times) == list(STAGES)
 
 
@@ -57,9 +62,7 @@ def test_graph_stages_equal_predict(tiny_detector, images):
     pipe = GraphPipeline(tiny_detector, 4, same_size[0].shape[:2], map_size="input")
     state, times = run_stages(graph_stages(pipe), same_size, clock=lambda: 0.0)
     want = tiny_detector.predict(same_size)
-    np.testing.assert_allclose(state["scores"], [p.score for p in want], rtol=1e-6)
-    for got, pred in zip(state["maps"], want):
-        np.testing.assert_allclose(got, pred.anomaly_map, rtol=1e-6, atol=1e-6)
+    assert_same(state, want, map_atol=1e-6)
     assert list(times) == list(GRAPH_STAGES)
     result = bench(pipe, "graph", same_size, batch=4, warmup=1, runs=2)
     assert set(result["stages_ms"]) == set(GRAPH_STAGES) and result["latency_ms"]["p50"] > 0

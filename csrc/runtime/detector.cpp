@@ -1,7 +1,9 @@
-// cpr::Detector: artifact -> network (OpenCV DNN) -> the kernels of <cpr/ops.h>.
+// cpr::Detector: artifact -> network (OpenCV DNN or TensorRT) -> the kernels of <cpr/ops.h>.
 #include "cpr/detector.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <opencv2/imgproc.hpp>
@@ -17,9 +19,14 @@ namespace {
 
 using runtime::NpyArray;
 
-constexpr const char* kNetworkFile = "network_opencv.onnx";
-const std::vector<std::string> kRequiredFiles = {kNetworkFile, "centers.npy", "bank_4.npy", "bank_8.npy",
-                                                 "train_hists.npy", "bank_fg.npy"};
+constexpr const char* kOpenCVNetworkFile = "network_opencv.onnx";
+constexpr const char* kPlanFile = "network.plan";
+const std::vector<std::string> kArrayFiles = {"bank_4.npy", "bank_8.npy", "train_hists.npy", "bank_fg.npy"};
+#if CPR_WITH_TENSORRT
+constexpr bool kWithTensorRT = true;
+#else
+constexpr bool kWithTensorRT = false;
+#endif
 
 std::vector<int64_t> blob_shape(const cv::Mat& blob) { return std::vector<int64_t>(blob.size.p, blob.size.p + blob.dims); }
 
@@ -39,17 +46,42 @@ NpyArray load_array(const runtime::Manifest& m, const std::string& name) {
   }
 }
 
+bool listed(const runtime::Manifest& m, const std::string& file) {
+  return std::find(m.files.begin(), m.files.end(), file) != m.files.end();
+}
+
+void require_file(const runtime::Manifest& m, const std::string& file, const std::string& why) {
+  if (!listed(m, file)) {
+    throw ArtifactError(m.folder + ": file " + file + " (" + why + ") is not listed in the manifest");
+  }
+}
+
+// The backend that runs the artifact's network for a requested one; throws when it cannot run here.
+Backend resolve_backend(const runtime::Manifest& m, Backend requested) {
+  if (requested == Backend::kOpenCV || (requested == Backend::kAuto && (!kWithTensorRT || !listed(m, kPlanFile)))) {
+    return Backend::kOpenCV;
+  }
+#if CPR_WITH_TENSORRT
+  const std::string no_device = runtime::cuda_device_unavailable_reason();
+  if (requested == Backend::kAuto) return no_device.empty() ? Backend::kTensorRT : Backend::kOpenCV;
+  if (!no_device.empty()) throw std::runtime_error("TensorRT backend: " + no_device);
+#endif
+  return Backend::kTensorRT;
+}
+
 }  // namespace
 
 struct Detector::Impl {
   runtime::Manifest manifest;
+  Backend backend = Backend::kOpenCV;
   std::unique_ptr<runtime::Network> network;
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/4, S/4), (N, D, S/8, S/8), (N, S/4, S/4)
-  std::vector<float> centers;             // (M, C) float32
+  std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
   int64_t n_train = 0, dim = 0, n_codes = 0, channels = 0;
 
   int64_t side(int stride) const { return manifest.image_size / stride; }
+  const char* network_file() const { return backend == Backend::kTensorRT ? kPlanFile : kOpenCVNetworkFile; }
 
   // Reads the arrays and checks that their shapes agree with each other and the manifest.
   void load_arrays() {
@@ -57,43 +89,84 @@ struct Detector::Impl {
     bank_4 = load_array(m, "bank_4");
     bank_8 = load_array(m, "bank_8");
     bank_fg = load_array(m, "bank_fg");
-    const NpyArray centers_npy = load_array(m, "centers");
     const NpyArray hists_npy = load_array(m, "train_hists");
-    if (bank_4.shape.size() != 4 || centers_npy.shape.size() != 2) {
-      throw ArtifactError(m.folder + ": bank_4.npy " + runtime::shape_string(bank_4.shape) + " must be 4-d and centers.npy " +
-                          runtime::shape_string(centers_npy.shape) + " 2-d");
+    if (bank_4.shape.size() != 4 || hists_npy.shape.size() != 3) {
+      throw ArtifactError(m.folder + ": bank_4.npy " + runtime::shape_string(bank_4.shape) + " must be 4-d and " +
+                          "train_hists.npy " + runtime::shape_string(hists_npy.shape) + " 3-d");
     }
     n_train = bank_4.shape[0], dim = bank_4.shape[1];
-    n_codes = centers_npy.shape[0], channels = centers_npy.shape[1];
+    n_codes = hists_npy.shape[2] - 1;
     expect_shape(m.path("bank_4.npy"), "bank_4", bank_4.shape, {n_train, dim, side(4), side(4)});
     expect_shape(m.path("bank_8.npy"), "bank_8", bank_8.shape, {n_train, dim, side(8), side(8)});
     expect_shape(m.path("bank_fg.npy"), "bank_fg", bank_fg.shape, {n_train, side(4), side(4)});
     expect_shape(m.path("train_hists.npy"), "train_hists", hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
-    if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32 || centers_npy.dtype != DType::kFloat32) {
-      throw ArtifactError(m.folder + ": bank_8 must have bank_4's dtype, bank_fg and centers float32");
+    if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32) {
+      throw ArtifactError(m.folder + ": bank_8 must have bank_4's dtype, bank_fg float32");
     }
-    centers = centers_npy.to_float();
     train_hists = hists_npy.to_float();
   }
 
-  // Runs the network once on a blank image and checks its output shapes.
+  // The codebook (M, C) float32, M from train_hists.
+  void load_centers() {
+    const NpyArray centers_npy = load_array(manifest, "centers");
+    if (centers_npy.shape.size() != 2 || centers_npy.dtype != DType::kFloat32) {
+      throw ArtifactError(manifest.path("centers.npy") + ": centers must be 2-d float32; got shape " +
+                          runtime::shape_string(centers_npy.shape));
+    }
+    channels = centers_npy.shape[1];
+    expect_shape(manifest.path("centers.npy"), "centers", centers_npy.shape, {n_codes, channels});
+    centers = centers_npy.to_float();
+  }
+
+  // Opens the backend's network and checks it. OpenCV's failures become ArtifactError (the graph is
+  // at fault); TensorRT throws ArtifactError for the plan, std::runtime_error for CUDA.
+  void open_network() {
+    if (backend == Backend::kTensorRT) {
+#if CPR_WITH_TENSORRT
+      network = runtime::make_tensorrt_network(manifest.path(kPlanFile), int(side(1)));
+#endif
+      check_network();
+      return;
+    }
+    try {
+      network = runtime::make_opencv_network(manifest.path(kOpenCVNetworkFile));
+      check_network();
+    } catch (const ArtifactError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw ArtifactError(e.what());
+    }
+  }
+
+  // Runs the network once on a blank image and checks its output shapes (loads the codebook when
+  // the histograms are left to codebook_histogram).
   void check_network() {
     const cv::Mat blank(std::vector<int>{1, 3, int(side(1)), int(side(1))}, CV_32F, cv::Scalar(0.5));
     const runtime::NetworkOutput out = network->run(blank);
-    const std::string where = manifest.path(kNetworkFile);
+    const std::string where = manifest.path(network_file());
     expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, side(4), side(4)});
     expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, side(8), side(8)});
     expect_shape(where, "output foreground", blob_shape(out.foreground), {1, side(4), side(4)});
+    if (!out.hist.empty()) {
+      expect_shape(where, "output hist", blob_shape(out.hist), {1, manifest.grid * manifest.grid, n_codes + 1});
+      return;
+    }
+    load_centers();
     expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, side(4), side(4)});
   }
 
   // (1, K) indices of the training images closest to the query's block histograms.
-  std::vector<int64_t> retrieve(const cv::Mat& feat_4) const {
+  std::vector<int64_t> retrieve(const runtime::NetworkOutput& out) const {
     const int64_t blocks = manifest.grid * manifest.grid, bins = n_codes + 1;
-    std::vector<float> hist(blocks * bins), distances(n_train);
-    codebook_histogram(feat_4.ptr<float>(), 1, channels, side(4), side(4), centers.data(), n_codes, manifest.grid,
-                       nullptr, hist.data());
-    hist_match(hist.data(), 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
+    std::vector<float> own_hist, distances(n_train);
+    const float* hist = out.hist.empty() ? nullptr : out.hist.ptr<float>();
+    if (!hist) {
+      own_hist.resize(blocks * bins);
+      codebook_histogram(out.feat_4.ptr<float>(), 1, channels, side(4), side(4), centers.data(), n_codes,
+                         manifest.grid, nullptr, own_hist.data());
+      hist = own_hist.data();
+    }
+    hist_match(hist, 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
     std::vector<int64_t> index(top_k_count(n_train, manifest.top_k, false));
     top_k(distances.data(), 1, n_train, manifest.top_k, nullptr, index.data());
     return index;
@@ -113,7 +186,7 @@ struct Detector::Impl {
 
   Prediction predict(const cv::Mat& image) {
     const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
-    const std::vector<int64_t> index = retrieve(out.feat_4);
+    const std::vector<int64_t> index = retrieve(out);
     std::vector<float> local_4(side(4) * side(4)), local_8(side(8) * side(8));
     const NNSearchScale scales[2] = {
         {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim, side(4), side(4), manifest.windows[0],
@@ -133,18 +206,22 @@ struct Detector::Impl {
   }
 };
 
-Detector Detector::load(const std::string& dir) {
-  auto impl = std::make_unique<Impl>();
-  impl->manifest = runtime::read_manifest(dir, kRequiredFiles);
-  impl->load_arrays();
-  try {
-    impl->network = runtime::make_opencv_network(impl->manifest.path(kNetworkFile));
-    impl->check_network();
-  } catch (const ArtifactError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw ArtifactError(e.what());
+Detector Detector::load(const std::string& dir, Backend backend) {
+  if (backend == Backend::kTensorRT && !kWithTensorRT) {
+    throw std::runtime_error("TensorRT backend: this cpr-engine build has no TensorRT (rebuild with TensorRT and the "
+                             "CUDA toolkit installed, CMake option CPR_WITH_TENSORRT=ON)");
   }
+  auto impl = std::make_unique<Impl>();
+  impl->manifest = runtime::read_manifest(dir, kArrayFiles);
+  impl->backend = resolve_backend(impl->manifest, backend);
+  if (impl->backend == Backend::kTensorRT) {
+    require_file(impl->manifest, kPlanFile, "needed by the TensorRT backend; build it with export/build_plan.py");
+  } else {
+    require_file(impl->manifest, kOpenCVNetworkFile, "needed by the OpenCV DNN backend");
+    require_file(impl->manifest, "centers.npy", "needed by the OpenCV DNN backend");
+  }
+  impl->load_arrays();
+  impl->open_network();
   return Detector(std::move(impl));
 }
 
@@ -152,6 +229,7 @@ Prediction Detector::predict(const cv::Mat& image) { return impl_->predict(image
 double Detector::threshold() const { return impl_->manifest.threshold; }
 int Detector::image_size() const { return int(impl_->manifest.image_size); }
 std::pair<float, float> Detector::pixel_normal() const { return impl_->manifest.pixel_normal; }
+Backend Detector::backend() const { return impl_->backend; }
 
 Detector::Detector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Detector::Detector(Detector&&) noexcept = default;

@@ -9,12 +9,15 @@
 namespace cpr {
 namespace runtime {
 
-// Network outputs for one image, each a dense CV_32F blob with the batch axis of size 1.
+// Network outputs for one image, each a dense CV_32F blob with the batch axis of size 1. The
+// histogram stage comes either from the network (`hist`) or from `feat_4` with the codebook; a
+// backend fills exactly one of the two.
 struct NetworkOutput {
   cv::Mat desc_4;      // (1, D, S/4, S/4) L2-normalized descriptors
   cv::Mat desc_8;      // (1, D, S/8, S/8)
   cv::Mat foreground;  // (1, S/4, S/4) in [0, 1]
-  cv::Mat feat_4;      // (1, C, S/4, S/4) stride-4 backbone features (codebook histograms)
+  cv::Mat feat_4;      // (1, C, S/4, S/4) stride-4 backbone features, or empty
+  cv::Mat hist;        // (1, grid^2, M+1) block histograms computed in the graph, or empty
 };
 
 class Network {
@@ -24,9 +27,19 @@ class Network {
   virtual NetworkOutput run(const cv::Mat& images) = 0;
 };
 
-// OpenCV DNN (CPU) over an ONNX file; throws std::runtime_error with OpenCV's reason when the
-// graph cannot be imported.
+// OpenCV DNN (CPU) over an ONNX file (outputs desc_4, desc_8, foreground, feat_4); throws
+// std::runtime_error with OpenCV's reason when the graph cannot be imported.
 std::unique_ptr<Network> make_opencv_network(const std::string& onnx_path);
+
+#if CPR_WITH_TENSORRT
+// "" when the CUDA runtime sees a device, else why not (a phrase).
+std::string cuda_device_unavailable_reason();
+
+// TensorRT over a serialized plan, run with batch 1 at `image_size`; float32 or float16 I/O (as the
+// engine declares it), outputs desc_4, desc_8, foreground and hist or feat_4. Throws
+// cpr::ArtifactError for a plan this TensorRT cannot use, std::runtime_error for a CUDA failure.
+std::unique_ptr<Network> make_tensorrt_network(const std::string& plan_path, int image_size);
+#endif
 
 }  // namespace runtime
 }  // namespace cpr

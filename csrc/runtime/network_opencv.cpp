@@ -27,7 +27,7 @@ class OpenCVNetwork : public Network {
     std::vector<cv::Mat> outs;
     net_.setInput(images, "images");
     net_.forward(outs, kOutputs);
-    return {outs[0], outs[1], outs[2], outs[3]};
+    return {outs[0], outs[1], outs[2], outs[3], cv::Mat()};
   }
 
  private:

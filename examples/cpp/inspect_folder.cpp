@@ -1,18 +1,23 @@
 // inspect_folder: score every image of a folder with an exported artifact.
 //
-//   inspect_folder ARTIFACT_DIR IMAGE_DIR OUT_DIR
+//   inspect_folder [--backend auto|opencv|tensorrt] ARTIFACT_DIR IMAGE_DIR OUT_DIR
 //
+// --backend: the engine that runs the network (default auto: TensorRT when built in, the artifact
+// has network.plan and a CUDA device is present; else OpenCV DNN on the CPU).
 // stdout: one line per image, "<file>\t<score>\t<verdict>" (verdict "anomalous" or "good"), in file
-// name order, then "# <n> images in <s> s: <r> images/s". OUT_DIR/<stem>.png: the anomaly map as a
-// JET heat map over the image (blue: median pixel score of good images; red: twice their maximum).
+// name order, then "# <n> images in <s> s: <r> images/s, backend <opencv|tensorrt>".
+// OUT_DIR/<stem>.png: the anomaly map as a JET heat map over the image (blue: median pixel score of
+// good images; red: twice their maximum).
 // Exit status: 0; 1 when some image could not be read or scored (each named on stderr, the others
-// are still scored); 2 for bad arguments or an unusable artifact (the reason on stderr).
+// are still scored); 2 for bad arguments, an unusable artifact or a backend that cannot run here
+// (the reason on stderr).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -28,6 +33,15 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::set<std::string> kImageExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
+const std::map<std::string, cpr::Backend> kBackends = {
+    {"auto", cpr::Backend::kAuto}, {"opencv", cpr::Backend::kOpenCV}, {"tensorrt", cpr::Backend::kTensorRT}};
+
+std::string backend_name(cpr::Backend backend) {
+  for (const auto& [name, value] : kBackends) {
+    if (value == backend) return name;
+  }
+  return "?";
+}
 
 // Image files of `dir` (by extension, case-insensitive), sorted by name.
 std::vector<fs::path> list_images(const fs::path& dir) {
@@ -55,11 +69,17 @@ cv::Mat heatmap_overlay(const cv::Mat& image_bgr, const cv::Mat& map, std::pair<
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::cerr << "usage: " << argv[0] << " ARTIFACT_DIR IMAGE_DIR OUT_DIR\n";
+  std::vector<std::string> args(argv + 1, argv + argc);
+  cpr::Backend backend = cpr::Backend::kAuto;
+  if (args.size() == 5 && args[0] == "--backend" && kBackends.count(args[1])) {
+    backend = kBackends.at(args[1]);
+    args.erase(args.begin(), args.begin() + 2);
+  }
+  if (args.size() != 3) {
+    std::cerr << "usage: " << argv[0] << " [--backend auto|opencv|tensorrt] ARTIFACT_DIR IMAGE_DIR OUT_DIR\n";
     return 2;
   }
-  const fs::path images_dir = argv[2], out_dir = argv[3];
+  const fs::path images_dir = args[1], out_dir = args[2];
   std::vector<fs::path> files;
   try {
     files = list_images(images_dir);
@@ -70,7 +90,7 @@ int main(int argc, char** argv) {
   }
   cpr::Detector detector = [&] {
     try {
-      return cpr::Detector::load(argv[1]);
+      return cpr::Detector::load(args[0], backend);
     } catch (const std::exception& e) {
       std::cerr << "error: cannot load the artifact: " << e.what() << "\n";
       std::exit(2);
@@ -96,6 +116,7 @@ int main(int argc, char** argv) {
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("# %d images in %.3f s: %.1f images/s\n", scored, seconds, scored / std::max(seconds, 1e-9));
+  std::printf("# %d images in %.3f s: %.1f images/s, backend %s\n", scored, seconds, scored / std::max(seconds, 1e-9),
+              backend_name(detector.backend()).c_str());
   return failures ? 1 : 0;
 }

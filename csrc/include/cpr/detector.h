@@ -4,24 +4,33 @@
 //   cpr::Prediction p = det.predict(cv::imread("part.png"));   // BGR, as cv::imread gives it
 //   p.score, p.anomaly_map (CV_32F, image size), p.is_anomalous
 //
-// Pipeline (the same as cpr_engine's CPRModel.forward): the network (OpenCV DNN on CPU) gives the
-// stride-4/8 descriptors, the foreground map and the stride-4 backbone features; the kernels of
-// <cpr/ops.h> do the rest: codebook_histogram, hist_match, top_k, nn_search, postprocess.
+// Pipeline (the same as cpr_engine's CPRModel.forward): the network gives the stride-4/8
+// descriptors, the foreground map and either the codebook histograms (TensorRT plan) or the
+// stride-4 backbone features (OpenCV graph, histograms then by codebook_histogram); the kernels of
+// <cpr/ops.h> do the rest: hist_match, top_k, nn_search, postprocess.
+//
+// Backends (Backend below): OpenCV DNN on the CPU, always built; TensorRT (10 or newer) on the
+// GPU, built when CMake finds TensorRT and the CUDA toolkit (CPR_WITH_TENSORRT=AUTO|ON). kAuto
+// takes TensorRT when it is built in, the artifact has network.plan and the CUDA runtime sees a
+// device; OpenCV DNN otherwise.
 //
 // Artifact files read: manifest.json (format "cpr-engine-artifact", format_version 1),
-// network_opencv.onnx (input "images" (1, 3, S, S) float32 RGB in [0, 1]; outputs desc_4
-// (1, D, S/4, S/4), desc_8 (1, D, S/8, S/8), foreground (1, S/4, S/4), feat_4 (1, C, S/4, S/4)),
-// centers.npy (M, C) float32, bank_4.npy / bank_8.npy (N, D, S/4|8, S/4|8) float32 or float16,
-// train_hists.npy (N, grid^2, M+1) float32 or float16, bank_fg.npy (N, S/4, S/4) float32.
+// bank_4.npy / bank_8.npy (N, D, S/4|8, S/4|8) float32 or float16, train_hists.npy
+// (N, grid^2, M+1) float32 or float16, bank_fg.npy (N, S/4, S/4) float32, and per backend:
+//   OpenCV DNN: network_opencv.onnx (input "images" (1, 3, S, S) float32 RGB in [0, 1]; outputs
+//     desc_4 (1, D, S/4, S/4), desc_8 (1, D, S/8, S/8), foreground (1, S/4, S/4), feat_4
+//     (1, C, S/4, S/4)) and centers.npy (M, C) float32;
+//   TensorRT: network.plan (built on the target GPU by export/build_plan.py; input "images"
+//     (B, 3, S, S), run at B = 1, outputs desc_4, desc_8, foreground and hist (1, grid^2, M+1);
+//     each tensor float32 or float16 as the engine declares it, converted on the host).
 // Every file listed in the manifest is checked against its SHA-256 at load.
-//
-// Backends: OpenCV DNN (CPU) only. TensorRT is not built here: no TensorRT headers are available
-// to this build, so no untested code path for it exists.
 //
 // Errors: cpr::ArtifactError for an unusable artifact (message names the folder and the file:
 // missing manifest or file, other format tag, newer or unknown format version, checksum mismatch,
-// malformed array, shapes that do not agree); std::invalid_argument for an unusable image
-// (message says what was received).
+// malformed array, shapes that do not agree, no network.plan when TensorRT is asked for, a plan
+// this TensorRT cannot deserialize); std::runtime_error for a backend this build or machine cannot
+// run (TensorRT not compiled in, no CUDA device) and CUDA failures; std::invalid_argument for an
+// unusable image (message says what was received).
 #pragma once
 
 #include <memory>
@@ -45,10 +54,18 @@ struct Prediction {
   bool is_anomalous = false;  // score > threshold()
 };
 
+// The engine that runs the network.
+enum class Backend {
+  kAuto,      // TensorRT when available (see above), else OpenCV DNN
+  kOpenCV,    // OpenCV DNN on the CPU (network_opencv.onnx)
+  kTensorRT,  // TensorRT on the GPU (network.plan); needs a build with TensorRT
+};
+
 class Detector {
  public:
-  // Reads and verifies the artifact in `dir`; throws ArtifactError.
-  static Detector load(const std::string& dir);
+  // Reads and verifies the artifact in `dir` and opens the network on `backend`; throws
+  // ArtifactError, or std::runtime_error when the backend cannot run here.
+  static Detector load(const std::string& dir, Backend backend = Backend::kAuto);
 
   // Scores one image: CV_8UC3 in BGR order (cv::imread's convention) or CV_8UC1 grayscale, any
   // size (resized to image_size() like the Python package: area filter when shrinking, bilinear
@@ -60,6 +77,7 @@ class Detector {
   int image_size() const;          // S, the network's input side
   // (median, max) pixel score of good images (manifest "pixel_normal"), for heat-map colour scales.
   std::pair<float, float> pixel_normal() const;
+  Backend backend() const;         // the backend that runs the network (never kAuto)
 
   Detector(Detector&&) noexcept;
   Detector& operator=(Detector&&) noexcept;

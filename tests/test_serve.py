@@ -188,7 +188,7 @@ BAD_REQUESTS = {  # case -> (input name, array builder, datatype, words the erro
     "corrupt_png": ("image_bytes", lambda im: np.array([[_corrupt_png(im)]], dtype=np.object_), "BYTES",
                     ["image_bytes", "corrupt"]),
     "not_an_image": ("image_bytes", lambda im: np.array([[b"hello"]], dtype=np.object_), "BYTES",
-                     ["image_bytes", "not a PNG/JPEG"]),
+                     ["image_bytes", "not a recognised image format"]),
     "float32": ("image", lambda im: im[None].astype(np.float32), "FP32", ["FP32", "UINT8"]),
     "four_channels": ("image", lambda im: np.concatenate([im, im[..., :1]], axis=2)[None], "UINT8", ["shape"]),
     "no_channel_dim": ("image", lambda im: im[None, :, :, 0], "UINT8", ["shape"]),

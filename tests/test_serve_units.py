@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cpr_engine.data import ImageReadError
+from cpr_engine.data import ImageReadError, read_image
 from cpr_engine.serve.codec import ServedModel, decode_image_bytes, request_images, response_tensors
 from cpr_engine.serve.environment import python_library_dir, with_own_libpython
 from cpr_engine.triton_repo import render_config, write_repository
@@ -19,9 +19,23 @@ def test_decode_image_bytes_and_errors():
     image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
     np.testing.assert_array_equal(decode_image_bytes(_png(image)), image)
     data = _png(image)
-    for bad, words in ((b"", "empty"), (b"hello", "not a PNG/JPEG"), (data[:-20], "PNG")):
+    for bad, words in ((b"", "empty"), (b"hello", "image_bytes: not a recognised image format"), (data[:-20], "PNG")):
         with pytest.raises(ImageReadError, match=words):
             decode_image_bytes(bad)
+
+
+def test_decoded_bytes_equal_read_image(tmp_path):
+    """The server decodes uploads as read_image decodes files: 16-bit colour (full depth), gray, RGBA."""
+    rng = np.random.default_rng(1)
+    arrays = {"rgb16.png": rng.integers(0, 65536, (6, 9, 3), dtype=np.uint16),
+              "gray.png": rng.integers(0, 256, (5, 4), dtype=np.uint8),
+              "rgba.png": rng.integers(0, 256, (4, 7, 4), dtype=np.uint8)}
+    for name, array in arrays.items():
+        path = tmp_path / name
+        assert cv2.imwrite(str(path), array)
+        np.testing.assert_array_equal(decode_image_bytes(path.read_bytes()), read_image(path))
+    with pytest.raises(ImageReadError, match="image_bytes: .*corrupt"):
+        decode_image_bytes((tmp_path / "rgb16.png").read_bytes()[:-30] + b"IEND" + b"\0" * 26)
 
 
 def test_request_images_checks():

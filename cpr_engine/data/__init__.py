@@ -10,7 +10,7 @@ Supervised mode (a few real defects in training): :func:`split_defects` (benchma
 """
 from .datasets import DATASETS, detect_dataset, list_categories, load_split
 from .demo import DEFECT_TYPES, DEMO_CATEGORIES, TEXTURE_CATEGORIES, build_demo
-from .imageio import (ImageNotFoundError, ImageReadError, read_image, read_mask, to_rgb_uint8,
+from .imageio import (ImageNotFoundError, ImageReadError, decode_image, read_image, read_mask, to_rgb_uint8,
                       write_image, write_mask)
 from .samples import IMAGE_EXTENSIONS, Sample
 from .supervised import SPLIT_SEED, defect_folder_pairs, read_defects, relative_names, split_defects
@@ -19,6 +19,7 @@ __all__ = [
     "ImageReadError",
     "ImageNotFoundError",
     "read_image",
+    "decode_image",
     "read_mask",
     "to_rgb_uint8",
     "write_image",

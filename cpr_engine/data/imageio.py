@@ -192,6 +192,11 @@ def _cv2_decode(data: bytes) -> np.ndarray | None:
 def _decode(path) -> tuple[Path, np.ndarray]:
     """Decode a file into its raw array: (H, W) or (H, W, 3|4) RGB(A), dtype uint8/uint16/float32."""
     p, data = _read_bytes(path)
+    return p, _decode_data(p, data)
+
+
+def _decode_data(p: Path | None, data: bytes) -> np.ndarray:
+    """Decode encoded bytes (``p``: their file, for messages, or None) into the raw array of ``_decode``."""
     _check_structure(p, data)
     try:
         with _PIL_LOCK:
@@ -212,7 +217,7 @@ def _decode(path) -> tuple[Path, np.ndarray]:
         if arr is None:
             raise ImageReadError(p, f"not a recognised image format or corrupt file "
                                     f"({len(data)} bytes; accepted: PNG, JPEG, BMP, TIFF)") from None
-        return p, arr
+        return arr
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
@@ -224,13 +229,13 @@ def _decode(path) -> tuple[Path, np.ndarray]:
         arr = _cv2_decode(data)  # e.g. a TIFF compression Pillow lacks
         if arr is None:
             raise ImageReadError(p, f"corrupt or unsupported image: {msg}") from e
-        return p, arr
+        return arr
     # 16-bit colour PNG: Pillow keeps only the high byte; decode the full data with OpenCV.
     if fmt == "PNG" and len(data) > 25 and data[24] == 16 and data[25] in (2, 6):
         full = _cv2_decode(data)
         if full is not None and full.dtype == np.uint16 and full.shape[:2] == arr.shape[:2]:
             arr = full
-    return p, arr
+    return arr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,6 +250,14 @@ def read_image(path) -> np.ndarray:
     """
     p, arr = _decode(path)
     return to_rgb_uint8(arr, path=p)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, BMP, TIFF) -> ``(H, W, 3) uint8`` RGB, converted as :func:`read_image`
+    converts files. Raises :class:`ImageReadError` (no path) for empty, corrupt or truncated data."""
+    if not data:
+        raise ImageReadError(None, "empty (0 bytes)")
+    return to_rgb_uint8(_decode_data(None, bytes(data)))
 
 
 def read_mask(path, shape: tuple[int, int] | None = None, *, image_path=None) -> np.ndarray:

@@ -4,34 +4,23 @@ NumPy, Pillow and the runtime only (no Triton import), so it is tested without a
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from ..data.imageio import ImageReadError, _check_structure, to_rgb_uint8
+from ..data.imageio import ImageReadError, decode_image
 from ..preprocess import resize_map
 from .spec import IMAGE, IMAGE_BYTES
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
-    """Encoded PNG / JPEG / BMP / TIFF bytes -> (H, W, 3) uint8 RGB.
+    """Encoded PNG / JPEG / BMP / TIFF bytes -> (H, W, 3) uint8 RGB, decoded as ``read_image`` decodes files.
 
     Raises:
-        ImageReadError naming the problem (empty, not an image, truncated or corrupt).
+        ImageReadError naming the input and the problem (empty, not an image, truncated or corrupt).
     """
-    if not data:
-        raise ImageReadError(None, "image_bytes: empty (0 bytes)")
-    _check_structure(None, data)  # PNG / JPEG cut short (the same checks as for files)
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # Pillow refuses truncated data unless LOAD_TRUNCATED_IMAGES is set
-            array = np.asarray(im if im.mode in ("L", "RGB", "RGBA") else im.convert("RGB"))
-    except UnidentifiedImageError:
-        raise ImageReadError(None, f"image_bytes: not a PNG/JPEG/BMP/TIFF image ({len(data)} bytes)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageReadError(None, f"image_bytes: corrupt or truncated image ({len(data)} bytes): {e}") from e
-    return to_rgb_uint8(array)
+        return decode_image(data)
+    except ImageReadError as e:
+        raise ImageReadError(None, f"image_bytes: {e.reason}") from e
 
 
 def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

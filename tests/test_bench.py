@@ -91,7 +91,7 @@ def test_cli_prints_table_and_writes_json(backend, model_pt, demo_root, tmp_path
     out = tmp_path / "bench.json"
     assert bench_cli.main(["--model", str(model_pt), "--backend", backend, "--runs", "2", "--warmup", "1",
                            "--batch", "2", "--images", f"{demo_root}/grass/test/good", "--json", str(out),
-                           "--quiet"]) == 0
+                           "--fp16", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"backend {backend}" in printed and "latency per image" in printed and "local search" in printed
     report = json.loads(out.read_text())
@@ -118,11 +118,12 @@ def test_cli_graph_backend(model_pt, demo_root, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench_cli.main(["--model", str(model_pt), "--backend", "graph", "--runs", "2", "--warmup", "1",
                            "--batch", "2", "--images", f"{demo_root}/grass/test/good", "--json", str(out),
-                           "--quiet"]) == 0
+                           "--fp16", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "backend graph" in printed and "whole pipeline" in printed and "one CUDA graph, eagerly on CPU" in printed
     report = json.loads(out.read_text())
     assert report["config"]["cuda_graph"] is False and report["config"]["fp16_network"] is False
+    assert report["config"]["fp16_bank"] is False  # --fp16 is for exported banks; graph exports nothing
     assert set(report["stages_ms"]) == set(GRAPH_STAGES)
     mixed = tmp_path / "mixed"
     mixed.mkdir()

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
                          "device": args.device if args.backend in TORCH_BACKENDS else
                          ",".join(getattr(det.network, "providers", ["cuda"])),
                          "batch": args.batch, "warmup": args.warmup, "runs": args.runs,
-                         "image_size": config["image_size"], "fp16_bank": bool(args.fp16 and args.backend != "torch"),
+                         "image_size": config["image_size"], "fp16_bank": bool(args.fp16 and args.backend not in TORCH_BACKENDS),
                          "model": str(model), "images": len(images),
                          **({"cuda_graph": timed.graph, "fp16_network": timed.fp16} if args.backend == "graph" else {})},
               **result}

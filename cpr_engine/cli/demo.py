@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     from ..detector import Detector
     from ..export import export_artifact
     from .eval import eval_categories
+    from .export import onnx_errors
     from .predict import predict_paths
     from .train import train_categories
 
@@ -59,8 +60,7 @@ def main(argv=None) -> int:
     for cat in categories:
         report = export_artifact(Detector.load(out / "runs" / cat / "model.pt", device="cpu"),
                                  out / "artifacts" / cat, fp16=True, force=True)
-        errors = ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
-        print(f"  {cat}: ONNX vs PyTorch max |error| {errors}", flush=True)
+        print(f"  {cat}: ONNX vs PyTorch max |error| {onnx_errors(report)}", flush=True)
     print(f"[4/5] exported -> {out / 'artifacts'}", flush=True)
     for cat in categories:
         test_dir = Path(data) / cat / "test"

@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def onnx_errors(report: dict) -> str:
+    """``export_artifact``'s ONNX-vs-PyTorch maximum errors as one line: "desc_4 2.4e-07, ..."."""
+    return ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
+
+
 def main(argv=None) -> int:
     from ..data import read_image
     from ..data.samples import list_image_files
@@ -49,8 +54,8 @@ def main(argv=None) -> int:
         images = [read_image(p) for p in list_image_files(args.check_images)[:4]]
         check = to_model_input(images, det.config.image_size)
     report = export_artifact(det, out, fp16=args.fp16, trt=args.trt, force=args.force, check_images=check)
-    errors = ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
-    print(f"artifact: {report['artifact']}\nONNX vs PyTorch max |error|: {errors}\nTensorRT: {report['tensorrt']}")
+    print(f"artifact: {report['artifact']}\nONNX vs PyTorch max |error|: {onnx_errors(report)}\n"
+          f"TensorRT: {report['tensorrt']}")
     if args.triton_repo:
         from ..triton_repo import write_repository
 

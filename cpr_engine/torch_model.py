@@ -19,7 +19,7 @@ import torch.nn as nn
 from . import ops
 from .config import CPRConfig
 from .foreground import foreground_map
-from .lrb import LocalRetrievalBranch
+from .lrb import LocalRetrievalBranch, RawTapHead
 
 
 class CPROutput(NamedTuple):
@@ -27,6 +27,20 @@ class CPROutput(NamedTuple):
 
     pred_score: torch.Tensor  # (B,) float32 image scores
     anomaly_map: torch.Tensor  # (B, S, S) float32 pixel scores at the model's input size
+
+
+def descriptor_width(config: CPRConfig, channels: tuple[int, int]) -> int:
+    """D of the descriptors: ``config.descriptor_dim``; raw taps need no more than the widest tap."""
+    return min(config.descriptor_dim, max(channels)) if config.descriptor == "raw" else config.descriptor_dim
+
+
+def descriptor_heads(config: CPRConfig, channels: tuple[int, int]) -> nn.ModuleList:
+    """One descriptor head per tap: LRB heads, or raw-tap heads when ``config.descriptor == "raw"``."""
+    if config.descriptor == "raw":
+        heads = [RawTapHead(c, descriptor_width(config, channels)) for c in channels]
+    else:
+        heads = [LocalRetrievalBranch(c, config.lrb_hidden, config.descriptor_dim) for c in channels]
+    return nn.ModuleList(heads).to(memory_format=torch.channels_last)
 
 
 class CPRModel(nn.Module):
@@ -45,20 +59,33 @@ class CPRModel(nn.Module):
         self.config = config
         self.backbone = backbone
         c4, c8 = backbone.channels
-        d, s = config.descriptor_dim, config.image_size
-        self.lrb = nn.ModuleList([LocalRetrievalBranch(c, config.lrb_hidden, d) for c in (c4, c8)])
-        self.lrb.to(memory_format=torch.channels_last)
+        d, s = descriptor_width(config, backbone.channels), config.image_size
+        self.lrb = descriptor_heads(config, backbone.channels)
         self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("centers", torch.zeros(config.n_clusters, c4))
         self.register_buffer("train_hists", torch.zeros(n_train, config.grid ** 2, config.n_clusters + 1))
-        self.register_buffer("bank_4", torch.zeros(n_train, d, s // 4, s // 4))
-        self.register_buffer("bank_8", torch.zeros(n_train, d, s // 8, s // 8))
+        fine, coarse = (s // stride for stride in backbone.strides)
+        self.register_buffer("bank_4", torch.zeros(n_train, d, fine, fine))
+        self.register_buffer("bank_8", torch.zeros(n_train, d, coarse, coarse))
         self.register_buffer("fg_weight", torch.zeros(c4))
         self.register_buffer("fg_bias", torch.zeros(()))
-        self.register_buffer("bank_fg", torch.ones(n_train, s // 4, s // 4))
+        self.register_buffer("bank_fg", torch.ones(n_train, fine, fine))
         self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
         self.ops_impl: str | None = None
+
+    def set_descriptor_heads(self, heads: nn.ModuleList, descriptor_dim: int) -> None:
+        """Replace the descriptor heads (LRB or raw) and size the banks for their ``descriptor_dim``."""
+        self.lrb = heads.to(self.bank_4.device)
+        n, _, h4, w4 = self.bank_4.shape
+        dev = self.bank_4.device
+        self.bank_4 = torch.zeros(n, descriptor_dim, h4, w4, device=dev)
+        self.bank_8 = torch.zeros(n, descriptor_dim, *self.bank_8.shape[2:], device=dev)
+
+    @property
+    def descriptor_dim(self) -> int:
+        """D of the banks and of the descriptor heads' output."""
+        return self.bank_4.shape[1]
 
     @property
     def banks(self) -> list[torch.Tensor]:

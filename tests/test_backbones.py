@@ -13,13 +13,15 @@ from torch import nn
 from cpr_engine.backbones import BACKBONES, build_backbone, build_classifier, resolve_weights
 from cpr_engine.backbones.efficientnet import _SameConv2d
 
-NAMES = ["densenet201", "resnet18", "wide_resnet50_2", "efficientnet_b0", "efficientnet_lite0"]
+NAMES = ["densenet201", "resnet18", "wide_resnet50_2", "efficientnet_b0", "efficientnet_lite0",
+         "efficientnet_lite0_deep"]
 CHANNELS = {
     "densenet201": (256, 512),
     "resnet18": (64, 128),
     "wide_resnet50_2": (256, 512),
     "efficientnet_b0": (24, 40),
     "efficientnet_lite0": (24, 40),
+    "efficientnet_lite0_deep": (40, 112),
 }
 # Modules right after the last tap, and the heads: all must be gone from the extractor.
 REMOVED = {
@@ -28,6 +30,7 @@ REMOVED = {
     "wide_resnet50_2": ["layer3", "layer4", "fc"],
     "efficientnet_b0": ["features.4", "features.8", "classifier"],
     "efficientnet_lite0": ["_blocks.5", "_blocks.15", "_conv_head", "_bn1", "_fc"],
+    "efficientnet_lite0_deep": ["_blocks.11", "_blocks.15", "_conv_head", "_bn1", "_fc"],
 }
 TORCHVISION_FILES = {
     "densenet201": "densenet201-c1103571.pth",
@@ -84,13 +87,14 @@ def test_output_shapes(name, size):
     with torch.no_grad():
         f4, f8 = extractor(torch.randn(1, 3, h, w))
     assert extractor.channels == CHANNELS[name]
-    assert extractor.strides == (4, 8)
     round8 = math.floor if name == "densenet201" else math.ceil  # DenseNet: 2x2 average pool
-    assert f4.shape == (1, CHANNELS[name][0], math.ceil(h / 4), math.ceil(w / 4))
-    assert f8.shape == (1, CHANNELS[name][1], round8(h / 8), round8(w / 8))
+    s1, s2 = extractor.strides
+    assert (s1, s2) == ((8, 16) if name == "efficientnet_lite0_deep" else (4, 8))
+    assert f4.shape == (1, CHANNELS[name][0], math.ceil(h / s1), math.ceil(w / s1))
+    assert f8.shape == (1, CHANNELS[name][1], round8(h / s2), round8(w / s2))
     assert f4.dtype == f8.dtype == torch.float32
     if size == (320, 320):
-        assert f4.shape[-2:] == (80, 80) and f8.shape[-2:] == (40, 40)
+        assert f4.shape[-2:] == (320 // s1,) * 2 and f8.shape[-2:] == (320 // s2,) * 2
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -128,7 +132,9 @@ def test_classifier_state_dict_loads_and_extractor_matches_taps(name, tmp_path):
     with torch.no_grad():
         features = extractor(x)
     for got, expected in zip(features, run_with_hooks(classifier, x, extractor.tap_names)[1]):
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        if extractor.pool:  # the depthwise local mean equals avg_pool2d (zero padding counted)
+            expected = torch.nn.functional.avg_pool2d(expected, extractor.pool, 1, extractor.pool // 2)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0 if extractor.pool == 0 else 1e-5)
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model"])

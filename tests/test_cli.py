@@ -27,20 +27,25 @@ def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     for cat in ("coffee", "grass"):
         assert (runs / cat / "model.pt").is_file() and (runs / cat / "train.log").is_file()
         meta = json.loads((runs / cat / "train.json").read_text())
-        assert meta["steps"] == 3 and meta["is_texture"] == (cat == "grass")
+        # texture or object is not read from the category name: the foreground is fitted for both
+        assert meta["steps"] == 3 and meta["is_texture"] is False
+        assert meta["descriptor"] in ("learned", "raw") and len(meta["windows"]) == 2
         assert json.loads((runs / cat / "config.json").read_text())["descriptor_dim"] == 16
 
-    assert eval_cli.main(["--data", demo_root, "--models", str(runs), "--quiet", "--device", "cpu"]) == 0
+    assert eval_cli.main(["--data", demo_root, "--models", str(runs), "--quiet", "--device", "cpu",
+                          "--baseline", "knn"]) == 0
     table = capsys.readouterr().out
-    assert "image_AUROC" in table and "mean" in table
+    assert "image_AUROC" in table and "mean[1-NN]" in table
     report = json.loads((runs / "eval.json").read_text())
-    assert [r["category"] for r in report["rows"]] == ["coffee", "grass", "mean"]
+    assert [r["category"] for r in report["rows"]] == ["coffee", "coffee[1-NN]", "grass", "grass[1-NN]", "mean",
+                                                      "mean[1-NN]"]
+    assert report["categories"]["grass[1-NN]"]["baseline"] == "knn"
     for row in report["rows"]:
         for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP"):
             assert 0.0 <= row[key] <= 1.0
     assert len(report["categories"]["grass"]["images"]) == 7
     with open(runs / "eval.csv") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 6
 
     out = tmp_path / "pred"
     test_dir = f"{demo_root}/grass/test"
@@ -66,6 +71,15 @@ def test_cli_errors(demo_root, tmp_path):
         predict.expand_inputs([str(tmp_path / "nothing*.png")])
     with pytest.raises(FileNotFoundError):
         train.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path), *TINY_ARGS])
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--steps", "-2"), ("--train-batch", "0"),
+                                        ("--time-budget", "0"), ("--time-budget", "nan"), ("--top-k", "x")])
+def test_train_refuses_impossible_values_before_any_work(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--data", str(tmp_path / "never-read"), "--out", str(tmp_path / "out"), flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ from tests.conftest import TINY
 def test_model_output_shapes_and_buffers():
     cfg = CPRConfig.preset("fast", image_size=96, top_k=4)
     model = CPRModel(cfg, build_backbone(cfg.backbone, pretrained=False), n_train=5).eval()
-    assert model.bank_4.shape == (5, 64, 24, 24) and model.bank_8.shape == (5, 64, 12, 12)
+    assert model.backbone.strides == (8, 16)  # the default taps: stride-8 and stride-16 stages
+    assert model.bank_4.shape == (5, 64, 12, 12) and model.bank_8.shape == (5, 64, 6, 6)
     assert model.train_hists.shape == (5, 25, 13)
     with torch.no_grad():
         out = model(torch.rand(2, 3, 96, 96))

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from cpr_engine.config import CPRConfig
+from cpr_engine.config import CPU_TIME_BUDGET, CPRConfig
 from cpr_engine.training.loss import contrastive_loss
-from cpr_engine.training.sampling import exclusion_radius, gather_points, sample_negatives, sample_points
+from cpr_engine.training.sampling import (exclusion_radius, gather_points, matching_points, sample_negatives,
+                                          sample_points)
 
 
 def test_contrastive_loss_values():
@@ -50,7 +51,12 @@ def test_config_defaults_are_the_paper_numbers():
     assert (c.top_k, c.n_clusters, c.grid, c.kept_blocks, c.windows, c.blur_sigma, c.top_t, c.descriptor_dim,
             c.image_size, c.kmeans_samples, c.lr, c.weight_decay, c.batch_size) == (
         10, 12, 5, 20, (3, 1), 4.0, 512, 384, 320, 50_000, 1e-3, 1e-2, 32)
-    assert c.training_steps(True) == 500 and c.training_steps(False) == 40_000
+    # no steps given: the paper's schedule on a GPU, a time budget on a CPU
+    assert c.training_schedule(True, "cuda") == (500, None) and c.training_schedule(False, "cuda") == (40_000, None)
+    assert c.training_schedule(False, "cpu") == (40_000, CPU_TIME_BUDGET)
+    assert CPRConfig(steps=7).training_schedule(False, "cpu") == (7, None)
+    assert CPRConfig(time_budget=5.0).training_schedule(True, "cpu") == (500, 5.0)
+    assert c.descriptor == "auto" and c.auto_windows and c.backbone == "efficientnet_lite0_deep"
     assert CPRConfig.from_json(c.to_json()) == c
     assert CPRConfig.preset("faster").descriptor_dim == 16 and CPRConfig.preset("fast").descriptor_dim == 64
 
@@ -61,9 +67,28 @@ def test_config_defaults_are_the_paper_numbers():
     ({"image_size": 100}, "multiple of 8"),
     ({"keep_blocks": 0}, "keep_blocks"),
     ({"lrb_hidden": 100}, "multiple of 12"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"steps": -3}, "steps must be a positive integer"),
+    ({"time_budget": 0}, "time_budget must be > 0"),
+    ({"descriptor": "pca"}, "descriptor must be one of"),
+    ({"max_windows": (4, 1)}, "max_windows must be two odd sizes"),
+    ({"val_fraction": 1.0}, "val_fraction"),
 ])
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CPRConfig(**kwargs)
     with pytest.raises(ValueError, match="unknown keys"):
         CPRConfig.from_dict({"nope": 1})
+
+
+def test_matching_points_follow_a_shifted_reference():
+    g = torch.Generator().manual_seed(1)
+    feat_q = torch.randn(2, 6, 10, 10, generator=g)
+    feat_r = torch.roll(feat_q, shifts=(2, -1), dims=(2, 3))  # content moved 2 cells down, 1 left
+    xy = torch.tensor([[[44.0, 44.0], [28.0, 52.0]]]).repeat(2, 1, 1)  # cell centres of an 80 px image, stride 8
+    got = matching_points(xy, feat_q, feat_r, 80, window=5)
+    want = (xy / 8).floor() + torch.tensor([-1.0, 2.0])
+    assert torch.equal(got, (want + 0.5) * 8)
+    assert torch.equal(matching_points(xy, feat_q, feat_r, 80, window=1), xy)  # aligned: the same point
+    # outside the window the match is not taken: window 3 reaches 1 cell, the true match is 2 away
+    assert not torch.equal(matching_points(xy, feat_q, feat_r, 80, window=3), (want + 0.5) * 8)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._common import StateDict, hub_checkpoint, load_checkpoint, truncate
 from .densenet import densenet201, remap_legacy_keys
@@ -53,6 +54,8 @@ class BackboneSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     remap_keys: Callable[[StateDict], StateDict] | None = None
+    strides: tuple[int, int] = (4, 8)  # of the two taps
+    pool: int = 0  # taps are averaged over pool x pool neighbourhoods (stride 1; 0: not)
 
 
 def _torchvision(file_name: str) -> Callable[[], str]:
@@ -88,22 +91,29 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
         tap_names=("_blocks.2", "_blocks.4"), channels=(24, 40),
         default_weights=_lite0_package_file, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
     ),
+    # The default: Lite0 tapped at the end of its stride-8 (40 ch) and stride-16 (112 ch) stages,
+    # 3x3 local means (benchmarks/RESULTS.md, "Accuracy ablation").
+    BackboneSpec(
+        "efficientnet_lite0_deep", EfficientNetLite0,
+        stages=("_conv_stem", "_bn0", "_stem_act", *(f"_blocks.{i}" for i in range(11))),
+        tap_names=("_blocks.4", "_blocks.10"), channels=(40, 112),
+        default_weights=_lite0_package_file, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), strides=(8, 16), pool=3,
+    ),
 )}
 
 
 class FeatureExtractor(nn.Module):
-    """Frozen classifier truncated after its stride-8 tap.
+    """Frozen classifier truncated after its last tap.
 
     ``forward(x)`` takes ``x`` of shape (B, 3, H, W), float32, RGB in [0, 1] normalized with
-    ``mean``/``std``, and returns ``[f4, f8]``: float32 maps of shape (B, channels[0], ~H/4, ~W/4)
-    and (B, channels[1], ~H/8, ~W/8) (80x80 and 40x40 for a 320x320 input; odd sizes round up,
-    except DenseNet's average-pool transition, which rounds the stride-8 map down).
+    ``mean``/``std``, and returns the two taps, finest first: float32 maps of shape
+    (B, channels[0], ~H/s1, ~W/s1) and (B, channels[1], ~H/s2, ~W/s2) with (s1, s2) = ``strides``
+    ((4, 8): 80x80 and 40x40 for a 320x320 input; (8, 16) for ``efficientnet_lite0_deep``; odd sizes
+    round up, except DenseNet's average-pool transition, which rounds the stride-8 map down).
     ``body`` is the classifier with every module after the last tap deleted (names unchanged);
     ``stages`` are its modules run in order. The module always stays in eval mode, so BatchNorm
     statistics never change.
     """
-
-    strides: tuple[int, int] = (4, 8)
 
     def __init__(self, spec: BackboneSpec, classifier: nn.Module):
         super().__init__()
@@ -112,6 +122,9 @@ class FeatureExtractor(nn.Module):
         self.mean, self.std = spec.mean, spec.std
         self.tap_names = spec.tap_names
         self.stages = spec.stages
+        self.strides, self.pool = spec.strides, spec.pool
+        k = max(1, spec.pool)
+        self.register_buffer("pool_weight", torch.full((max(spec.channels), 1, k, k), 1.0 / (k * k)), persistent=False)
         truncate(classifier, spec.stages)
         self.body = classifier
         self.requires_grad_(False)
@@ -122,13 +135,19 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) float32 -> [(B, C1, ~H/4, ~W/4), (B, C2, ~H/8, ~W/8)] float32."""
+        """(B, 3, H, W) float32 -> [(B, C1, ~H/s1, ~W/s1), (B, C2, ~H/s2, ~W/s2)] float32, (s1, s2) = ``strides``."""
         features = []
         for name in self.stages:
             x = self.body.get_submodule(name)(x)
             if name in self.tap_names:
-                features.append(x)
+                features.append(self._local_mean(x) if self.pool else x)
         return features
+
+    def _local_mean(self, tap: torch.Tensor) -> torch.Tensor:
+        """``pool`` x ``pool`` mean, zero padding counted (as ``avg_pool2d``), written as a depthwise
+        convolution: OpenCV 4.x DNN mis-computes the AveragePool that ``avg_pool2d`` exports to here."""
+        weight = self.pool_weight[:tap.shape[1]].to(tap.dtype)
+        return F.conv2d(tap, weight, padding=self.pool // 2, groups=tap.shape[1])
 
 
 def _spec(name: str) -> BackboneSpec:

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from ..config import MVTEC_TEXTURES, VARIANTS
+from ..config import CPU_TIME_BUDGET, DESCRIPTORS, VARIANTS
 
 DATASETS = ("auto", "mvtec", "btad", "mvtec3d", "visa", "folder")
 
@@ -27,27 +27,61 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """Model and training hyper-parameters."""
     p.add_argument("--variant", choices=VARIANTS, default="cpr",
                    help="cpr: 384-d descriptors, K=10 (paper); fast: 64-d; faster: 16-d, K=5 (default cpr)")
     p.add_argument("--backbone", default=None,
-                   help="efficientnet_lite0 (default, offline weights), densenet201 (the paper's), resnet18, "
+                   help="efficientnet_lite0_deep (default: Lite0 stride-8/16 stages, offline weights), "
+                        "efficientnet_lite0 (its stride-4/8 stages), densenet201 (the paper's), resnet18, "
                         "wide_resnet50_2, efficientnet_b0")
     p.add_argument("--weights", default=None,
                    help="ImageNet checkpoint of the backbone (torchvision file); default: the torch hub cache "
                         "(Lite0: the offline package)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="training steps of the local metric (default: 500 textures, 40000 objects, as the paper)")
-    p.add_argument("--train-batch", type=int, default=None, help="training batch size (default 32)")
-    p.add_argument("--top-k", type=int, default=None, help="retrieved reference images K (default 10; faster: 5)")
-    p.add_argument("--image-size", type=int, default=None, help="model input side in pixels (default 320)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="training steps of the local metric (default: as many as --time-budget allows on a CPU; "
+                        "the paper's 40000 objects / 500 textures on a GPU)")
+    p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"seconds of local-metric training (default: {CPU_TIME_BUDGET:g} on a CPU, no limit on a "
+                        "GPU); training ends at --steps or here, whichever comes first")
+    p.add_argument("--descriptor", choices=DESCRIPTORS, default=None,
+                   help="auto (default): train the learned local metric and keep it only when it beats the raw "
+                        "backbone taps on a validation split of the training images with synthetic defects; "
+                        "learned; raw (no training)")
+    p.add_argument("--train-batch", type=positive_int, default=None, help="training batch size (default 32)")
+    p.add_argument("--top-k", type=positive_int, default=None,
+                   help="retrieved reference images K (default 10; faster: 5)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="model input side in pixels, a multiple of 8 (default 320)")
     p.add_argument("--texture-dir", default=None,
                    help="folder of anomaly textures for synthetic defects (e.g. DTD images); default: derived "
                         "from the training images themselves")
     p.add_argument("--texture", choices=("auto", "yes", "no"), default="auto",
-                   help="texture category (no foreground branch, 500 default steps); auto: yes for the MVTec AD "
-                        "textures and the demo textures")
+                   help="auto (default): decided from the training images - the foreground branch is fitted and "
+                        "kept only when it helps on the validation split; yes: texture, no foreground branch; "
+                        "no: same as auto")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -63,17 +97,15 @@ def add_split_args(p, n_default: int | None, n_help: str, seed_default: str) -> 
 
 def config_overrides(args) -> dict:
     """CPRConfig overrides given on the command line."""
-    pairs = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.train_batch,
-             "top_k": args.top_k, "image_size": args.image_size, "seed": args.seed}
+    pairs = {"backbone": args.backbone, "steps": args.steps, "time_budget": args.time_budget,
+             "descriptor": args.descriptor, "batch_size": args.train_batch, "top_k": args.top_k,
+             "image_size": args.image_size, "seed": args.seed}
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-def is_texture(category: str, choice: str) -> bool:
-    """Resolve --texture for one category."""
-    if choice != "auto":
-        return choice == "yes"
-    from ..data.demo import TEXTURE_CATEGORIES
-    return category in MVTEC_TEXTURES or category in TEXTURE_CATEGORIES
+def is_texture(choice: str) -> bool:
+    """Resolve --texture: only "yes" forces the texture setting; otherwise the data decide."""
+    return choice == "yes"
 
 
 def resolve_categories(root: str, dataset: str, wanted: list[str] | None) -> tuple[str, list[str]]:

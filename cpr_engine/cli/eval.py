@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
     p.add_argument("--out", default=None, help="where eval.json / eval.csv go (default: --models)")
+    p.add_argument("--baseline", choices=("none", "knn"), default="none",
+                   help="knn: also score a plain full-bank nearest neighbour over the model's own backbone taps "
+                        "(same input size, same post-processing, trained on the same good images) and print its "
+                        "row under each model's, named <category>[1-NN]")
     add_split_args(p, None, "supervised benchmark protocol: leave out the N defective test images that "
                             "cpr-train --n-anomaly N moved into training (same shuffle, --split-seed); works on "
                             "unsupervised models too, for a baseline on the same images (default: what the model "
@@ -63,15 +67,23 @@ def evaluation_split(meta: dict, test: list, data: str, n_anomaly: int | None, s
     return remaining, {"n_anomaly": n, "split_seed": seed, "moved": moved_names, "n_test": len(remaining)}
 
 
+def knn_baseline(det, train_images: list):
+    """The full-bank 1-NN baseline over ``det``'s backbone taps, fitted on ``train_images`` (RGB uint8)."""
+    from ..baseline import KNNBaseline
+    from ..backbones import build_backbone
+
+    return KNNBaseline(det.config, build_backbone(det.config.backbone), det.device).fit(train_images)
+
+
 def eval_categories(data: str, dataset: str, categories: list[str] | None, models: str, out: str | None = None,
                     device: str | None = None, batch_size: int = 8, progress: bool = True,
-                    n_anomaly: int | None = None, split_seed: int | None = None) -> list[dict]:
+                    n_anomaly: int | None = None, split_seed: int | None = None, baseline: str = "none") -> list[dict]:
     """Evaluate each category's model; print the table, write eval.json / eval.csv; return the rows.
 
     ``n_anomaly`` / ``split_seed``: leave out the defective test images moved into training by the
     supervised protocol (see :func:`evaluation_split`); eval.json records them per category.
     """
-    from ..data import load_split
+    from ..data import load_split, read_image
     from ..detector import Detector
     from ..evaluate import METRIC_COLUMNS, evaluate_samples, format_table, mean_row
 
@@ -88,8 +100,16 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         rows.append({"category": cat, **result["metrics"]})
         details[cat] = {"model": str(model_path), "supervised_model": bool(det.meta.get("supervised")),
                         "split": split, **result}
-    if len(rows) > 1:
-        rows.append(mean_row(rows))
+        if baseline == "knn":
+            knn = knn_baseline(det, [read_image(s.image_path) for s in load_split(data, layout, cat, "train")])
+            base = evaluate_samples(knn, test, batch_size, progress)
+            rows.append({"category": f"{cat}[1-NN]", **base["metrics"]})
+            details[f"{cat}[1-NN]"] = {"baseline": "knn", "split": split, **base}
+    model_rows = [r for r in rows if not r["category"].endswith("[1-NN]")]
+    if len(model_rows) > 1:
+        rows.append(mean_row(model_rows))
+        if baseline == "knn":
+            rows.append({**mean_row([r for r in rows if r["category"].endswith("[1-NN]")]), "category": "mean[1-NN]"})
     print(format_table(rows), flush=True)
     (out_dir / "eval.json").write_text(json.dumps({"dataset": layout, "data": str(data), "rows": rows,
                                                    "categories": details}, indent=2))
@@ -105,7 +125,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     eval_categories(args.data, args.dataset, args.category, args.models, args.out, args.device, args.batch_size,
-                    progress=not args.quiet, n_anomaly=args.n_anomaly, split_seed=args.split_seed)
+                    progress=not args.quiet, n_anomaly=args.n_anomaly, split_seed=args.split_seed,
+                    baseline=args.baseline)
     return 0
 
 

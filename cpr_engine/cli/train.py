@@ -80,6 +80,17 @@ def supervision_plan(data: str, layout: str, cats: list[str], n_anomaly: int, sp
     return plan
 
 
+def choice_summary(meta: dict) -> str:
+    """One line: the descriptor heads, foreground and windows training chose, and why."""
+    rows = meta.get("selection") or []
+    kept = f"descriptor {meta['descriptor']}, foreground {'on' if meta['foreground'] else 'off'}, windows {meta['windows']}"
+    if not rows:
+        return f"{kept} (too few training images for a validation split, so nothing was compared)"
+    scores = ", ".join(f"{r['descriptor']}/fg {'on' if r['foreground'] else 'off'} {r['mean']:.3f}" for r in rows)
+    return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP on {meta['n_validation']} held-out training "
+            f"images with synthetic defects ({scores})")
+
+
 def train_categories(data: str, dataset: str, categories: list[str] | None, out: str, variant: str,
                      overrides: dict, texture: str = "auto", texture_dir: str | None = None,
                      weights: str | None = None, device: str | None = None, progress: bool = True,
@@ -101,7 +112,7 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
         run_dir = Path(out) / cat
         cat_defects, split = plan.get(cat, (None, None))
         det = Detector(variant, weights=weights, device=device, **overrides)
-        det.fit([s.image_path for s in samples], texture=is_texture(cat, texture), texture_dir=texture_dir,
+        det.fit([s.image_path for s in samples], texture=is_texture(texture), texture_dir=texture_dir,
                 run_dir=str(run_dir), progress=progress, category=cat, defects=cat_defects,
                 **(supervised_options or {}))
         if split:
@@ -113,7 +124,8 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
             (run_dir / "supervised.json").write_text(json.dumps(det.meta["supervised"], indent=2))
             note = f", {det.meta['supervised']['n_defects']} real defects"
         print(f"{cat}: {len(samples)} good images{note}, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
-              f"threshold {det.threshold:.3f}, {det.meta['seconds']:.0f} s -> {paths[cat]}", flush=True)
+              f"threshold {det.threshold:.3f}, {det.meta['seconds']:.0f} s -> {paths[cat]}\n"
+              f"  {choice_summary(det.meta)}", flush=True)
     return paths
 
 

@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-3
 
 
-def parity_limits(cfg) -> dict[str, float]:
+def parity_limits(cfg, fine_stride: int) -> dict[str, float]:
     """Largest accepted |ONNX - PyTorch| per graph output.
 
     ``hist``: a codebook id may flip between two near-equidistant centres, which moves one pixel
     of a block (1 / pixels per block) between two bins; two such flips in one block are allowed.
     """
-    side = cfg.image_size // 4
+    side = cfg.image_size // fine_stride
     block_pixels = (-(-side // cfg.grid)) ** 2
     return {"desc_4": PARITY_TOLERANCE, "desc_8": PARITY_TOLERANCE, "foreground": PARITY_TOLERANCE,
             "hist": 2.0 / block_pixels + 1e-6}
@@ -40,12 +40,12 @@ def _manifest(det, fp16: bool) -> dict:
         "category": meta.get("category", ""),
         "backbone": cfg.backbone,
         "taps": list(bb.tap_names),
-        "strides": [4, 8],
+        "strides": list(bb.strides),
         "input": {"name": "images", "shape": ["B", 3, cfg.image_size, cfg.image_size], "color": "RGB",
                   "range": [0.0, 1.0], "resize": "area when shrinking, bilinear when enlarging",
                   "normalization": "inside the graph (mean/std of the backbone)"},
         "image_size": cfg.image_size,
-        "descriptor_dim": cfg.descriptor_dim,
+        "descriptor_dim": det.model.descriptor_dim,
         "top_k": cfg.top_k,
         "windows": list(cfg.windows),
         "kept_blocks": cfg.kept_blocks,
@@ -98,7 +98,7 @@ def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto",
     with tempfile.TemporaryDirectory() as tmp:
         files = {"network.onnx": export_onnx(model, Path(tmp) / "network.onnx")}
         report["onnx_max_error"] = onnx_parity(model, files["network.onnx"], probe)
-        limits = parity_limits(model.config)
+        limits = parity_limits(model.config, model.backbone.strides[0])
         bad = {k: v for k, v in report["onnx_max_error"].items() if v > limits[k]}
         if bad:
             raise RuntimeError(f"export: ONNX differs from PyTorch beyond the limits {limits}: {bad}")

@@ -22,7 +22,7 @@ from .artifact import ArtifactError, load_array, read_manifest
 from .network import open_network
 
 REQUIRED_FILES = ("network.onnx", "bank_4.npy", "bank_8.npy", "train_hists.npy", "bank_fg.npy")
-REQUIRED_SETTINGS = ("image_size", "top_k", "windows", "kept_blocks", "blur_sigma", "top_t", "use_foreground",
+REQUIRED_SETTINGS = ("image_size", "strides", "top_k", "windows", "kept_blocks", "blur_sigma", "top_t", "use_foreground",
                      "threshold")
 
 
@@ -70,14 +70,15 @@ class ArtifactDetector:
 
     def _check_arrays(self) -> None:
         s, n = self.image_size, len(self.train_hists)
-        want = {"bank_4": (n, s // 4, s // 4), "bank_8": (n, s // 8, s // 8)}
+        fine, coarse = (s // int(stride) for stride in self.manifest["strides"])
+        want = {"bank_4": (n, fine, fine), "bank_8": (n, coarse, coarse)}
         for name, bank in zip(want, self.banks):
             if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != want[name] or bank.shape[1] != self.banks[0].shape[1]:
                 raise ArtifactError(f"{self.folder}: {name}.npy has shape {bank.shape}; expected (N={n}, D, "
                                     f"{want[name][1]}, {want[name][2]}) for image_size {s}")
-        if self.bank_fg.shape != (n, s // 4, s // 4):
+        if self.bank_fg.shape != (n, fine, fine):
             raise ArtifactError(f"{self.folder}: bank_fg.npy has shape {self.bank_fg.shape}; expected "
-                                f"{(n, s // 4, s // 4)}")
+                                f"{(n, fine, fine)}")
 
     @property
     def threshold(self) -> float:

@@ -75,6 +75,12 @@ class QuerySampler:
         """K': references per query; :meth:`draw` takes a column below it."""
         return self.references.shape[1]
 
+    def draw_synthetic(self, i: int, rng: np.random.Generator, confined: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Good image ``i`` with a synthetic anomaly (inside its foreground when ``confined``):
+        (S, S, 3) uint8 image, (S, S) bool mask."""
+        fg = self.foreground[i] > 0.5 if confined else None
+        return synthesize_anomaly(self.images_u8[i], rng, self.source, fg)
+
     def draw(self, i: int, column: int, rng: np.random.Generator) -> Query:
         """Training sample built on good image ``i`` and its ``column``-th reference.
 
@@ -86,9 +92,8 @@ class QuerySampler:
             query = Query(real.images[j], real.masks[j], real.foreground[j], int(real.references[j, column]))
             self.real_queries += 1
         else:
-            fg = self.foreground[i]
-            image, anomaly = synthesize_anomaly(self.images_u8[i], rng, self.source, fg > 0.5 if self.use_fg_mask else None)
-            query = Query(image, anomaly, fg, int(self.references[i, column]))
+            image, anomaly = self.draw_synthetic(i, rng, self.use_fg_mask)
+            query = Query(image, anomaly, self.foreground[i], int(self.references[i, column]))
         if real is not None and rng.random() < self.p_paste:
             image, anomaly = apply_pastes(query.image, query.anomaly, draw_pastes(real.images, real.masks, rng))
             query = query._replace(image=image, anomaly=anomaly)

@@ -80,3 +80,30 @@ def sample_negatives(query_xy: torch.Tensor, feat_q: torch.Tensor, feat_r: torch
 def exclusion_radius(stride: int, window: int) -> float:
     """Pixels within which a reference point could still be a window candidate."""
     return stride * (window // 2) * math.sqrt(2.0)
+
+
+def matching_points(query_xy: torch.Tensor, feat_q: torch.Tensor, feat_r: torch.Tensor, image_size: int,
+                    window: int) -> torch.Tensor:
+    """For each query point, the centre of the reference cell whose backbone feature matches it best
+    within the search window: the positive partner on images that are not aligned.
+
+    Args:
+        query_xy: (B, P, 2) float32 pixel points (x, y); feat_q, feat_r: (B, C, h, w) backbone taps.
+        window: odd window side r in cells of this tap; candidates lie within r // 2 cells (Chebyshev)
+            of the query point's cell.
+    Returns:
+        (B, P, 2) float32 pixel points in the reference.
+    """
+    if window == 1:  # aligned: the same point, as in the paper
+        return query_xy
+    b, c, h, w = feat_r.shape
+    stride = image_size / w
+    fq = F.normalize(gather_points(feat_q, query_xy, image_size), dim=1)  # (B, C, P)
+    fr = F.normalize(feat_r.reshape(b, c, h * w), dim=1)
+    similarity = torch.einsum("bcp,bcn->bpn", fq, fr)  # (B, P, h * w)
+    cell = (query_xy / stride).long().clamp(min=0)
+    ys, xs = torch.arange(h * w, device=fr.device) // w, torch.arange(h * w, device=fr.device) % w
+    far = torch.maximum((ys - cell[..., 1:2].clamp(max=h - 1)).abs(),
+                        (xs - cell[..., 0:1].clamp(max=w - 1)).abs()) > window // 2
+    best = similarity.masked_fill(far, -float("inf")).argmax(-1)  # (B, P)
+    return torch.stack([best % w, best // w], dim=-1).float().add(0.5).mul(stride)

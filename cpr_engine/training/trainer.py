@@ -9,10 +9,12 @@ Stages (method page, sections 2-6):
    section 7b) and a contrastive loss;
 5. the descriptor bank;
 6. leave-one-out scores of the training images -> the decision threshold.
-No stage looks at test data; the model after the last step is the one kept.
+Windows, descriptor heads (learned LRB or raw taps) and the foreground branch are chosen from the
+training images (:mod:`.selection`); no stage looks at test data.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -27,17 +29,18 @@ from tqdm import tqdm
 from ..config import CPRConfig
 from ..foreground import fit_foreground, foreground_map
 from ..retrieval import hist_match, top_k_references
-from ..torch_model import CPRModel
+from ..lrb import RawTapHead
+from ..torch_model import CPRModel, descriptor_heads
 from .loss import contrastive_loss
-from .sampling import exclusion_radius, gather_points, sample_negatives, sample_points
+from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
 from .queries import QuerySampler, RealDefects
 from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
+from .selection import ValidationQueries, choose_windows, validation_metrics, validation_queries, validation_split
 from .synthesis import AnomalySource
 
 log = logging.getLogger(__name__)
 
 FEATURE_CHUNK = 16
-STRIDES = (4, 8)
 
 
 @dataclass
@@ -51,9 +54,14 @@ class TrainReport:
     threshold: float
     loo_scores: list = field(default_factory=list)
     pixel_normal: tuple = (0.0, 1.0)  # (median, max) pixel score of the leave-one-out maps
-    foreground: bool = False
+    foreground: bool = False  # foreground branch used at inference
     # None when trained on good images only; else real defects used and how (section 7b)
     supervised: dict | None = None
+    descriptor: str = "learned"  # descriptor heads kept: "learned" (LRB) or "raw" (backbone taps)
+    windows: list = field(default_factory=list)  # search windows used
+    foreground_fitted: bool = False  # the foreground LDA was fitted (objects); kept only if it helped
+    n_validation: int = 0  # training images held out of LRB training to choose the model
+    selection: list = field(default_factory=list)  # validation metrics of every candidate
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -114,6 +122,10 @@ def local_metric_loss(model: CPRModel, feats_q, feats_r, anomaly: torch.Tensor, 
                       generator: torch.Generator) -> torch.Tensor:
     """Contrastive loss of one batch, summed over both scales.
 
+    Positives pair a normal query point with its best backbone-feature match inside the search
+    window of the reference (the same point when the window is 1, as in the paper), so that images
+    that are not aligned do not teach the metric to match different content.
+
     Args:
         feats_q, feats_r: backbone taps of queries and their references, [(B, C4, h, w), (B, C8, ...)].
         anomaly: (B, S, S) bool synthetic anomaly masks (CPU).
@@ -130,23 +142,28 @@ def local_metric_loss(model: CPRModel, feats_q, feats_r, anomaly: torch.Tensor, 
     pos_xy, pos_ok, neg_xy, neg_ok, anom_xy, anom_ok = (
         t.to(dev) for t in (pos_xy, pos_ok, neg_xy, neg_ok, anom_xy, anom_ok))
     loss = torch.zeros((), device=dev)
-    for desc, fq, fr, stride, window in zip(descs, feats_q, feats_r, STRIDES, cfg.windows):
+    for desc, fq, fr, stride, window in zip(descs, feats_q, feats_r, model.backbone.strides, cfg.windows):
         dq, dr = desc[:b], desc[b:]
         ref_xy, far_ok = sample_negatives(neg_xy, fq, fr, size, exclusion_radius(stride, window), generator)
-        pos = _pair_cosine(dq, dr, pos_xy, pos_xy, size)[pos_ok]
+        with torch.no_grad():
+            match_xy = matching_points(pos_xy, fq, fr, size, window)
+        pos = _pair_cosine(dq, dr, pos_xy, match_xy, size)[pos_ok]
         neg = torch.cat([_pair_cosine(dq, dr, neg_xy, ref_xy, size), _pair_cosine(dq, dr, anom_xy, anom_xy, size)], 1)
         neg_valid = torch.cat([neg_ok & far_ok, anom_ok], 1)
         loss = loss + contrastive_loss(pos, neg.flatten(), neg_valid.flatten(), cfg.pos_margin, cfg.neg_margin)
     return loss
 
 
-def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, steps: int, run_dir: Path | None,
-                       progress: bool) -> float:
-    """Train the LRB heads; returns the mean loss of the last 10 % of steps.
+def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, query_ids: np.ndarray, steps: int,
+                       seconds: float | None, run_dir: Path | None, progress: bool) -> tuple[float, int]:
+    """Train the LRB heads for ``steps`` steps or ``seconds`` seconds, whichever ends first.
 
     Args:
         feats: backbone taps of the N training images.
         sampler: makes each training sample (query, anomaly mask, foreground, reference).
+        query_ids: training images that may be queries (the validation images are not).
+    Returns:
+        (mean loss of the last 10 % of steps, steps run).
     """
     cfg = model.config
     dev = feats[0].device
@@ -154,14 +171,14 @@ def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, steps: int
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.lrb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.lrb.train()
-    n = feats[0].shape[0]
-    batch = min(cfg.batch_size, n)
+    batch = min(cfg.batch_size, len(query_ids))
     checkpoint_every = max(1, steps // 5)
     losses = []
     log_file = open(run_dir / "train.log", "a") if run_dir else None
+    start = time.monotonic()
     bar = tqdm(range(1, steps + 1), desc="train LRB", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        ids = rng.choice(n, size=batch, replace=False)
+        ids = rng.choice(query_ids, size=batch, replace=False)
         columns = rng.integers(0, sampler.n_references, size=batch)
         drawn = [sampler.draw(int(i), int(c), rng) for i, c in zip(ids, columns)]
         query = torch.from_numpy(np.stack([q.image for q in drawn]).transpose(0, 3, 1, 2).copy()).float() / 255.0
@@ -177,18 +194,23 @@ def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, steps: int
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if log_file and (step % 10 == 0 or step == steps):
+        out_of_time = seconds is not None and time.monotonic() - start > seconds
+        last = step == steps or out_of_time
+        if log_file and (step % 10 == 0 or last):
             log_file.write(json.dumps({"step": step, "loss": float(np.mean(losses[-10:])), "time": time.time()}) + "\n")
             log_file.flush()
-        if run_dir and (step % checkpoint_every == 0 or step == steps):
+        if run_dir and (step % checkpoint_every == 0 or last):
             ckpt = run_dir / "checkpoints"
             ckpt.mkdir(exist_ok=True)
             torch.save(model.lrb.state_dict(), ckpt / f"lrb_step{step:06d}.pt")
+        if out_of_time:
+            break
+    bar.close()
     if log_file:
         log_file.close()
     model.lrb.eval()
     tail = losses[-max(1, len(losses) // 10):]
-    return float(np.mean(tail)) if tail else float("nan")
+    return (float(np.mean(tail)) if tail else float("nan")), len(losses)
 
 
 @torch.no_grad()
@@ -242,6 +264,48 @@ def real_defect_queries(model: CPRModel, images_u8: np.ndarray, masks: np.ndarra
     return RealDefects(images_u8, masks, fg, references)
 
 
+def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], has_fg: bool,
+                 windows: list[tuple[int, int]], queries: ValidationQueries | None,
+                 device: torch.device) -> tuple[dict, list[dict]]:
+    """Score every (descriptor heads, foreground on/off, windows) candidate on the validation queries.
+
+    Returns:
+        (the best candidate {"descriptor", "foreground", "windows"}, one row per candidate with its
+        metrics and their mean). With no usable validation queries the first candidate is kept: the
+        first heads, the foreground on when fitted, the first windows.
+    """
+    candidates = [{"descriptor": name, "foreground": fg, "windows": list(w)} for name in heads
+                  for fg in ((True, False) if has_fg else (False,)) for w in dict.fromkeys(windows)]
+    if queries is None or len(set(queries.labels.tolist())) < 2:
+        return candidates[0], []
+    rows, current = [], None
+    for candidate in candidates:
+        if candidate["descriptor"] != current:
+            current = candidate["descriptor"]
+            model.set_descriptor_heads(heads[current], heads_width(heads[current]))
+            fill_bank(model, feats)
+        model.use_foreground.fill_(candidate["foreground"])
+        model.config.windows = tuple(candidate["windows"])
+        metrics = validation_metrics(model, queries, device)
+        rows.append({**candidate, **metrics, "mean": float(np.mean(list(metrics.values())))})
+    best = max(rows, key=lambda r: r["mean"])
+    return {k: best[k] for k in ("descriptor", "foreground", "windows")}, rows
+
+
+def heads_width(heads: torch.nn.ModuleList) -> int:
+    """Output D of a pair of descriptor heads."""
+    head = heads[0]
+    return head.projection.shape[0] if isinstance(head, RawTapHead) else head.head.out_channels
+
+
+def raw_heads(config: CPRConfig, channels: tuple[int, int], feats, device: torch.device) -> torch.nn.ModuleList:
+    """Raw-tap descriptor heads, projections fitted on the training taps."""
+    heads = descriptor_heads(dataclasses.replace(config, descriptor="raw"), channels).to(device)
+    for head, f in zip(heads, feats):
+        head.fit(f, seed=config.seed)
+    return heads
+
+
 def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Module, *, is_texture: bool,
                 texture_dir: str | None = None, device: str | None = None, run_dir: str | Path | None = None,
                 progress: bool = True, defects: tuple[np.ndarray, np.ndarray] | None = None,
@@ -250,9 +314,11 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
 
     Args:
         images_u8: (N, S, S, 3) uint8 RGB training images already resized to ``config.image_size``.
-        config: hyper-parameters (``config.steps`` 0 -> method-page default for texture/object).
+        config: hyper-parameters; not modified: the model's own copy records what was chosen
+            (``descriptor``, ``windows``).
         backbone: frozen feature extractor.
-        is_texture: textures skip the foreground branch and use 500 default steps.
+        is_texture: True forces the foreground branch off (else it is fitted and kept only where it
+            helps on the validation split) and sets the GPU schedule to 500 steps.
         texture_dir: optional folder of anomaly textures (e.g. DTD); else the images themselves.
         device: "cpu", "cuda", ... (default: CUDA when available).
         run_dir: where ``train.log`` and ``checkpoints/`` go (optional).
@@ -269,36 +335,61 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
         raise ValueError(f"train_model: need at least 2 good training images, got {n}")
     if defects is not None:
         check_defects(*defects, config.image_size)
+    config = dataclasses.replace(config)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
     run_dir = Path(run_dir) if run_dir else None
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
-    model = CPRModel(config, backbone, n).to(dev).eval()
+    model = CPRModel(dataclasses.replace(config, descriptor="learned"), backbone, n).to(dev).eval()
+    model.config = config
     images = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy()).float() / 255.0
     feats = _features(model, images, dev)
-    for f, stride in zip(feats, STRIDES):
+    for f, stride in zip(feats, backbone.strides):
         if f.shape[-1] != config.image_size // stride:
-            raise ValueError(f"train_model: backbone tap at stride {stride} gave {tuple(f.shape)}; "
-                             f"expected side {config.image_size // stride}")
+            raise ValueError(f"train_model: backbone tap at stride {stride} gave {tuple(f.shape)}; expected side "
+                             f"{config.image_size // stride} (image_size must be a multiple of {max(backbone.strides)})")
     log.info("retrieval: k-means with %d clusters", config.n_clusters)
     train_index = fit_retrieval(model, feats[0], config.seed)
+    windows = [config.windows]
+    if config.auto_windows:
+        sides = [f.shape[-1] for f in feats]
+        near = choose_windows(feats, train_index.cpu().numpy(), config.max_windows, seed=config.seed)
+        windows = [near, tuple(2 * side - 1 for side in sides)]  # from the data, and a global search
+        config.windows = near  # the local metric is trained for these
+        log.info("search windows from the training images: %s; global: %s", *windows)
     has_fg = False if is_texture or not config.use_foreground else fit_foreground_state(model, feats[0], config.seed)
     fg_full = _full_size(model.bank_fg, config.image_size) if has_fg else np.ones(
         (n, config.image_size, config.image_size), np.float32)
     source = AnomalySource(texture_dir=texture_dir, images=None if texture_dir else list(images_u8))
     real = None if defects is None else real_defect_queries(model, *defects, dev, has_fg)
     sampler = QuerySampler(images_u8, fg_full, has_fg, source, train_index.cpu().numpy(), real, p_real_defect, p_paste)
-    steps = config.training_steps(is_texture)
-    final_loss = train_local_metric(model, feats, sampler, steps, run_dir, progress)
+    fit_ids, val_ids = validation_split(n, config.val_fraction, config.seed)
+    heads, final_loss, steps_run = {}, float("nan"), 0
+    if config.descriptor in ("auto", "learned"):
+        steps, seconds = config.training_schedule(is_texture, dev.type)
+        final_loss, steps_run = train_local_metric(model, feats, sampler, fit_ids, steps, seconds, run_dir, progress)
+        heads["learned"] = model.lrb
+    if config.descriptor in ("auto", "raw"):
+        heads["raw"] = raw_heads(config, backbone.channels, feats, dev)
+    queries = validation_queries(sampler, val_ids, config.seed) if len(val_ids) else None
+    best, selection = choose_model(model, feats, heads, has_fg, windows, queries, dev)
+    for row in selection:
+        log.info("validation: descriptor %-7s foreground %-5s windows %-8s mean %.4f", row["descriptor"],
+                 row["foreground"], row["windows"], row["mean"])
+    descriptor, keep_fg = best["descriptor"], best["foreground"]
+    config.descriptor, config.windows = descriptor, tuple(best["windows"])
+    model.set_descriptor_heads(heads[descriptor], heads_width(heads[descriptor]))
+    model.use_foreground.fill_(keep_fg)
     fill_bank(model, feats)
     loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
-    report = TrainReport(is_texture=is_texture, n_train=n, steps=steps, final_loss=final_loss,
+    report = TrainReport(is_texture=is_texture, n_train=n, steps=steps_run, final_loss=final_loss,
                          threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
-                         pixel_normal=(pixel_median, pixel_max), foreground=has_fg,
+                         pixel_normal=(pixel_median, pixel_max), foreground=keep_fg,
                          supervised=None if real is None else {
                              "n_defects": len(real.images), "p_real_defect": sampler.p_real_defect,
                              "p_paste": sampler.p_paste, "real_queries": sampler.real_queries,
                              "pasted_queries": sampler.pasted_queries},
-                         seconds=time.time() - start)
+                         descriptor=descriptor, windows=list(config.windows), foreground_fitted=has_fg,
+                         n_validation=len(val_ids), selection=selection, seconds=time.time() - start)
     return model, report

@@ -75,12 +75,15 @@ struct Detector::Impl {
   runtime::Manifest manifest;
   Backend backend = Backend::kOpenCV;
   std::unique_ptr<runtime::Network> network;
-  NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/4, S/4), (N, D, S/8, S/8), (N, S/4, S/4)
+  NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
   int64_t n_train = 0, dim = 0, n_codes = 0, channels = 0;
 
-  int64_t side(int stride) const { return manifest.image_size / stride; }
+  int64_t side(int64_t stride) const { return manifest.image_size / stride; }
+  // Map sides of the finest and the coarsest scale (manifest "strides"); side(1) is the input's.
+  int64_t fine_side() const { return side(manifest.strides[0]); }
+  int64_t coarse_side() const { return side(manifest.strides[1]); }
   const char* network_file() const { return backend == Backend::kTensorRT ? kPlanFile : kOpenCVNetworkFile; }
 
   // Reads the arrays and checks that their shapes agree with each other and the manifest.
@@ -96,9 +99,9 @@ struct Detector::Impl {
     }
     n_train = bank_4.shape[0], dim = bank_4.shape[1];
     n_codes = hists_npy.shape[2] - 1;
-    expect_shape(m.path("bank_4.npy"), "bank_4", bank_4.shape, {n_train, dim, side(4), side(4)});
-    expect_shape(m.path("bank_8.npy"), "bank_8", bank_8.shape, {n_train, dim, side(8), side(8)});
-    expect_shape(m.path("bank_fg.npy"), "bank_fg", bank_fg.shape, {n_train, side(4), side(4)});
+    expect_shape(m.path("bank_4.npy"), "bank_4", bank_4.shape, {n_train, dim, fine_side(), fine_side()});
+    expect_shape(m.path("bank_8.npy"), "bank_8", bank_8.shape, {n_train, dim, coarse_side(), coarse_side()});
+    expect_shape(m.path("bank_fg.npy"), "bank_fg", bank_fg.shape, {n_train, fine_side(), fine_side()});
     expect_shape(m.path("train_hists.npy"), "train_hists", hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
     if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32) {
       throw ArtifactError(m.folder + ": bank_8 must have bank_4's dtype, bank_fg float32");
@@ -144,15 +147,15 @@ struct Detector::Impl {
     const cv::Mat blank(std::vector<int>{1, 3, int(side(1)), int(side(1))}, CV_32F, cv::Scalar(0.5));
     const runtime::NetworkOutput out = network->run(blank);
     const std::string where = manifest.path(network_file());
-    expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, side(4), side(4)});
-    expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, side(8), side(8)});
-    expect_shape(where, "output foreground", blob_shape(out.foreground), {1, side(4), side(4)});
+    expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, fine_side(), fine_side()});
+    expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, coarse_side(), coarse_side()});
+    expect_shape(where, "output foreground", blob_shape(out.foreground), {1, fine_side(), fine_side()});
     if (!out.hist.empty()) {
       expect_shape(where, "output hist", blob_shape(out.hist), {1, manifest.grid * manifest.grid, n_codes + 1});
       return;
     }
     load_centers();
-    expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, side(4), side(4)});
+    expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, fine_side(), fine_side()});
   }
 
   // (1, K) indices of the training images closest to the query's block histograms.
@@ -162,7 +165,7 @@ struct Detector::Impl {
     const float* hist = out.hist.empty() ? nullptr : out.hist.ptr<float>();
     if (!hist) {
       own_hist.resize(blocks * bins);
-      codebook_histogram(out.feat_4.ptr<float>(), 1, channels, side(4), side(4), centers.data(), n_codes,
+      codebook_histogram(out.feat_4.ptr<float>(), 1, channels, fine_side(), fine_side(), centers.data(), n_codes,
                          manifest.grid, nullptr, own_hist.data());
       hist = own_hist.data();
     }
@@ -174,7 +177,7 @@ struct Detector::Impl {
 
   // max(own foreground, max over the retrieved images of bank_fg): (S/4, S/4) float32.
   std::vector<float> foreground(const cv::Mat& own, const std::vector<int64_t>& index) const {
-    const int64_t plane = side(4) * side(4);
+    const int64_t plane = fine_side() * fine_side();
     const float* fg = own.ptr<float>();
     std::vector<float> out(fg, fg + plane);
     const float* bank = reinterpret_cast<const float*>(bank_fg.data());
@@ -187,15 +190,16 @@ struct Detector::Impl {
   Prediction predict(const cv::Mat& image) {
     const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
     const std::vector<int64_t> index = retrieve(out);
-    std::vector<float> local_4(side(4) * side(4)), local_8(side(8) * side(8));
+    const int64_t fine = fine_side(), coarse = coarse_side();
+    std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
     const NNSearchScale scales[2] = {
-        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim, side(4), side(4), manifest.windows[0],
+        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim, fine, fine, manifest.windows[0],
          local_4.data()},
-        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim, side(8), side(8), manifest.windows[1],
+        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim, coarse, coarse, manifest.windows[1],
          local_8.data()}};
     nn_search(scales, 2, 1, index.data(), int64_t(index.size()));
     const std::vector<float> fg = manifest.use_foreground ? foreground(out.foreground, index) : std::vector<float>();
-    const MapView maps[2] = {{local_4.data(), side(4), side(4)}, {local_8.data(), side(8), side(8)}};
+    const MapView maps[2] = {{local_4.data(), fine, fine}, {local_8.data(), coarse, coarse}};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;
     postprocess(maps, 2, 1, fg.empty() ? nullptr : fg.data(), side(1), manifest.blur_sigma, manifest.top_t,

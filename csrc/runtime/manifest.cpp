@@ -75,6 +75,7 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   }
   m.image_size = setting<int64_t>(manifest, "image_size", manifest_path);
   m.top_k = setting<int64_t>(manifest, "top_k", manifest_path);
+  m.strides = setting<std::vector<int64_t>>(manifest, "strides", manifest_path);
   m.windows = setting<std::vector<int64_t>>(manifest, "windows", manifest_path);
   m.kept_blocks = setting<int64_t>(manifest, "kept_blocks", manifest_path);
   m.grid = setting<int64_t>(manifest, "grid", manifest_path);
@@ -86,8 +87,13 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   if (normal.size() != 2) throw ArtifactError(manifest_path + ": setting 'pixel_normal' must hold 2 values");
   m.pixel_normal = {normal[0], normal[1]};
   if (m.windows.size() != 2) {
-    throw ArtifactError(manifest_path + ": setting 'windows' must hold 2 values (stride 4, 8); got " +
+    throw ArtifactError(manifest_path + ": setting 'windows' must hold 2 values (one per scale); got " +
                         std::to_string(m.windows.size()));
+  }
+  if (m.strides.size() != 2 || m.strides[0] < 1 || m.strides[1] <= m.strides[0] ||
+      m.image_size % m.strides[1] != 0) {
+    throw ArtifactError(manifest_path + ": setting 'strides' must hold 2 increasing strides that divide "
+                        "image_size " + std::to_string(m.image_size));
   }
   return m;
 }

@@ -18,6 +18,7 @@ struct Manifest {
   std::string folder;
   int64_t image_size = 0;            // S
   int64_t top_k = 0;                 // K retrieved training images
+  std::vector<int64_t> strides;      // backbone stride of each scale, finest first (4, 8 or 8, 16)
   std::vector<int64_t> windows;      // NN-search window per scale, finest first
   int64_t kept_blocks = 0;           // blocks summed by hist_match
   int64_t grid = 0;                  // histogram blocks per side

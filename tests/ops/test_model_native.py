@@ -34,7 +34,7 @@ def model_and_images():
         # scores spread over [0, 2] and the comparison means something
         for bank, d in zip(model.banks, model.descriptors(feats)):
             bank.copy_(torch.nn.functional.normalize(d + 0.05 * torch.randn(d.shape), dim=1))
-        model.bank_fg.copy_(torch.rand(n, 16, 16))
+        model.bank_fg.copy_(torch.rand(model.bank_fg.shape))
         model.fg_weight.copy_(torch.randn(feats[0].shape[1]) * 0.1)
         model.fg_bias.fill_(0.5)
         model.use_foreground.fill_(True)

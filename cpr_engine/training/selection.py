@@ -1,0 +1,114 @@
+"""Settings chosen from the training images themselves (never from test data).
+
+- :func:`choose_windows`: how far the best match of a good patch lies inside its retrieved
+  training images, per scale -> the search windows.
+- :func:`validation_split` / :func:`validation_queries`: training images held out of local-metric
+  training, each scored clean and with a synthetic anomaly.
+- :func:`choose_settings`: every candidate (descriptor heads x foreground on/off) scored on those
+  queries with the field's metrics; the best mean of I-AUROC, P-AUROC, AUPRO and P-AP wins.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..metrics import compute_all
+from .queries import QuerySampler
+
+MATCH_QUANTILE = 0.9  # share of good patches whose best match must fall inside the window
+WINDOW_PROBES = 16  # training images whose matches set the windows
+SELECTION_METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP")
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit ids, validation ids) of n training images; validation is empty when n is too small.
+
+    At least 2 images are kept for fitting and at least 2 validation images are needed to use one.
+    """
+    n_val = int(round(n * fraction))
+    if n_val < 2 or n - n_val < 2:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@torch.no_grad()
+def match_offsets(query: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """Chebyshev offset (in cells) from each query location to its best cosine match in ``refs``.
+
+    Args:
+        query: (C, h, w) float32 taps of one image; refs: (R, C, h, w) float32 taps of its references.
+    Returns:
+        (h * w,) float32 offsets.
+    """
+    c, h, w = query.shape
+    q = F.normalize(query.reshape(c, -1), dim=0)
+    r = F.normalize(refs.permute(1, 0, 2, 3).reshape(c, -1), dim=0)
+    best = (q.T @ r).argmax(1) % (h * w)
+    ys, xs = torch.arange(h * w, device=query.device) // w, torch.arange(h * w, device=query.device) % w
+    return torch.maximum((best // w - ys).abs(), (best % w - xs).abs()).float()
+
+
+def choose_windows(feats: list[torch.Tensor], references: np.ndarray, max_windows: tuple[int, int],
+                   min_windows: tuple[int, int] = (3, 1), seed: int = 0) -> tuple[int, int]:
+    """Search windows from the data: aligned parts get small ones, loosely placed parts wide ones.
+
+    For up to ``WINDOW_PROBES`` training images, every location's best match among its 3 closest
+    training images is found by a global search; the window at each scale is ``2 d + 1`` where d
+    is the ``MATCH_QUANTILE`` quantile of the match offsets, clipped to [min_windows, max_windows].
+
+    Args:
+        feats: backbone taps of the N training images [(N, C4, h4, w4), (N, C8, h8, w8)].
+        references: (N, K') retrieved training images of each (itself excluded), closest first.
+    """
+    n = feats[0].shape[0]
+    probes = np.random.default_rng(seed).permutation(n)[:WINDOW_PROBES]
+    windows = []
+    for f, low, high in zip(feats, min_windows, max_windows):
+        offsets = torch.cat([match_offsets(f[i], f[torch.as_tensor(references[i, :3])]) for i in probes])
+        d = float(torch.quantile(offsets, MATCH_QUANTILE))
+        windows.append(int(min(high, max(low, 2 * math.ceil(d) + 1))))
+    return windows[0], windows[1]
+
+
+class ValidationQueries(NamedTuple):
+    """Held-out training images, each once clean and once with a synthetic anomaly."""
+
+    images: torch.Tensor  # (2V, 3, S, S) float32 in [0, 1]
+    labels: np.ndarray  # (2V,) int: 0 clean, 1 anomalous
+    masks: np.ndarray  # (2V, S, S) bool
+    exclude: torch.Tensor  # (2V,) int64 training index each query must not retrieve (itself)
+
+
+def validation_queries(sampler: QuerySampler, val_ids: np.ndarray, seed: int) -> ValidationQueries:
+    """Clean and anomalous versions of the validation images.
+
+    Half of the anomalies are confined to the foreground (as in training), half may fall anywhere,
+    so that a foreground branch that hides defects off the object is caught.
+    """
+    rng = np.random.default_rng(seed + 1)
+    images, labels, masks = [], [], []
+    for k, i in enumerate(val_ids):
+        confined = sampler.use_fg_mask and k % 2 == 0
+        anomalous, mask = sampler.draw_synthetic(int(i), rng, confined)
+        images += [sampler.images_u8[i], anomalous]
+        masks += [np.zeros_like(mask), mask]
+        labels += [0, int(mask.any())]
+    batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()).float() / 255.0
+    return ValidationQueries(batch, np.array(labels), np.stack(masks), torch.as_tensor(np.repeat(val_ids, 2)))
+
+
+@torch.no_grad()
+def validation_metrics(model, queries: ValidationQueries, device: torch.device, batch: int = 8) -> dict[str, float]:
+    """The field's metrics of ``model`` (bank filled) on the validation queries."""
+    scores, maps = [], []
+    for i in range(0, len(queries.images), batch):
+        out = model(queries.images[i:i + batch].to(device), exclude=queries.exclude[i:i + batch].to(device))
+        scores.append(out.pred_score.float().cpu().numpy())
+        maps.append(out.anomaly_map.float().cpu().numpy())
+    metrics = compute_all(np.concatenate(scores), queries.labels, np.concatenate(maps), queries.masks)
+    return {k: float(metrics[k]) for k in SELECTION_METRICS}

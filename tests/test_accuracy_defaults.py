@@ -1,0 +1,137 @@
+"""The 1-NN baseline, raw-tap descriptors and the settings chosen from the training images."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cpr_engine import Detector
+from cpr_engine.backbones import build_backbone
+from cpr_engine.baseline import KNNBaseline, full_bank_search
+from cpr_engine.config import CPRConfig
+from cpr_engine.data import load_split, read_image
+from cpr_engine.lrb import RawTapHead
+from cpr_engine.training.selection import choose_windows, match_offsets, validation_split
+
+from tests.conftest import TINY
+
+
+def _unit(*shape, seed=0):
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+@pytest.mark.parametrize("b,c,h,w,m", [(1, 3, 1, 1, 1), (2, 5, 3, 7, 37), (3, 17, 5, 4, 70_001)])
+def test_full_bank_search_matches_brute_force(b, c, h, w, m):
+    query, bank = _unit(b, c, h, w, seed=1), _unit(m, c, seed=2)
+    got = full_bank_search(query, bank)
+    q = query.permute(0, 2, 3, 1).reshape(-1, c).double()
+    want = (1 - (q @ bank.double().T).max(1).values).reshape(b, h, w)
+    assert got.shape == (b, h, w) and torch.allclose(got.double(), want, atol=1e-6)
+
+
+def test_global_window_search_equals_an_exhaustive_search_of_the_retrieved_images():
+    """The widest window (2 * side - 1) that training may choose searches every position of every
+    retrieved image: the same as a full search over those images."""
+    from cpr_engine import ops
+
+    query, bank = _unit(2, 6, 5, 7, seed=7), _unit(9, 6, 5, 7, seed=8)
+    index = torch.tensor([[3, 1, 8], [0, 0, 5]])
+    got = ops.nn_search(query, bank, index, 2 * 7 - 1)
+    for b in range(2):
+        rows = bank[index[b]].permute(0, 2, 3, 1).reshape(-1, 6)
+        want = full_bank_search(query[b:b + 1], rows)[0]
+        assert torch.allclose(got[b], want, atol=1e-5)
+
+
+def test_knn_baseline_scores_its_training_image_zero_and_a_defect_higher(demo_root):
+    cfg = CPRConfig(image_size=64)
+    train = [read_image(s.image_path) for s in load_split(demo_root, "mvtec", "grass", "train")]
+    knn = KNNBaseline(cfg, build_backbone(cfg.backbone)).fit(train[1:])
+    scores, maps = knn.score_batch([train[1], train[0]])
+    assert maps.shape == (2, 64, 64) and maps.dtype == np.float32
+    assert abs(scores[0]) < 1e-3 and scores[1] > 10 * abs(scores[0]) + 1e-3
+    with pytest.raises(RuntimeError, match="not fitted"):
+        KNNBaseline(cfg, build_backbone(cfg.backbone)).score_batch(train[:1])
+
+
+@pytest.mark.parametrize("c,d", [(40, 64), (40, 40), (112, 16)])
+def test_raw_tap_head(c, d):
+    taps = torch.randn(2, c, 6, 5, generator=torch.Generator().manual_seed(3))
+    head = RawTapHead(c, d)
+    head.fit(taps)
+    out = head(taps)
+    assert out.shape == (2, d, 6, 5)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2, 6, 5), atol=1e-5)
+    p = head.projection
+    assert torch.allclose(p @ p.T if d <= c else p.T @ p, torch.eye(min(c, d)), atol=1e-5)  # orthonormal
+    if d >= c:  # exact: cosine similarities of the raw taps
+        a = F.normalize(taps, dim=1)
+        assert torch.allclose(torch.einsum("bchw,bcij->bhwij", out, out), torch.einsum("bchw,bcij->bhwij", a, a),
+                              atol=1e-5)
+
+
+def test_validation_split():
+    fit, val = validation_split(20, 0.15, 0)
+    assert len(val) == 3 and len(fit) == 17 and not set(fit) & set(val) and set(fit) | set(val) == set(range(20))
+    assert np.array_equal(validation_split(20, 0.15, 0)[1], val)  # seeded
+    fit, val = validation_split(6, 0.15, 0)
+    assert len(val) == 0 and len(fit) == 6  # too few images to hold any out
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 0), (2, -1), (-3, 3)])
+def test_match_offsets_find_the_shift(dy, dx):
+    f = _unit(1, 8, 12, 12, seed=4)
+    ref = torch.roll(f, shifts=(dy, dx), dims=(2, 3))
+    off = match_offsets(f[0], ref).reshape(12, 12)
+    inner = off[3:-3, 3:-3]  # away from the wrapped border
+    assert torch.all(inner == max(abs(dy), abs(dx)))
+
+
+def test_choose_windows_aligned_small_shifted_wide():
+    f4, f8 = _unit(4, 8, 16, 16, seed=5), _unit(4, 8, 8, 8, seed=6)
+    refs = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+    aligned = [f4[:1].repeat(4, 1, 1, 1), f8[:1].repeat(4, 1, 1, 1)]
+    assert choose_windows(aligned, refs, (9, 5)) == (3, 1)
+    shifted = [torch.stack([torch.roll(f4[0], 3 * i, dims=2) for i in range(4)]),
+               torch.stack([torch.roll(f8[0], 2 * i, dims=2) for i in range(4)])]
+    assert choose_windows(shifted, refs, (9, 5)) == (9, 5)  # capped at max_windows
+
+
+def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_path):
+    from cpr_engine.export import export_artifact
+
+    options = dict(TINY, descriptor="raw")
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
+    assert det.config.descriptor == "raw" and det.meta["descriptor"] == "raw" and det.meta["steps"] == 0
+    assert det.model.descriptor_dim == 16 and det.model.bank_4.shape[1] == 16
+    path = det.save(tmp_path / "model.pt")
+    again = Detector.load(path, device="cpu")
+    images = [read_image(s.image_path) for s in load_split(demo_root, "mvtec", "coffee", "test")[:3]]
+    assert np.allclose(det.score_batch(images)[0], again.score_batch(images)[0], atol=1e-5)
+    report = export_artifact(det, tmp_path / "artifact")
+    assert report["onnx_max_error"]["desc_4"] < 1e-3 and report["opencv_graph_max_error"]["desc_8"] < 1e-3
+    assert json.loads((tmp_path / "artifact" / "manifest.json").read_text())["descriptor_dim"] == 16
+    runtime = Detector.load(tmp_path / "artifact")
+    assert np.allclose(runtime.score_batch(images)[0], det.score_batch(images)[0], rtol=1e-3, atol=1e-3)
+
+
+def test_auto_choice_is_the_best_validation_candidate(demo_root):
+    options = dict(TINY, val_fraction=0.25)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
+    rows = det.meta["selection"]
+    assert det.meta["n_validation"] == 2
+    side4, side8 = det.model.bank_4.shape[-1], det.model.bank_8.shape[-1]
+    global_search = [2 * side4 - 1, 2 * side8 - 1]
+    assert global_search in [r["windows"] for r in rows] and len({tuple(r["windows"]) for r in rows}) == 2
+    assert {(r["descriptor"], r["foreground"]) for r in rows} == {
+        (d, fg) for d in ("learned", "raw") for fg in (True, False)} and len(rows) == 8
+    best = max(rows, key=lambda r: r["mean"])
+    assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"]) == (
+        best["descriptor"], best["foreground"], best["windows"])
+    assert det.config.descriptor == best["descriptor"] and bool(det.model.use_foreground) == best["foreground"]
+    assert list(det.config.windows) == det.meta["windows"]
+    # the user's configuration object is not changed by what training chose
+    assert Detector(variant, **options).config.descriptor == "auto"

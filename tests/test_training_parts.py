@@ -92,3 +92,38 @@ def test_matching_points_follow_a_shifted_reference():
     assert torch.equal(matching_points(xy, feat_q, feat_r, 80, window=1), xy)  # aligned: the same point
     # outside the window the match is not taken: window 3 reaches 1 cell, the true match is 2 away
     assert not torch.equal(matching_points(xy, feat_q, feat_r, 80, window=3), (want + 0.5) * 8)
+
+
+def test_query_pool_grows_then_replaces_its_oldest_queries():
+    """The pool starts with one batch, adds ceil(batch / QUERY_REUSE) queries a step up to its size,
+    then replaces the oldest; returned batches have the documented shapes."""
+    import numpy as np
+
+    from cpr_engine.backbones import build_backbone
+    from cpr_engine.torch_model import CPRModel
+    from cpr_engine.training.queries import QuerySampler
+    from cpr_engine.training.trainer import QUERY_REUSE, QueryPool
+    from tests.test_supervised import sampler_inputs
+
+    good, fg, source, references, _ = sampler_inputs(size=32)
+    cfg = CPRConfig.preset("faster", image_size=32, top_k=2)
+    model = CPRModel(cfg, build_backbone(cfg.backbone, pretrained=False), n_train=4).eval()
+    pool = QueryPool(model, QuerySampler(good, fg, False, source, references), np.arange(4), batch=3,
+                     rng=np.random.default_rng(0))
+    assert pool.size == 3 * QUERY_REUSE and pool.fresh == math.ceil(3 / QUERY_REUSE) and pool.filled == 3
+    taps, refs, anomaly, fgq = pool.next_batch()  # the initial batch, nothing drawn
+    assert pool.filled == 3
+    assert [tuple(t.shape) for t in taps] == [(3, c, 32 // s, 32 // s) for c, s in
+                                              zip(model.backbone.channels, model.backbone.strides)]
+    assert refs.dtype == torch.int64 and anomaly.shape == (3, 32, 32) and anomaly.dtype == torch.bool
+    assert fgq.shape == (3, 32, 32)
+    pool.next_batch()
+    assert pool.filled == 3 + pool.fresh
+    while pool.filled < pool.size:
+        pool.next_batch()
+    before = [t.clone() for t in pool.taps]
+    pool.next_batch()  # full: the oldest fresh slots are replaced, the rest kept
+    changed = [(b != a).flatten(1).any(1) for b, a in zip(before, pool.taps)]
+    assert pool.filled == pool.size and torch.equal(changed[0], changed[1])
+    assert int(changed[0].sum()) == pool.fresh and changed[0][:pool.fresh].all() and pool.cursor == pool.fresh
+    assert set(pool.refs.tolist()) <= set(references.flatten().tolist())

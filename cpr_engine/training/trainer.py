@@ -154,6 +154,76 @@ def local_metric_loss(model: CPRModel, feats_q, feats_r, anomaly: torch.Tensor, 
     return loss
 
 
+QUERY_REUSE = 4  # each drawn training query (and its backbone taps) serves about this many steps
+POOL_BYTES = 1 << 30  # cap on the query pool's backbone taps
+
+
+class QueryPool:
+    """Training queries with their backbone taps, each used in about ``QUERY_REUSE`` batches.
+
+    The backbone pass over fresh queries is a third of a CPU training step; here the pool starts
+    with one batch of queries and each step adds ``ceil(batch / QUERY_REUSE)`` new ones, into a
+    ring of ``batch * QUERY_REUSE`` (fewer when the taps would pass ``POOL_BYTES``) whose oldest
+    queries they replace once it is full; each step trains on a random ``batch`` of the pool.
+
+    Args:
+        model: gives ``features``; sampler: draws queries; query_ids: images that may be queries.
+        batch: queries per step; rng: the trainer's generator (all draws come from it).
+    """
+
+    def __init__(self, model: CPRModel, sampler: QuerySampler, query_ids: np.ndarray, batch: int,
+                 rng: np.random.Generator):
+        self.model, self.sampler, self.query_ids, self.batch, self.rng = model, sampler, query_ids, batch, rng
+        s = model.config.image_size
+        tap_bytes = 4 * sum(c * (s // stride) ** 2 for c, stride in zip(model.backbone.channels, model.backbone.strides))
+        self.size = max(batch, min(batch * QUERY_REUSE, POOL_BYTES // tap_bytes))
+        self.fresh = -(-batch // QUERY_REUSE)  # each query is in about batch / fresh batches
+        self.cursor = 0  # next slot to replace once the ring is full
+        self.started = False
+        self.taps, self.refs, self.anomaly, self.fg = self._draw(batch)
+
+    @property
+    def filled(self) -> int:
+        """Queries in the pool now."""
+        return len(self.refs)
+
+    @torch.no_grad()
+    def _draw(self, n: int):
+        ids = self.rng.choice(self.query_ids, size=n, replace=n > len(self.query_ids))
+        columns = self.rng.integers(0, self.sampler.n_references, size=n)
+        drawn = [self.sampler.draw(int(i), int(c), self.rng) for i, c in zip(ids, columns)]
+        images = torch.from_numpy(np.stack([q.image for q in drawn]).transpose(0, 3, 1, 2).copy()).float() / 255.0
+        taps = _features(self.model, images, self.model.bank_4.device)
+        return (taps, torch.tensor([q.reference for q in drawn]), torch.from_numpy(np.stack([q.anomaly for q in drawn])),
+                torch.from_numpy(np.stack([q.foreground for q in drawn])))
+
+    def _add(self, taps, refs, anomaly, fg) -> None:
+        grow = min(len(refs), self.size - self.filled)
+        if grow:
+            self.taps = [torch.cat([p, t[:grow]]) for p, t in zip(self.taps, taps)]
+            self.refs, self.anomaly, self.fg = (torch.cat([p, t[:grow]]) for p, t in
+                                                ((self.refs, refs), (self.anomaly, anomaly), (self.fg, fg)))
+        if grow < len(refs):
+            slots = torch.from_numpy((self.cursor + np.arange(len(refs) - grow)) % self.size)
+            self.cursor = int(slots[-1] + 1) % self.size
+            for pool_tap, tap in zip(self.taps, taps):
+                pool_tap[slots.to(pool_tap.device)] = tap[grow:]
+            self.refs[slots], self.anomaly[slots], self.fg[slots] = refs[grow:], anomaly[grow:], fg[grow:]
+
+    def next_batch(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Add ``fresh`` new queries (the first call trains on the initial batch), then a random batch.
+
+        Returns:
+            query taps [(B, C4, h4, w4), (B, C8, h8, w8)] on the model's device, reference ids (B,)
+            int64, anomaly masks (B, S, S) bool and foreground (B, S, S) float32 (CPU).
+        """
+        if self.started:
+            self._add(*self._draw(self.fresh))
+        self.started = True
+        pick = torch.from_numpy(self.rng.choice(self.filled, size=self.batch, replace=False))
+        return [t[pick.to(t.device)] for t in self.taps], self.refs[pick], self.anomaly[pick], self.fg[pick]
+
+
 def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, query_ids: np.ndarray, steps: int,
                        seconds: float | None, run_dir: Path | None, progress: bool) -> tuple[float, int]:
     """Train the LRB heads for ``steps`` steps or ``seconds`` seconds, whichever ends first.
@@ -177,17 +247,10 @@ def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, query_ids:
     log_file = open(run_dir / "train.log", "a") if run_dir else None
     start = time.monotonic()
     bar = tqdm(range(1, steps + 1), desc="train LRB", disable=not progress, dynamic_ncols=True)
+    pool = QueryPool(model, sampler, query_ids, batch, rng)
     for step in bar:
-        ids = rng.choice(query_ids, size=batch, replace=False)
-        columns = rng.integers(0, sampler.n_references, size=batch)
-        drawn = [sampler.draw(int(i), int(c), rng) for i, c in zip(ids, columns)]
-        query = torch.from_numpy(np.stack([q.image for q in drawn]).transpose(0, 3, 1, 2).copy()).float() / 255.0
-        anomaly = torch.from_numpy(np.stack([q.anomaly for q in drawn]))
-        fg = torch.from_numpy(np.stack([q.foreground for q in drawn]))
-        refs = torch.tensor([q.reference for q in drawn], device=dev)
-        with torch.no_grad():
-            feats_q = model.features(query.to(dev))
-        feats_r = [f[refs] for f in feats]
+        feats_q, refs, anomaly, fg = pool.next_batch()
+        feats_r = [f[refs.to(dev)] for f in feats]
         loss = local_metric_loss(model, feats_q, feats_r, anomaly, fg, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

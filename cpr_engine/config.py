@@ -10,7 +10,8 @@ Where the engine departs from the paper, measured in ``benchmarks/RESULTS.md`` (
   then strides 8 / 16 (40x40 and 20x20 maps at 320 px, so image_size must be a multiple of 16);
   the paper's DenseNet201 is ``backbone="densenet201"``;
 - ``descriptor="auto"``, ``auto_windows``, and the foreground branch are decided per model on a
-  validation split of the training images with synthetic anomalies (never on test data);
+  validation split of the training images with synthetic anomalies (never on test data); on a CPU
+  with the default budget ``auto`` means the raw backbone taps (``descriptor_candidates``);
 - the training budget: ``steps=None`` trains for ``time_budget`` seconds on a CPU and the paper's
   schedule (40 000 steps for objects, 500 for textures) on a GPU.
 """
@@ -45,7 +46,7 @@ class CPRConfig:
     lrb_hidden: int = 192  # LRB stem width; the Inception branches are hidden/3 wide
     windows: tuple = (3, 1)
     # "learned": LRB heads; "raw": L2-normalised backbone taps (projected to descriptor_dim);
-    # "auto": train the LRB, keep whichever scores better on the validation split
+    # "auto": see ``descriptor_candidates``
     descriptor: str = "auto"
     # choose ``windows`` from how far the best match of a good training patch lies in its references
     auto_windows: bool = True
@@ -121,6 +122,19 @@ class CPRConfig:
         if budget is None and self.steps is None and device_type == "cpu":
             budget = CPU_TIME_BUDGET
         return steps, budget
+
+    def descriptor_candidates(self, device_type: str) -> tuple[str, ...]:
+        """Descriptor heads training builds and compares on the validation split.
+
+        ``"auto"``: the raw taps alone on a CPU with the default (time-budget) schedule, where a
+        few minutes of local-metric training made real-defect accuracy worse than the raw taps
+        (benchmarks/RESULTS.md, "Accuracy ablation"); the learned metric and the raw taps otherwise.
+        """
+        if self.descriptor != "auto":
+            return (self.descriptor,)
+        if device_type == "cpu" and self.steps is None and self.time_budget is None:
+            return ("raw",)
+        return ("learned", "raw")
 
     def replace(self, **changes) -> "CPRConfig":
         """A validated copy with ``changes`` applied (``ValueError`` naming a bad value)."""

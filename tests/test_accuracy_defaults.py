@@ -126,8 +126,10 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     side4, side8 = det.model.bank_4.shape[-1], det.model.bank_8.shape[-1]
     global_search = [2 * side4 - 1, 2 * side8 - 1]
     assert global_search in [r["windows"] for r in rows] and len({tuple(r["windows"]) for r in rows}) == 2
-    assert {(r["descriptor"], r["foreground"]) for r in rows} == {
-        (d, fg) for d in ("learned", "raw") for fg in (True, False)} and len(rows) == 8
+    # the global search is a candidate for the raw taps only (its cost with 384-d learned descriptors)
+    assert {(r["descriptor"], r["foreground"], tuple(r["windows"]) == tuple(global_search)) for r in rows} == {
+        ("learned", fg, False) for fg in (True, False)} | {("raw", fg, g) for fg in (True, False)
+                                                           for g in (True, False)} and len(rows) == 6
     best = max(rows, key=lambda r: r["mean"])
     assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"]) == (
         best["descriptor"], best["foreground"], best["windows"])
@@ -135,3 +137,17 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     assert list(det.config.windows) == det.meta["windows"]
     # the user's configuration object is not changed by what training chose
     assert Detector(variant, **options).config.descriptor == "auto"
+
+
+def test_auto_descriptor_is_raw_on_a_cpu_budget_and_compared_otherwise():
+    """auto: raw taps alone on a CPU with the default budget; learned vs raw when the user sets
+    steps or a time budget, or on a GPU; an explicit choice is the only candidate."""
+    from cpr_engine import CPRConfig
+
+    cfg = CPRConfig()
+    assert cfg.descriptor == "auto" and cfg.descriptor_candidates("cpu") == ("raw",)
+    assert cfg.descriptor_candidates("cuda") == ("learned", "raw")
+    assert CPRConfig(steps=100).descriptor_candidates("cpu") == ("learned", "raw")
+    assert CPRConfig(time_budget=30.0).descriptor_candidates("cpu") == ("learned", "raw")
+    assert CPRConfig(descriptor="learned").descriptor_candidates("cpu") == ("learned",)
+    assert CPRConfig(descriptor="raw").descriptor_candidates("cuda") == ("raw",)

@@ -86,7 +86,8 @@ def choice_summary(meta: dict) -> str:
     kept = f"descriptor {meta['descriptor']}, foreground {'on' if meta['foreground'] else 'off'}, windows {meta['windows']}"
     if not rows:
         return f"{kept} (too few training images for a validation split, so nothing was compared)"
-    scores = ", ".join(f"{r['descriptor']}/fg {'on' if r['foreground'] else 'off'} {r['mean']:.3f}" for r in rows)
+    scores = ", ".join(f"{r['descriptor']}/fg {'on' if r['foreground'] else 'off'}/windows {r['windows']} {r['mean']:.3f}"
+                       for r in rows)
     return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP on {meta['n_validation']} held-out training "
             f"images with synthetic defects ({scores})")
 

@@ -332,13 +332,18 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
                  device: torch.device) -> tuple[dict, list[dict]]:
     """Score every (descriptor heads, foreground on/off, windows) candidate on the validation queries.
 
+    ``windows[0]`` goes with every descriptor; the others (the global search) only with the raw
+    taps, whose 40 / 112 channels keep a whole-image search affordable (384-d learned descriptors
+    would make it about ten times slower than the windowed search).
+
     Returns:
         (the best candidate {"descriptor", "foreground", "windows"}, one row per candidate with its
         metrics and their mean). With no usable validation queries the first candidate is kept: the
         first heads, the foreground on when fitted, the first windows.
     """
     candidates = [{"descriptor": name, "foreground": fg, "windows": list(w)} for name in heads
-                  for fg in ((True, False) if has_fg else (False,)) for w in dict.fromkeys(windows)]
+                  for fg in ((True, False) if has_fg else (False,)) for w in dict.fromkeys(windows)
+                  if name == "raw" or w == windows[0]]
     if queries is None or len(set(queries.labels.tolist())) < 2:
         return candidates[0], []
     rows, current = [], None
@@ -429,11 +434,12 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     sampler = QuerySampler(images_u8, fg_full, has_fg, source, train_index.cpu().numpy(), real, p_real_defect, p_paste)
     fit_ids, val_ids = validation_split(n, config.val_fraction, config.seed)
     heads, final_loss, steps_run = {}, float("nan"), 0
-    if config.descriptor in ("auto", "learned"):
+    descriptors = config.descriptor_candidates(dev.type)
+    if "learned" in descriptors:
         steps, seconds = config.training_schedule(is_texture, dev.type)
         final_loss, steps_run = train_local_metric(model, feats, sampler, fit_ids, steps, seconds, run_dir, progress)
         heads["learned"] = model.lrb
-    if config.descriptor in ("auto", "raw"):
+    if "raw" in descriptors:
         heads["raw"] = raw_heads(config, backbone.channels, feats, dev)
     queries = validation_queries(sampler, val_ids, config.seed) if len(val_ids) else None
     best, selection = choose_model(model, feats, heads, has_fg, windows, queries, dev)

@@ -10,6 +10,7 @@ from cpr_engine.benchmark.stages import GRAPH_STAGES, STAGES, artifact_stages, g
 from cpr_engine.cli import bench as bench_cli
 from cpr_engine.data import read_image
 from cpr_engine.data.imageio import write_image
+from tests.helpers.cli import cli_error
 
 pytestmark = pytest.mark.needs_native
 
@@ -100,9 +101,9 @@ def test_cli_prints_table_and_writes_json(backend, model_pt, demo_root, tmp_path
     assert set(report["stages_ms"]) == set(STAGES)
 
 
-def test_cli_refuses_an_artifact_for_the_torch_backend(artifact, tmp_path):
-    with pytest.raises(SystemExit, match="needs a model.pt"):
-        bench_cli.main(["--model", str(artifact), "--backend", "torch", "--json", str(tmp_path / "b.json")])
+def test_cli_refuses_an_artifact_for_the_torch_backend(artifact, tmp_path, capsys):
+    assert "needs a model.pt" in cli_error(
+        bench_cli.main, ["--model", str(artifact), "--backend", "torch", "--json", str(tmp_path / "b.json")], capsys)
 
 
 def test_demo_model_is_trained_once_and_cached(tmp_path):
@@ -130,6 +131,6 @@ def test_cli_graph_backend(model_pt, demo_root, tmp_path, capsys):
     photo = read_image(sorted(Path(demo_root, "grass", "test", "good").glob("*.png"))[0])
     write_image(mixed / "a.png", photo)
     write_image(mixed / "b.png", photo[:60])
-    with pytest.raises(SystemExit, match="needs images of one size"):
-        bench_cli.main(["--model", str(model_pt), "--backend", "graph", "--images", str(mixed), "--json",
-                        str(out), "--quiet"])
+    assert "needs images of one size" in cli_error(
+        bench_cli.main, ["--model", str(model_pt), "--backend", "graph", "--images", str(mixed), "--json", str(out),
+                         "--quiet"], capsys)

@@ -6,6 +6,7 @@ import pytest
 
 from cpr_engine.cli import bench, demo, eval as eval_cli, export as export_cli, predict, serve, train
 from cpr_engine.data import read_image
+from tests.helpers.cli import cli_error
 
 TINY_ARGS = ["--variant", "faster", "--image-size", "64", "--steps", "3", "--train-batch", "4", "--top-k", "3",
              "--quiet", "--device", "cpu"]
@@ -62,24 +63,40 @@ def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
         Path("/a/x/1.png"): "x_1_overlay.png", Path("/a/y/1.png"): "y_1_overlay.png"}
 
 
-def test_cli_errors(demo_root, tmp_path):
-    with pytest.raises(SystemExit, match="categories \\['nope'\\] not found"):
-        train.main(["--data", demo_root, "--category", "nope", "--out", str(tmp_path), *TINY_ARGS])
-    with pytest.raises(FileNotFoundError, match="no model file"):
-        eval_cli.main(["--data", demo_root, "--models", str(tmp_path / "none"), "--quiet"])
+def test_cli_errors(demo_root, tmp_path, capsys):
+    """Bad input: one line naming the problem, exit status 2, no traceback."""
+    assert "categories ['nope'] not found" in cli_error(
+        train.main, ["--data", demo_root, "--category", "nope", "--out", str(tmp_path), *TINY_ARGS], capsys)
+    assert "no model file" in cli_error(
+        eval_cli.main, ["--data", demo_root, "--models", str(tmp_path / "none"), "--quiet"], capsys)
+    assert "no model file" in cli_error(predict.main, ["--model", str(tmp_path / "m.pt"), str(tmp_path)], capsys)
     with pytest.raises(SystemExit, match="no such file, folder or matching pattern"):
         predict.expand_inputs([str(tmp_path / "nothing*.png")])
-    with pytest.raises(FileNotFoundError):
-        train.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path), *TINY_ARGS])
+    assert "missing" in cli_error(train.main, ["--data", str(tmp_path / "missing"), "--out", str(tmp_path),
+                                               *TINY_ARGS], capsys)
+    assert "--batch-size" in cli_error(predict.main, ["--batch-size", "-1", str(tmp_path / "x.png")], capsys)
+
+
+def test_cli_debug_shows_the_traceback_and_internal_errors_say_so(demo_root, tmp_path, capsys, monkeypatch):
+    args = ["--data", demo_root, "--models", str(tmp_path / "none"), "--quiet"]
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        eval_cli.main([*args, "--debug"])
+
+    def broken(*_, **__):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(eval_cli, "eval_categories", broken)
+    assert eval_cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "internal error (RuntimeError: a bug)" in err and "--debug" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--steps", "-2"), ("--train-batch", "0"),
                                         ("--time-budget", "0"), ("--time-budget", "nan"), ("--top-k", "x")])
 def test_train_refuses_impossible_values_before_any_work(flag, value, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(["--data", str(tmp_path / "never-read"), "--out", str(tmp_path / "out"), flag, value])
-    assert exit_info.value.code == 2
-    assert flag in capsys.readouterr().err and not (tmp_path / "out").exists()
+    line = cli_error(train.main, ["--data", str(tmp_path / "never-read"), "--out", str(tmp_path / "out"), flag, value],
+                     capsys)
+    assert flag in line and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

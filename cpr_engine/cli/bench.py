@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..config import VARIANTS
-from .common import setup_logging
+from .common import add_debug_arg, cli_main, nonnegative_int, positive_int, setup_logging
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "graph")
 TORCH_BACKENDS = ("torch", "graph")  # time a model.pt through PyTorch
@@ -33,12 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device of the torch and graph backends: cpu or cuda "
                                                    "(default cpu)")
     p.add_argument("--fp16", action="store_true", help="export with float16 banks (onnxruntime / tensorrt backends)")
-    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
-    p.add_argument("--runs", type=int, default=50, help="timed calls (default 50)")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per call (default 1)")
+    p.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed calls first (default 5)")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed calls (default 50)")
     p.add_argument("--images", default=None, help="folder of images to time on (default: the demo test images)")
     p.add_argument("--json", default="bench.json", help="where the JSON report goes (default ./bench.json)")
     p.add_argument("--quiet", action="store_true", help="less logging")
+    add_debug_arg(p)
     return p
 
 
@@ -86,6 +87,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+@cli_main("cpr-bench")
 def main(argv=None) -> int:
     from ..benchmark.run import bench, cache_dir, demo_images, demo_model, machine
     from ..data import read_image

@@ -2,12 +2,59 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 
 from ..config import CPU_TIME_BUDGET, DESCRIPTORS, VARIANTS
+from ..errors import CPRError, one_line
 
 DATASETS = ("auto", "mvtec", "btad", "mvtec3d", "visa", "folder")
+
+
+# errors a user can fix (bad file, argument, value, no memory for an image): one line, exit status 2
+USER_ERRORS = (CPRError, ValueError, OSError, MemoryError)
+
+
+def add_debug_arg(p: argparse.ArgumentParser) -> None:
+    """--debug: show the traceback of an error instead of its one-line message."""
+    p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+
+
+def cli_main(prog: str):
+    """Decorate a command's ``main(argv) -> int`` with the engine's error policy.
+
+    A user error (``USER_ERRORS``, or ``SystemExit`` with a message) prints ``prog: error: <one
+    line>`` to stderr and returns 2; any other exception prints one line that says it is an
+    internal error and returns 1; Ctrl-C returns 130. With ``--debug`` among the arguments the
+    exception propagates with its traceback.
+    """
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapper(argv=None) -> int:
+            args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+            try:
+                return main(args)
+            except SystemExit as exit_:
+                if not isinstance(exit_.code, str):
+                    raise
+                message = exit_.code.removeprefix("error: ")
+                print(f"{prog}: error: {one_line(Exception(message))}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+            except Exception as error:  # noqa: BLE001 - the policy: one line, never a raw traceback
+                if "--debug" in args:
+                    raise
+                if isinstance(error, USER_ERRORS):
+                    print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+                    return 2
+                print(f"{prog}: internal error ({type(error).__name__}: {one_line(error)}); rerun with --debug "
+                      "for the traceback and report it", file=sys.stderr)
+                return 1
+        return wrapper
+    return decorate
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -23,19 +70,30 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_device_args(p: argparse.ArgumentParser) -> None:
     """--device, --batch-size, --quiet."""
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass at inference (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass at inference (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def int_in_range(low: int, high: int | None = None, what: str | None = None):
+    """argparse type: an integer in [low, high] (no upper bound when ``high`` is None)."""
+    allowed = what or (f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its own messages
+    return parse
+
+
+positive_int = int_in_range(1, what="a positive integer")
+nonnegative_int = int_in_range(0, what="an integer >= 0")
+port_number = int_in_range(1, 65535, what="a port number in [1, 65535]")
 
 
 def positive_float(text: str) -> float:
@@ -91,7 +149,7 @@ def add_split_args(p, n_default: int | None, n_help: str, seed_default: str) -> 
 
     ``p``: a parser or argument group; ``seed_default``: what the help says a missing seed means.
     """
-    p.add_argument("--n-anomaly", type=int, default=n_default, metavar="N", help=n_help)
+    p.add_argument("--n-anomaly", type=nonnegative_int, default=n_default, metavar="N", help=n_help)
     p.add_argument("--split-seed", type=int, default=None, metavar="SEED",
                    help=f"seed of the shuffle of the defective test images for --n-anomaly (default: {seed_default})")
 

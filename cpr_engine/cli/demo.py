@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..config import VARIANTS
-from .common import setup_logging
+from .common import add_debug_arg, cli_main, positive_int, setup_logging
 
 DEMO_STEPS = 40
 DEMO_TRAIN_BATCH = 4
@@ -22,17 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "images with the exported artifact (the torch-free runtime).")
     p.add_argument("--out", default="demo_run", help="output folder (default ./demo_run)")
     p.add_argument("--variant", choices=VARIANTS, default="cpr", help="model variant (default cpr)")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS,
+    p.add_argument("--steps", type=positive_int, default=DEMO_STEPS,
                    help=f"training steps per category (default {DEMO_STEPS}, sized for a 2-core CPU)")
-    p.add_argument("--train-batch", type=int, default=DEMO_TRAIN_BATCH,
+    p.add_argument("--train-batch", type=positive_int, default=DEMO_TRAIN_BATCH,
                    help=f"training batch size (default {DEMO_TRAIN_BATCH})")
     p.add_argument("--categories", nargs="*", default=None, help="demo categories (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of training (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_arg(p)
     return p
 
 
+@cli_main("cpr-demo")
 def main(argv=None) -> int:
     from ..data import build_demo
     from ..data.demo import DEMO_CATEGORIES

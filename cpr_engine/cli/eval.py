@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from .common import add_data_args, add_device_args, add_split_args, resolve_categories, setup_logging
+from .common import (add_data_args, add_debug_arg, add_device_args, add_split_args, cli_main, resolve_categories,
+                     setup_logging)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "unsupervised models too, for a baseline on the same images (default: what the model "
                             "was trained with, 0 for an unsupervised model)",
                    f"the one the model was trained with, else {SPLIT_SEED}")
+    add_debug_arg(p)
     return p
 
 
@@ -121,6 +123,7 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
     return rows
 
 
+@cli_main("cpr-eval")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import setup_logging
+from .common import add_debug_arg, cli_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "loads; the server's Python must import cpr_engine (pip install cpr-engine[serve])")
     p.add_argument("--force", action="store_true", help="replace an existing artifact folder (and the model in --triton-repo instead of adding a version)")
     p.add_argument("--quiet", action="store_true", help="less logging")
+    add_debug_arg(p)
     return p
 
 
@@ -38,6 +39,7 @@ def onnx_errors(report: dict) -> str:
     return ", ".join(f"{k} {v:.1e}" for k, v in report["onnx_max_error"].items())
 
 
+@cli_main("cpr-export")
 def main(argv=None) -> int:
     from ..data import read_image
     from ..data.samples import list_image_files

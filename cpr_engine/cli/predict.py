@@ -7,7 +7,7 @@ import glob
 import os
 from pathlib import Path
 
-from .common import setup_logging
+from .common import add_debug_arg, cli_main, positive_int, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions", help="output folder for overlays and CSV (default ./predictions)")
     p.add_argument("--device", default=None, help="torch device for a model.pt (default: cuda when available; an artifact "
                                                     "picks its ONNX Runtime providers itself)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--no-overlays", action="store_true", help="only scores, no overlay images")
     p.add_argument("--quiet", action="store_true", help="less logging")
+    add_debug_arg(p)
     return p
 
 
@@ -91,6 +92,7 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
     return rows
 
 
+@cli_main("cpr-predict")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from .common import setup_logging
+from .common import add_debug_arg, cli_main, nonnegative_int, port_number, positive_int, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,23 +21,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "or 'image_bytes' (encoded PNG/JPEG). Outputs: 'score', 'anomaly_map', 'is_anomalous'.")
     p.add_argument("artifacts", nargs="+", help="artifact folders written by cpr-export")
     p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
-    p.add_argument("--http-port", type=int, default=d.http_port, help=f"KServe v2 HTTP/REST port (default {d.http_port})")
-    p.add_argument("--grpc-port", type=int, default=d.grpc_port, help=f"KServe v2 gRPC port (default {d.grpc_port})")
-    p.add_argument("--metrics-port", type=int, default=d.metrics_port, help=f"Prometheus metrics port, /metrics (default {d.metrics_port})")
-    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+    p.add_argument("--http-port", type=port_number, default=d.http_port, help=f"KServe v2 HTTP/REST port (default {d.http_port})")
+    p.add_argument("--grpc-port", type=port_number, default=d.grpc_port, help=f"KServe v2 gRPC port (default {d.grpc_port})")
+    p.add_argument("--metrics-port", type=port_number, default=d.metrics_port, help=f"Prometheus metrics port, /metrics (default {d.metrics_port})")
+    p.add_argument("--max-batch-size", type=positive_int, default=d.max_batch_size,
                    help="largest dynamic batch, in images (also the largest batch one request may send)")
-    p.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us,
+    p.add_argument("--max-queue-delay-us", type=nonnegative_int, default=d.max_queue_delay_us,
                    help="how long a request may wait for others to batch with, in microseconds")
-    p.add_argument("--instances", type=int, default=d.instances, help="model instances (concurrent executions)")
-    p.add_argument("--map-downscale", type=int, default=d.map_downscale,
+    p.add_argument("--instances", type=positive_int, default=d.instances, help="model instances (concurrent executions)")
+    p.add_argument("--map-downscale", type=positive_int, default=d.map_downscale,
                    help="return anomaly maps at the input size divided by this factor (default 1: full size)")
-    p.add_argument("--exit-timeout", type=int, default=d.exit_timeout_s,
+    p.add_argument("--exit-timeout", type=nonnegative_int, default=d.exit_timeout_s,
                    help="seconds in-flight requests get to finish on shutdown")
-    p.add_argument("--log-verbose", type=int, default=d.log_verbose, help="Triton verbose log level")
+    p.add_argument("--log-verbose", type=nonnegative_int, default=d.log_verbose, help="Triton verbose log level")
     p.add_argument("--quiet", action="store_true", help="less logging")
+    add_debug_arg(p)
     return p
 
 
+@cli_main("cpr-serve")
 def main(argv=None) -> int:
     from ..serve.app import ServeOptions, start_triton
 

@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import (add_data_args, add_device_args, add_split_args, add_train_args, config_overrides, is_texture,
-                     resolve_categories, setup_logging)
+from .common import (add_data_args, add_debug_arg, add_device_args, add_split_args, add_train_args, cli_main,
+                     config_overrides, is_texture, resolve_categories, setup_logging)
 
 
 def probability(text: str) -> float:
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     supervised.add_argument("--p-paste", type=probability, default=P_PASTE, metavar="P",
                             help=f"probability that 1-5 real defects are pasted onto a training query "
                                  f"(default {P_PASTE})")
+    add_debug_arg(p)
     return p
 
 
@@ -130,6 +131,7 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
     return paths
 
 
+@cli_main("cpr-train")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)

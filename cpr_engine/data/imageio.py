@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ..errors import InputError
+
 __all__ = [
     "ImageReadError",
     "ImageNotFoundError",
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image or mask could not be read or converted; the message names the path and the reason."""
 
     def __init__(self, path, reason: str):

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelFileError
+
 ARTIFACT_FORMAT = "cpr-engine-artifact"
 ARTIFACT_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(ModelFileError):
     """An artifact that cannot be used: names the folder and the problem."""
 
 

@@ -1,0 +1,35 @@
+"""The engine's error types.
+
+Every entry point (API and CLI) raises one of these for a problem the user can fix, with a one-line
+message that names it: the file or argument, what was received, what is allowed. A CLI prints that
+line and exits 2 (the traceback only under ``--debug``); the API lets it propagate.
+
+- :class:`CPRError`: the base.
+- :class:`InputError` (a ``ValueError``): an image, array, folder, argument or flag.
+- :class:`ModelFileError` (a ``ValueError``): a model file or artifact that is missing, of another
+  format or version, damaged, tampered with, or holds settings the engine cannot run.
+- :class:`OutputError`: an output that would delete or replace something of the user's.
+"""
+from __future__ import annotations
+
+
+class CPRError(Exception):
+    """A problem the user can fix; ``str(error)`` is one line naming it."""
+
+
+class InputError(CPRError, ValueError):
+    """Bad input: an image, array, folder, argument or flag."""
+
+
+class ModelFileError(CPRError, ValueError):
+    """A model file or artifact that cannot be used as it is."""
+
+
+class OutputError(CPRError):
+    """An output that would delete or replace something of the user's."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line (newlines folded), its type name when it has none."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         runs = out / f"runs_n{n}"
         start = time.time()
         train_categories(str(data), "mvtec", cats, str(runs), args.variant, overrides, device=args.device,
-                         progress=False, n_anomaly=n)
+                         progress=False, n_anomaly=n, force=True)  # this script's own runs
         seconds = time.time() - start
         rows = eval_categories(str(data), "mvtec", cats, str(runs), device=args.device, progress=False,
                                n_anomaly=held_out)

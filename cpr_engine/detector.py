@@ -10,8 +10,10 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +22,7 @@ import numpy as np
 from . import __version__
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
+from .errors import ModelFileError
 from .inputs import as_image_list, predict_batched
 from .preprocess import resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
@@ -31,6 +34,20 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cpr-engine-model"
 MODEL_FORMAT_VERSION = 1
+#: How ``payload["integrity"]`` digests the state dict (see :func:`tensors_sha256`).
+DIGEST_SCHEME = "sha256: sorted state-dict keys; each key, dtype, shape and raw bytes"
+
+
+def tensors_sha256(state_dict: dict) -> str:
+    """Hex SHA-256 of a state dict: for each key in sorted order its name, dtype, shape and raw bytes."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class Detector:
@@ -154,18 +171,24 @@ class Detector:
         return predict_batched(self.score_batch, images, self.threshold, batch_size, color)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``)."""
+        """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``).
+
+        The JSON string ``integrity`` holds :func:`tensors_sha256` of the state dict; :meth:`load`
+        recomputes it and refuses a file whose tensors changed.
+        """
         import torch
 
         self._require_model()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        state_dict = {k: v.cpu() for k, v in self.model.state_dict().items()}
         payload = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "config": self.config.to_json(),
             "meta": json.dumps(self.meta),
-            "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "integrity": json.dumps({"tensors_sha256": tensors_sha256(state_dict), "scheme": DIGEST_SCHEME}),
+            "state_dict": state_dict,
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -180,6 +203,12 @@ class Detector:
             path: a model file -> ``Detector`` (PyTorch; ``device`` applies), or an artifact folder
                 written by ``cpr-export`` -> :class:`cpr_engine.runtime.detector.ArtifactDetector`
                 (no torch needed; ``runtime_options``: ``backend``, ``providers``, ``verify``).
+        Raises:
+            FileNotFoundError when ``path`` does not exist; ModelFileError naming the file and the
+            problem: not a readable torch file (random bytes, another zip, a pickle with code), not a
+            cpr-engine model, another format version, an unusable config or meta, a non-finite
+            threshold, a missing or unexpected state-dict key, NaN/inf in a tensor, a tensor digest
+            mismatch (tampered or corrupted); ArtifactError for an artifact folder.
         """
         path = Path(path)
         if path.is_dir():
@@ -197,20 +226,81 @@ class Detector:
             raise FileNotFoundError(f"no model file at {path}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt, truncated or not a torch file
-            raise ValueError(f"{path} is not a readable cpr-engine model file: {exc}") from exc
+        except Exception as exc:  # corrupt, truncated, not a torch file, or a pickle with code
+            raise ModelFileError(f"{path} is not a readable cpr-engine model file: "
+                                 f"{' '.join(str(exc).split())[:300]}") from exc
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{path} is not a cpr-engine model file (missing format tag '{MODEL_FORMAT}')")
+            raise ModelFileError(f"{path} is not a cpr-engine model file (missing format tag '{MODEL_FORMAT}')")
         version = payload.get("format_version")
         if version != MODEL_FORMAT_VERSION:
-            raise ValueError(f"{path} has model format version {version}; this engine ({__version__}) "
-                             f"reads version {MODEL_FORMAT_VERSION}")
-        config = CPRConfig.from_json(payload["config"])
-        meta = json.loads(payload["meta"])
+            raise ModelFileError(f"{path} has model format version {version}; this engine ({__version__}) "
+                                 f"reads version {MODEL_FORMAT_VERSION}")
+        config, meta, state = _checked_payload(path, payload)
         det = cls(config.variant, device=device, pretrained=False)
         det.config, det.meta = config, meta
         backbone = build_backbone(config.backbone, pretrained=False)
         model = CPRModel(config, backbone, int(meta["n_train"]))
-        model.load_state_dict(payload["state_dict"], strict=True)
+        expected = model.state_dict()
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or extra:
+            what = f"missing key {missing[0]!r}" if missing else f"unexpected key {extra[0]!r}"
+            more = len(missing) + len(extra) - 1
+            raise ModelFileError(f"{path}: state dict {what}{f' (and {more} more)' if more else ''}; the file does "
+                                 f"not fit its own config (damaged or edited model file)")
+        for key, tensor in expected.items():
+            if tuple(state[key].shape) != tuple(tensor.shape) or state[key].dtype != tensor.dtype:
+                raise ModelFileError(f"{path}: state dict key {key!r} is {state[key].dtype} "
+                                     f"{tuple(state[key].shape)}; the config needs {tensor.dtype} {tuple(tensor.shape)}")
+        model.load_state_dict(state, strict=True)
         det.model = model.to(det.device).eval()
         return det
+
+
+def _checked_payload(path: Path, payload: dict):
+    """(config, meta, state dict) of a model.pt payload, checked: ModelFileError naming ``path`` and the problem.
+
+    Checks: the JSON strings parse and the config is valid; ``n_train`` and a finite ``threshold``
+    are present; every state-dict value is a tensor and every floating tensor is finite; the
+    tensors' digest matches ``integrity`` when the file has one (files saved before it load
+    without the check, with a warning).
+    """
+    import torch
+
+    try:
+        config = CPRConfig.from_json(payload["config"])
+    except Exception as exc:  # missing, not JSON, unknown or out-of-range fields
+        raise ModelFileError(f"{path}: unusable config ({' '.join(str(exc).split())[:300]})") from exc
+    try:
+        meta = json.loads(payload["meta"])
+        if not isinstance(meta, dict):
+            raise TypeError(f"a JSON object expected, got {type(meta).__name__}")
+    except Exception as exc:
+        raise ModelFileError(f"{path}: unreadable meta ({exc})") from exc
+    n_train = meta.get("n_train")
+    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
+        raise ModelFileError(f"{path}: meta 'n_train' = {n_train!r}; must be an integer >= 1")
+    threshold = meta.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ModelFileError(f"{path}: meta 'threshold' = {threshold!r}; must be a finite number")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelFileError(f"{path}: 'state_dict' is not a dict of named tensors")
+    integrity = payload.get("integrity")
+    if integrity is None:
+        log.warning("%s has no tensor digest (saved by an older cpr-engine); loaded without the integrity "
+                    "check; save it again to add one", path)
+    else:
+        try:
+            recorded = json.loads(integrity)["tensors_sha256"]
+        except Exception as exc:
+            raise ModelFileError(f"{path}: unreadable integrity record ({exc})") from exc
+        if tensors_sha256(state) != recorded:
+            raise ModelFileError(f"{path}: tensor digest mismatch (tampered or corrupted model file)")
+    for key in sorted(state):
+        tensor = state[key]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            n_nan = int(torch.isnan(tensor).sum())
+            raise ModelFileError(f"{path}: state dict key {key!r} holds non-finite values ({n_nan} NaN, "
+                                 f"{int((~torch.isfinite(tensor)).sum()) - n_nan} inf)")
+    return config, meta, state

@@ -9,6 +9,8 @@ line and exits 2 (the traceback only under ``--debug``); the API lets it propaga
 - :class:`ModelFileError` (a ``ValueError``): a model file or artifact that is missing, of another
   format or version, damaged, tampered with, or holds settings the engine cannot run.
 - :class:`OutputError`: an output that would delete or replace something of the user's.
+- :class:`NonFiniteScoreError`: a score, threshold or anomaly map that is NaN/inf, so no verdict can
+  be given (fail closed: such an image is never passed as good).
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ class ModelFileError(CPRError, ValueError):
 
 class OutputError(CPRError):
     """An output that would delete or replace something of the user's."""
+
+
+class NonFiniteScoreError(CPRError):
+    """A non-finite image score, threshold or anomaly map: no verdict (never "good"); names the image."""
 
 
 def one_line(error: BaseException) -> str:

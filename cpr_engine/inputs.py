@@ -9,6 +9,7 @@ import numpy as np
 from .data import read_image
 from .data.imageio import to_rgb_uint8
 from .data.samples import list_image_files
+from .errors import NonFiniteScoreError
 from .preprocess import resize_map
 
 
@@ -58,6 +59,43 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
     raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
 
 
+def _non_finite(name: str, values) -> str | None:
+    """'<name> is nan' / '<name> has 3 NaN and 1 inf of 4096 values', or None when all are finite."""
+    a = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
+    finite = np.isfinite(a)
+    if finite.all():
+        return None
+    if a.ndim == 0:
+        return f"{name} is {float(a)}"
+    n_nan = int(np.isnan(a).sum())
+    return f"{name} has {n_nan} NaN and {int((~finite).sum()) - n_nan} inf of {a.size} values"
+
+
+def verdict(score, threshold, anomaly_map=None, index: int = 0) -> bool:
+    """``is_anomalous`` of one image: ``score > threshold``, failing closed.
+
+    The one place a verdict is made (``Detector``, ``ArtifactDetector`` and the serving codec use
+    it): a NaN never compares greater, so ``nan > threshold`` would pass a part as good.
+
+    Args:
+        score: the image score; threshold: the decision threshold; anomaly_map: the image's map
+            (optional); index: the image's position in the input, named in the error.
+    Raises:
+        NonFiniteScoreError naming the image index and what was non-finite (score, threshold or map).
+    """
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise NonFiniteScoreError(f"image {index}: threshold {threshold!r} is not a number; no verdict given "
+                                  f"(a part is never passed as good on a non-finite number)") from None
+    problems = [p for p in (_non_finite("threshold", threshold), _non_finite("score", score),
+                            None if anomaly_map is None else _non_finite("anomaly map", anomaly_map)) if p]
+    if problems:
+        raise NonFiniteScoreError(f"image {index}: {'; '.join(problems)}; no verdict given (a part is never "
+                                  f"passed as good on a non-finite number)")
+    return bool(float(score) > threshold)
+
+
 def predict_batched(score_batch: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]], images,
                     threshold: float, batch_size: int = 8, color: str = "RGB"):
     """The ``predict`` of both detectors: normalise ``images``, score them in chunks, build Predictions.
@@ -68,6 +106,9 @@ def predict_batched(score_batch: Callable[[list[np.ndarray]], tuple[np.ndarray, 
         threshold: an image is anomalous when its score is above it.
     Returns:
         one ``Prediction`` (maps resized to the input) for a single image, else a list of them.
+    Raises:
+        NonFiniteScoreError (see :func:`verdict`) when a score, the threshold or a map is NaN/inf:
+        such an image gets no ``Prediction`` rather than ``is_anomalous == False``.
     """
     items, single = as_image_list(images, color)
     if batch_size < 1:
@@ -76,6 +117,10 @@ def predict_batched(score_batch: Callable[[list[np.ndarray]], tuple[np.ndarray, 
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
         scores, maps = score_batch(chunk)
-        results += [Prediction(float(s), resize_map(m, im.shape[:2]), bool(s > threshold))
-                    for s, m, im in zip(scores, maps, chunk)]
+        if len(scores) != len(chunk) or len(maps) != len(chunk):
+            raise RuntimeError(f"score_batch returned {len(scores)} scores and {len(maps)} maps for "
+                               f"{len(chunk)} images")
+        for j, (s, m, im) in enumerate(zip(scores, maps, chunk)):
+            is_anomalous = verdict(s, threshold, m, index=i + j)
+            results.append(Prediction(float(s), resize_map(m, im.shape[:2]), is_anomalous))
     return results[0] if single else results

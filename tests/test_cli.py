@@ -60,7 +60,7 @@ def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     assert {r["verdict"] for r in rows} <= {"good", "anomalous"}
     assert len({r["overlay"] for r in rows}) == len(rows)  # same stem in two folders: distinct overlays
     assert predict.overlay_names([Path("/a/x/1.png"), Path("/a/y/1.png")]) == {
-        Path("/a/x/1.png"): "x_1_overlay.png", Path("/a/y/1.png"): "y_1_overlay.png"}
+        Path("/a/x/1.png"): Path("x/1.png_overlay.png"), Path("/a/y/1.png"): Path("y/1.png_overlay.png")}
 
 
 def test_cli_errors(demo_root, tmp_path, capsys):
@@ -107,4 +107,4 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "[5/5]" in out and "pixel_AUPRO" in out
     assert (tmp_path / "runs" / "eval.json").is_file()
     assert (tmp_path / "artifacts" / "grass" / "manifest.json").is_file()
-    assert len(list((tmp_path / "predictions" / "grass").glob("*_overlay.png"))) == 4
+    assert len(list((tmp_path / "predictions" / "grass").rglob("*_overlay.png"))) == 4

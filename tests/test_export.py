@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cpr_engine.cli import export as export_cli
+from cpr_engine.errors import OutputError
 from cpr_engine.export import export_artifact
 from cpr_engine.export.artifact import parity_limits
 from cpr_engine.runtime.artifact import (ARTIFACT_FORMAT_VERSION, MANIFEST, ArtifactError, add_file, load_array,
@@ -89,7 +90,7 @@ def test_fp16_export(tiny_detector, tmp_path):
 def test_refuses_to_overwrite_and_replaces_with_force(artifact, tiny_detector):
     out, _ = artifact
     before = (out / MANIFEST).read_text()
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(OutputError, match="--force"):
         export_artifact(tiny_detector, out, trt="no")
     assert (out / MANIFEST).read_text() == before  # nothing already written is lost
     with pytest.raises(RuntimeError, match="required"):

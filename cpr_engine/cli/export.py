@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "descriptor bank and training histograms as .npy, and a TensorRT plan when TensorRT and a "
                     "GPU are present. The ONNX graph is checked with onnx.checker and against PyTorch.")
     p.add_argument("model", help="model.pt written by cpr-train / Detector.save")
-    p.add_argument("-o", "--out", default=None, help="artifact folder (default: <model folder>/artifact)")
+    p.add_argument("-o", "--out", default=None,
+                   help="artifact folder (default: <model folder>/artifact); a new or empty folder, or an "
+                        "earlier artifact folder with --force; never the model's own folder or one above it")
     p.add_argument("--fp16", action="store_true",
                    help="store bank and histograms in float16 (half the size) and add network_fp16.onnx "
                         "(the input of the TensorRT fp16 plan)")
@@ -28,10 +30,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also add the artifact to a Triton model repository DIR (config.pbtxt, version folder, "
                         "model.py for the Python backend) that a stock `tritonserver --model-repository DIR` "
                         "loads; the server's Python must import cpr_engine (pip install cpr-engine[serve])")
-    p.add_argument("--force", action="store_true", help="replace an existing artifact folder (and the model in --triton-repo instead of adding a version)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing artifact folder (one that holds only an artifact: any other folder is "
+                        "refused), and the model in --triton-repo instead of adding a version (only when its "
+                        "folder holds nothing but a Triton model)")
     p.add_argument("--quiet", action="store_true", help="less logging")
     add_debug_arg(p)
     return p
+
+
+def check_triton_target(repo: str | Path, category: str, force: bool) -> None:
+    """Refuse a --triton-repo whose model folder ``--force`` would delete but that holds other files.
+
+    ``write_repository(..., force=True)`` deletes ``repo/<model name>``; that is allowed only when the
+    folder holds nothing but a Triton model: ``config.pbtxt`` and version folders ``<n>/`` with
+    ``artifact/`` and ``model.py``. Without ``force`` nothing is deleted (a version is added).
+    """
+    from ..errors import OutputError
+    from ..serve.spec import model_name
+
+    repo = Path(repo)
+    if repo.exists() and not repo.is_dir():
+        raise OutputError(f"--triton-repo {repo} is an existing file, not a folder")
+    model_dir = repo / model_name({"category": category})
+    if model_dir.is_symlink() or (model_dir.exists() and not model_dir.is_dir()):
+        raise OutputError(f"{model_dir} is not a Triton model folder; refusing to replace it")
+    if not force or not model_dir.exists():
+        return
+    stray = []
+    for entry in sorted(model_dir.iterdir()):
+        if entry.name == "config.pbtxt" and entry.is_file():
+            continue
+        if entry.name.isdigit() and entry.is_dir() and not entry.is_symlink() and \
+                {p.name for p in entry.iterdir()} <= {"artifact", "model.py"}:
+            continue
+        stray.append(entry.name)
+    if stray:
+        raise OutputError(f"{model_dir} is not a Triton model folder of cpr-export (it holds {', '.join(stray[:3])}); "
+                          f"refusing to replace it")
 
 
 def onnx_errors(report: dict) -> str:
@@ -46,16 +82,21 @@ def main(argv=None) -> int:
     from ..detector import Detector
     from ..export import export_artifact
     from ..preprocess import to_model_input
+    from ..runtime.artifact import check_artifact_target
 
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
-    det = Detector.load(args.model, device="cpu")
     out = Path(args.out) if args.out else Path(args.model).parent / "artifact"
+    check_artifact_target(out, args.model, args.force)  # before any work: nothing of the user's is replaced
+    det = Detector.load(args.model, device="cpu")
+    if args.triton_repo:
+        check_triton_target(args.triton_repo, getattr(det, "meta", {}).get("category", ""), args.force)
     check = None
     if args.check_images:
         images = [read_image(p) for p in list_image_files(args.check_images)[:4]]
         check = to_model_input(images, det.config.image_size)
-    report = export_artifact(det, out, fp16=args.fp16, trt=args.trt, force=args.force, check_images=check)
+    report = export_artifact(det, out, fp16=args.fp16, trt=args.trt, force=args.force, check_images=check,
+                             model_path=args.model)
     print(f"artifact: {report['artifact']}\nONNX vs PyTorch max |error|: {onnx_errors(report)}\n"
           f"TensorRT: {report['tensorrt']}")
     if args.triton_repo:

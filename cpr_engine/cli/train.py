@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from .common import (add_data_args, add_debug_arg, add_device_args, add_split_args, add_train_args, cli_main,
@@ -25,11 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cpr-train",
         description="Train CPR (Cascade Patch Retrieval) on the good training images of each category. "
                     "Writes OUT/<category>/model.pt, config.json, train.json, train.log and checkpoints/ "
-                    "(and supervised.json in supervised mode). Without --n-anomaly no test image is read.")
+                    "(and supervised.json in supervised mode); a category already trained in OUT is refused "
+                    "unless --force. Without --n-anomaly no test image is read.")
     add_data_args(p)
     add_train_args(p)
     add_device_args(p)
     p.add_argument("--out", default="runs", help="run directory (default ./runs)")
+    p.add_argument("--force", action="store_true",
+                   help="train a category that already has OUT/<category>/model.pt: its run files (model.pt, "
+                        "config.json, train.json, train.log, checkpoints/, supervised.json) are replaced by the new "
+                        "run's once it is complete; other files in that folder are kept")
     supervised = p.add_argument_group(
         "supervised mode", "train with a few real defective images and their masks, as in the CPR paper's supervised "
                            "setting; "
@@ -81,6 +89,56 @@ def supervision_plan(data: str, layout: str, cats: list[str], n_anomaly: int, sp
     return plan
 
 
+# what one run writes into OUT/<category>; model.pt last, so it appears once the rest is in place
+RUN_FILES = ("checkpoints", "train.log", "config.json", "train.json", "supervised.json", "model.pt")
+
+
+def check_run_targets(out: str | Path, categories: list[str], force: bool) -> None:
+    """Refuse, before any work, to train over a category already trained in ``out`` unless ``force``.
+
+    Raises:
+        OutputError naming the path: ``out`` or ``out/<category>`` is an existing file; an existing
+        ``out/<category>/model.pt`` without ``force``.
+    """
+    from ..errors import OutputError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is an existing file, not a folder")
+    for cat in categories:
+        run_dir = out / cat
+        if run_dir.exists() and not run_dir.is_dir():
+            raise OutputError(f"{run_dir} is an existing file, not a run folder; refusing to replace it")
+        model = run_dir / "model.pt"
+        if (model.exists() or model.is_symlink()) and not force:
+            raise OutputError(f"{model} already exists; --force replaces it (and the other run files of {cat}: "
+                              f"{', '.join(RUN_FILES[:-1])})")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def install_run(stage: Path, run_dir: Path) -> None:
+    """Move a complete run from ``stage`` into ``run_dir``: each of ``RUN_FILES`` is the new run's (or
+    gone, where the new run wrote none: no stale checkpoints, log or supervised.json is left); any
+    other file in ``run_dir`` is kept."""
+    for name in RUN_FILES:
+        new, old = stage / name, run_dir / name
+        if new.is_dir():
+            _remove(old)
+            os.replace(new, old)
+        elif new.exists():
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            os.replace(new, old)  # a file: replaced atomically
+        else:
+            _remove(old)
+
+
 def choice_summary(meta: dict) -> str:
     """One line: the descriptor heads, foreground and windows training chose, and why."""
     rows = meta.get("selection") or []
@@ -97,33 +155,45 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
                      overrides: dict, texture: str = "auto", texture_dir: str | None = None,
                      weights: str | None = None, device: str | None = None, progress: bool = True,
                      n_anomaly: int = 0, split_seed: int | None = None, defects: str | None = None,
-                     supervised_options: dict | None = None) -> dict:
+                     supervised_options: dict | None = None, force: bool = False) -> dict:
     """Train every category; returns {category: model path}.
 
     ``n_anomaly``/``split_seed``/``defects``: supervised mode (see ``cpr-train --help``);
     ``supervised_options``: ``p_real_defect`` / ``p_paste`` for ``Detector.fit``.
+    ``force``: train a category that already has ``out/<category>/model.pt`` (else OutputError
+    before any work). Each run is written into a hidden folder ``out/<category>/.cpr-train.*`` and
+    its ``RUN_FILES`` replace the old ones only once it is complete; other files are kept.
     """
     from ..data import load_split
     from ..detector import Detector
 
     layout, cats = resolve_categories(data, dataset, categories)
+    check_run_targets(out, cats, force)
     plan = supervision_plan(data, layout, cats, n_anomaly, split_seed, defects)
     paths = {}
     for cat in cats:
         samples = load_split(data, layout, cat, "train")
         run_dir = Path(out) / cat
         cat_defects, split = plan.get(cat, (None, None))
-        det = Detector(variant, weights=weights, device=device, **overrides)
-        det.fit([s.image_path for s in samples], texture=is_texture(texture), texture_dir=texture_dir,
-                run_dir=str(run_dir), progress=progress, category=cat, defects=cat_defects,
-                **(supervised_options or {}))
-        if split:
-            det.meta["supervised"]["split"] = split
-        paths[cat] = det.save(run_dir / "model.pt")
-        (run_dir / "train.json").write_text(json.dumps(det.meta, indent=2))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".cpr-train.", dir=run_dir))
+        try:
+            det = Detector(variant, weights=weights, device=device, **overrides)
+            det.fit([s.image_path for s in samples], texture=is_texture(texture), texture_dir=texture_dir,
+                    run_dir=str(stage), progress=progress, category=cat, defects=cat_defects,
+                    **(supervised_options or {}))
+            if split:
+                det.meta["supervised"]["split"] = split
+            det.save(stage / "model.pt")
+            (stage / "train.json").write_text(json.dumps(det.meta, indent=2))
+            if det.meta["supervised"]:
+                (stage / "supervised.json").write_text(json.dumps(det.meta["supervised"], indent=2))
+            install_run(stage, run_dir)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        paths[cat] = run_dir / "model.pt"
         note = ""
         if det.meta["supervised"]:
-            (run_dir / "supervised.json").write_text(json.dumps(det.meta["supervised"], indent=2))
             note = f", {det.meta['supervised']['n_defects']} real defects"
         print(f"{cat}: {len(samples)} good images{note}, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
               f"threshold {det.threshold:.3f}, {det.meta['seconds']:.0f} s -> {paths[cat]}\n"
@@ -138,7 +208,8 @@ def main(argv=None) -> int:
     train_categories(args.data, args.dataset, args.category, args.out, args.variant, config_overrides(args),
                      args.texture, args.texture_dir, args.weights, args.device, progress=not args.quiet,
                      n_anomaly=args.n_anomaly, split_seed=args.split_seed, defects=args.defects,
-                     supervised_options={"p_real_defect": args.p_real_defect, "p_paste": args.p_paste})
+                     supervised_options={"p_real_defect": args.p_real_defect, "p_paste": args.p_paste},
+                     force=args.force)
     return 0
 
 

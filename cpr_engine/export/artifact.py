@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime.artifact import write_artifact
+from ..runtime.artifact import check_artifact_target, write_artifact
 from .onnx import export_onnx, onnx_parity
 from .opencv_graph import export_opencv_graph, opencv_graph_parity
 from .tensorrt import build_plan, tensorrt_unavailable_reason
@@ -63,22 +63,28 @@ def _manifest(det, fp16: bool) -> dict:
 
 
 def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto", force: bool = False,
-                    check_images: np.ndarray | None = None) -> dict:
+                    check_images: np.ndarray | None = None, model_path: str | Path | None = None) -> dict:
     """Write ``out`` (a folder) from a trained ``Detector``.
 
     Args:
         det: trained ``cpr_engine.Detector``.
-        out: artifact folder (must not exist unless ``force``).
+        out: artifact folder, checked before any work (``check_artifact_target``): a new or empty
+            folder; an existing artifact folder only with ``force`` (replaced once the new artifact is
+            complete); never another folder, a file, or a folder holding ``model_path``.
         fp16: store banks and histograms in float16 and also write ``network_fp16.onnx``.
         trt: "auto" (build a plan when TensorRT and a GPU are present), "yes" (required), "no".
         check_images: optional (B, 3, S, S) float32 real inputs for the ONNX parity check; random
             inputs are always checked too.
+        model_path: the model file ``det`` was loaded from, if any: ``out`` may not be or contain its folder.
     Returns:
         report {"artifact", "onnx_max_error": {output: err}, "opencv_graph_max_error": {output: err},
         "tensorrt": "built" | reason}.
+    Raises:
+        OutputError (before any work) for an ``out`` that would delete or replace something of the user's.
     """
     if trt not in ("auto", "yes", "no"):
         raise ValueError(f"export_artifact: trt must be auto, yes or no, got {trt!r}")
+    check_artifact_target(out, model_path, force)
     det._require_model()
     model = det.model
     size = model.config.image_size
@@ -122,5 +128,6 @@ def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto",
         manifest = _manifest(det, fp16)
         manifest["onnx_max_error"] = report["onnx_max_error"]
         manifest["opencv_graph_max_error"] = report["opencv_graph_max_error"]
-        report["artifact"] = str(write_artifact(out, manifest, arrays, files, force=force))
+        report["artifact"] = str(write_artifact(out, manifest, arrays, files, force=force,
+                                                   model_path=model_path))
     return report

@@ -3,6 +3,8 @@
 Layout (format version 1)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
+    manifest.sha256     SHA-256 of manifest.json's bytes (``sha256sum -c`` format); the manifest is
+                        covered by the integrity check too (not listed in the manifest itself)
     network.onnx        the network part (fp32)
     network_opencv.onnx the network part for OpenCV DNN (C++ runtime; outputs feat_4 instead of hist)
     network_fp16.onnx   with --fp16: the same graph in fp16 (input for a TensorRT build)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -23,11 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..config import VARIANTS
+from ..errors import ModelFileError, OutputError
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
 ARTIFACT_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"
+BANK_DTYPES = ("float16", "float32")
+# Relative slack of the threshold's upper bound (top_t x the largest leave-one-out pixel score).
+THRESHOLD_BOUND_SLACK = 1e-3
 
 
 class ArtifactError(ModelFileError):
@@ -43,24 +51,100 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    """Write manifest.json and manifest.sha256 (the digest of exactly the bytes written), each atomically."""
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    tmp_manifest, tmp_digest = folder / f".{MANIFEST}.tmp", folder / f".{MANIFEST_DIGEST}.tmp"
+    tmp_manifest.write_bytes(data)
+    tmp_digest.write_text(f"{hashlib.sha256(data).hexdigest()}  {MANIFEST}\n")
+    os.replace(tmp_manifest, folder / MANIFEST)
+    os.replace(tmp_digest, folder / MANIFEST_DIGEST)
+
+
+def _check_manifest_digest(folder: Path, data: bytes) -> None:
+    """Compare manifest.json's bytes with manifest.sha256; ArtifactError when absent, unreadable or different."""
+    path = folder / MANIFEST_DIGEST
+    if not path.is_file():
+        raise ArtifactError(f"{folder} has no {MANIFEST_DIGEST} (written by an older engine or tampered); "
+                            f"re-export the model with this engine")
+    try:
+        recorded = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc})") from exc
+    if not recorded or recorded[0].lower() != hashlib.sha256(data).hexdigest():
+        raise ArtifactError(f"{folder}: checksum mismatch for {MANIFEST} (does not match {MANIFEST_DIGEST}; "
+                            f"tampered or corrupted manifest)")
+
+
+def check_artifact_target(out: str | Path, model_path: str | Path | None = None, force: bool = False) -> Path:
+    """Refuse an artifact folder an export must not write: nothing of the user's is deleted or replaced.
+
+    Called before any export work (``cpr-export``, :func:`cpr_engine.export.export_artifact`) and
+    again by :func:`write_artifact`.
+
+    Allowed: a path that does not exist; an empty folder; with ``force``, a folder that holds an
+    artifact (a ``manifest.json`` of format ``ARTIFACT_FORMAT``) and nothing its manifest does not list.
+
+    Raises:
+        OutputError naming ``out``: an existing file or symbolic link; the folder that holds
+        ``model_path`` (the model being exported) or any folder above it; a non-empty folder without
+        ``force``; with ``force``, a folder that is not an artifact folder.
+    Returns:
+        ``out`` as a Path.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise OutputError(f"{out} is a symbolic link; refusing to replace it (give a folder path)")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is an existing file, not an artifact folder; refusing to replace it")
+    if model_path is not None:
+        model, target = Path(model_path).resolve(), out.resolve()
+        if target == model or target in model.parents:
+            raise OutputError(f"{out} holds the model being exported ({model_path}); refusing to replace it "
+                              f"(choose another output folder)")
+    if not out.exists():
+        return out
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return out
+    if not force:
+        raise OutputError(f"{out} already exists and is not empty; --force replaces an artifact folder")
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
+        raise OutputError(f"{out} is not an artifact folder (no {MANIFEST} of format {ARTIFACT_FORMAT!r}); "
+                          f"refusing to replace it")
+    listed = {MANIFEST, MANIFEST_DIGEST, *(manifest.get("files") or {})}
+    ours = listed | {f".{name}.tmp" for name in listed}  # add_file's temporaries
+    stray = [name for name in entries if name not in ours]
+    if stray:
+        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        raise OutputError(f"{out} is not an artifact folder: it also holds {shown}, not listed in its {MANIFEST}; "
+                          f"refusing to replace it")
+    return out
+
+
 def write_artifact(out: str | Path, manifest: dict, arrays: dict[str, np.ndarray], files: dict[str, Path],
-                   force: bool = False) -> Path:
+                   force: bool = False, model_path: str | Path | None = None) -> Path:
     """Write an artifact folder atomically.
 
     Args:
-        out: target folder; an existing one is an error unless ``force`` (then it is replaced only
-            once the new artifact is complete, so a failed export never destroys a good one).
+        out: target folder, checked by :func:`check_artifact_target`: a non-empty one is an error
+            unless ``force``, and then only an artifact folder is replaced, once the new artifact is
+            complete (so a failed export never destroys a good one).
         manifest: settings to record (format tags, checksums are added here).
         arrays: name -> array, written as ``<name>.npy``.
         files: artifact file name -> existing file to copy in (e.g. the ONNX graph).
+        model_path: the model file being exported, if known: ``out`` may not hold it.
     Returns:
         the artifact folder.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    out = check_artifact_target(out, model_path, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = None
     try:
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
@@ -69,34 +153,43 @@ def write_artifact(out: str | Path, manifest: dict, arrays: dict[str, np.ndarray
         entries = sorted(p.name for p in tmp.iterdir())
         record = {name: {"sha256": sha256_of(tmp / name), "bytes": (tmp / name).stat().st_size} for name in entries}
         full = {"format": ARTIFACT_FORMAT, "format_version": ARTIFACT_FORMAT_VERSION, **manifest, "files": record}
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
+        _write_manifest(tmp, full)
         if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
+            # a fresh folder of our own for the old artifact: no other path next to ``out`` is touched
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # the old artifact back in place
+                raise
         else:
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and out.exists():
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 
 def read_manifest(folder: str | Path, verify: bool = True) -> dict:
-    """Read and check an artifact's manifest (format, version, files present, checksums).
+    """Read and check an artifact's manifest (format, version, its own digest, files present, checksums, settings).
 
+    Args:
+        verify: check the SHA-256 of manifest.json (against manifest.sha256) and of every listed
+            file. The settings are range-checked (:func:`check_settings`) either way.
     Raises:
         ArtifactError naming the folder and the problem: not an artifact, unreadable manifest,
-        another format, a newer or unknown format version, a missing file, a checksum mismatch
-        (a tampered or corrupted file).
+        another format, a newer or unknown format version, no or another manifest.sha256, a missing
+        file, a checksum mismatch (a tampered or corrupted file), a setting the engine cannot run.
     """
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{folder} is not a cpr-engine artifact: no {MANIFEST}")
     try:
-        manifest = json.loads(path.read_text())
+        data = path.read_bytes()
+        manifest = json.loads(data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
@@ -105,18 +198,107 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
     if not isinstance(version, int) or version > ARTIFACT_FORMAT_VERSION or version < 1:
         raise ArtifactError(f"{folder}: artifact format version {version!r}; this engine reads versions "
                             f"1..{ARTIFACT_FORMAT_VERSION} (re-export the model, or upgrade cpr-engine)")
+    if verify:
+        _check_manifest_digest(folder, data)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise ArtifactError(f"{path}: manifest lists no files")
     for name, entry in files.items():
         target = folder / name
-        if Path(name).name != name:
+        if Path(name).name != name or name in (MANIFEST, MANIFEST_DIGEST):
             raise ArtifactError(f"{path}: file name {name!r} is not a plain name")
         if not target.is_file():
             raise ArtifactError(f"{folder}: file {name} listed in the manifest is missing")
-        if verify and sha256_of(target) != entry.get("sha256"):
+        if verify and (not isinstance(entry, dict) or sha256_of(target) != entry.get("sha256")):
             raise ArtifactError(f"{folder}: checksum mismatch for {name} (tampered or corrupted file)")
+    check_settings(folder, manifest)
     return manifest
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_settings(folder: str | Path, manifest: dict) -> None:
+    """Range-check every setting of ``manifest`` the runtimes use against what the engine can run.
+
+    Settings that are absent are not checked here (``ArtifactDetector.load`` requires its own);
+    each present one must hold a value the engine can run. The array files are checked against
+    these settings by ``ArtifactDetector`` (shapes, dtype, descriptor_dim, finite values).
+
+    Raises:
+        ArtifactError naming the folder, the key, the value and what is allowed.
+    """
+    def bad(key: str, allowed: str):
+        return ArtifactError(f"{folder}: manifest setting '{key}' = {manifest.get(key)!r} is not allowed: "
+                             f"must be {allowed}")
+
+    m = manifest
+    if "variant" in m and m["variant"] not in VARIANTS:
+        raise bad("variant", f"one of {VARIANTS}")
+    if "bank_dtype" in m and m["bank_dtype"] not in BANK_DTYPES:
+        raise bad("bank_dtype", f"one of {BANK_DTYPES}")
+    strides = m.get("strides")
+    if strides is not None and not (isinstance(strides, list) and len(strides) == 2 and all(map(_is_int, strides))
+                                    and 1 <= strides[0] < strides[1]):
+        raise bad("strides", "two increasing integer strides >= 1 (fine, coarse)")
+    size = m.get("image_size")
+    if size is not None:
+        largest = strides[1] if strides else 1
+        if not (_is_int(size) and size > 0 and size % largest == 0):
+            raise bad("image_size", f"a positive multiple of the largest stride ({largest})")
+    for key in ("descriptor_dim", "n_train", "grid"):
+        if key in m and not (_is_int(m[key]) and m[key] >= 1):
+            raise bad(key, "an integer >= 1")
+    if "n_clusters" in m and not (_is_int(m["n_clusters"]) and m["n_clusters"] >= 2):
+        raise bad("n_clusters", "an integer >= 2")
+    if "top_k" in m:
+        n_train = m.get("n_train")
+        if not (_is_int(m["top_k"]) and 1 <= m["top_k"] <= (n_train if n_train is not None else m["top_k"])):
+            raise bad("top_k", f"an integer in [1, n_train = {n_train}] (the number of training images)")
+    if "kept_blocks" in m:
+        blocks = m["grid"] ** 2 if "grid" in m else None
+        if not (_is_int(m["kept_blocks"]) and 1 <= m["kept_blocks"] <= (blocks or m["kept_blocks"])):
+            raise bad("kept_blocks", f"an integer in [1, grid^2 = {blocks}]")
+    if "windows" in m:
+        windows = m["windows"]
+        sides = [size // s for s in strides] if size is not None and strides else None
+        limits = [2 * side - 1 for side in sides] if sides else None
+        ok = isinstance(windows, list) and len(windows) == 2 and all(
+            _is_int(r) and r >= 1 and r % 2 == 1 for r in windows)
+        if ok and limits:
+            ok = all(r <= limit for r, limit in zip(windows, limits))
+        if not ok:
+            limit_text = f", at most {limits} (2 x map side - 1; map sides {sides})" if limits else ""
+            raise bad("windows", f"two odd integers >= 1 (fine, coarse scale){limit_text}")
+    if "blur_sigma" in m and not (_is_number(m["blur_sigma"]) and math.isfinite(m["blur_sigma"])
+                                  and m["blur_sigma"] >= 0):
+        raise bad("blur_sigma", "a finite number >= 0")
+    if "top_t" in m:
+        pixels = size * size if size is not None else None
+        if not (_is_int(m["top_t"]) and 1 <= m["top_t"] <= (pixels or m["top_t"])):
+            raise bad("top_t", f"an integer in [1, image_size^2 = {pixels}]")
+    if "use_foreground" in m and not isinstance(m["use_foreground"], bool):
+        raise bad("use_foreground", "true or false (a JSON boolean)")
+    normal = m.get("pixel_normal")
+    if normal is not None and not (isinstance(normal, list) and len(normal) == 2 and all(map(_is_number, normal))
+                                   and all(map(math.isfinite, normal)) and 0 <= normal[0] <= normal[1]):
+        raise bad("pixel_normal", "two finite numbers 0 <= median <= max")
+    if "threshold" in m:
+        threshold = m["threshold"]
+        if not (_is_number(threshold) and math.isfinite(threshold) and threshold >= 0):
+            raise bad("threshold", "a finite number >= 0")
+        if normal is not None and _is_int(m.get("top_t")) and size is not None:
+            # the threshold is the largest leave-one-out image score, a sum of top_t pixels of a map
+            # whose pixels are at most pixel_normal[1]: a larger one would pass real defects as good
+            bound = min(m["top_t"], size * size) * normal[1]
+            if threshold > bound * (1 + THRESHOLD_BOUND_SLACK) + 1e-6:
+                raise bad("threshold", f"a finite number in [0, {bound:.6g}] (top_t x the largest "
+                                       f"leave-one-out pixel score, pixel_normal[1])")
 
 
 def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
@@ -127,15 +309,13 @@ def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    if Path(name).name != name or name == MANIFEST:
+    if Path(name).name != name or name in (MANIFEST, MANIFEST_DIGEST):
         raise ArtifactError(f"{folder}: cannot add a file named {name!r}")
     tmp = folder / f".{name}.tmp"
     shutil.copyfile(src, tmp)
     os.replace(tmp, folder / name)
     manifest["files"][name] = {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
-    tmp_manifest = folder / f".{MANIFEST}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp_manifest, folder / MANIFEST)
+    _write_manifest(folder, manifest)
     return manifest
 
 

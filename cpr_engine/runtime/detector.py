@@ -53,7 +53,8 @@ class ArtifactDetector:
             verify: check the SHA-256 of every file (default; refuses tampered or corrupted files).
         Raises:
             ArtifactError naming the folder and the problem (not an artifact, newer format version,
-            missing file, checksum mismatch, settings or arrays that do not fit together);
+            missing file, checksum mismatch of a file or of manifest.json, a setting out of the range
+            the engine can run, settings or arrays that do not fit together, NaN/inf in an array);
             RuntimeError when the compiled kernels are missing.
         """
         if not ops.native_available():
@@ -69,8 +70,9 @@ class ArtifactDetector:
         return cls(folder, manifest, open_network(folder, manifest, backend, providers))
 
     def _check_arrays(self) -> None:
-        s, n = self.image_size, len(self.train_hists)
-        fine, coarse = (s // int(stride) for stride in self.manifest["strides"])
+        """The arrays against each other and the manifest: shapes, descriptor_dim, n_train, dtype, finite values."""
+        m, s, n = self.manifest, self.image_size, len(self.train_hists)
+        fine, coarse = (s // int(stride) for stride in m["strides"])
         want = {"bank_4": (n, fine, fine), "bank_8": (n, coarse, coarse)}
         for name, bank in zip(want, self.banks):
             if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != want[name] or bank.shape[1] != self.banks[0].shape[1]:
@@ -79,6 +81,30 @@ class ArtifactDetector:
         if self.bank_fg.shape != (n, fine, fine):
             raise ArtifactError(f"{self.folder}: bank_fg.npy has shape {self.bank_fg.shape}; expected "
                                 f"{(n, fine, fine)}")
+        dim = self.banks[0].shape[1]
+        if "descriptor_dim" in m and m["descriptor_dim"] != dim:
+            raise ArtifactError(f"{self.folder}: manifest setting 'descriptor_dim' = {m['descriptor_dim']!r} does not "
+                                f"match the banks (D = {dim} in bank_4.npy and bank_8.npy)")
+        if "n_train" in m and m["n_train"] != n:
+            raise ArtifactError(f"{self.folder}: manifest setting 'n_train' = {m['n_train']!r} does not match the "
+                                f"arrays ({n} training images in train_hists.npy)")
+        if int(m["top_k"]) > n:
+            raise ArtifactError(f"{self.folder}: manifest setting 'top_k' = {m['top_k']!r} is not allowed: must be "
+                                f"an integer in [1, {n}] (the number of training images)")
+        if "grid" in m and "n_clusters" in m:
+            hist_shape = (n, int(m["grid"]) ** 2, int(m["n_clusters"]) + 1)
+            if self.train_hists.shape != hist_shape:
+                raise ArtifactError(f"{self.folder}: train_hists.npy has shape {self.train_hists.shape}; expected "
+                                    f"{hist_shape} (N, grid^2, n_clusters + 1)")
+        if "bank_dtype" in m and any(str(b.dtype) != m["bank_dtype"] for b in self.banks):
+            raise ArtifactError(f"{self.folder}: manifest setting 'bank_dtype' = {m['bank_dtype']!r} does not match "
+                                f"the banks ({self.banks[0].dtype}, {self.banks[1].dtype})")
+        for name, array in (("bank_4", self.banks[0]), ("bank_8", self.banks[1]), ("train_hists", self.train_hists),
+                            ("bank_fg", self.bank_fg)):
+            for i in range(len(array)):  # one training image at a time: no full-bank temporary
+                if not np.isfinite(array[i]).all():
+                    raise ArtifactError(f"{self.folder}: {name}.npy holds NaN or inf (training image {i}); "
+                                        f"re-export the model")
 
     @property
     def threshold(self) -> float:

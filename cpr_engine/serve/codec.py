@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.imageio import ImageReadError, decode_image
+from ..errors import CPRError
+from ..inputs import verdict
 from ..preprocess import resize_map
 from .spec import IMAGE, IMAGE_BYTES
 
@@ -53,12 +55,15 @@ def response_tensors(scores: np.ndarray, maps: np.ndarray, shape: tuple[int, int
         scores: (B,) float32; maps: (B, S, S) float32 at model resolution; shape: (H, W) of the inputs.
     Returns:
         ``score`` (B, 1) float32, ``anomaly_map`` (B, H // k, W // k) float32, ``is_anomalous`` (B, 1) bool.
+    Raises:
+        NonFiniteScoreError when a score, the threshold or a map is NaN/inf (never answered "good").
     """
     size = (max(1, shape[0] // map_downscale), max(1, shape[1] // map_downscale))
     scores = np.asarray(scores, np.float32).reshape(-1, 1)
     return {"score": scores,
             "anomaly_map": np.stack([resize_map(m, size) for m in maps]).astype(np.float32, copy=False),
-            "is_anomalous": scores > np.float32(threshold)}
+            "is_anomalous": np.array([[verdict(np.float32(s), np.float32(threshold), m, index=i)]
+                                      for i, (s, m) in enumerate(zip(scores[:, 0], maps))], dtype=bool).reshape(-1, 1)}
 
 
 class ServedModel:
@@ -86,7 +91,10 @@ class ServedModel:
                 answers.append(p)
                 continue
             end = start + len(p)
-            answers.append(response_tensors(scores[start:end], maps[start:end], p[0].shape[:2],
-                                            self.detector.threshold, self.map_downscale))
+            try:
+                answers.append(response_tensors(scores[start:end], maps[start:end], p[0].shape[:2],
+                                                self.detector.threshold, self.map_downscale))
+            except CPRError as e:  # a non-finite score: this request gets the error, the others their answers
+                answers.append(e)
             start = end
         return answers

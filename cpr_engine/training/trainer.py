@@ -244,7 +244,7 @@ def train_local_metric(model: CPRModel, feats, sampler: QuerySampler, query_ids:
     batch = min(cfg.batch_size, len(query_ids))
     checkpoint_every = max(1, steps // 5)
     losses = []
-    log_file = open(run_dir / "train.log", "a") if run_dir else None
+    log_file = open(run_dir / "train.log", "w") if run_dir else None  # one log per run, never appended
     start = time.monotonic()
     bar = tqdm(range(1, steps + 1), desc="train LRB", disable=not progress, dynamic_ncols=True)
     pool = QueryPool(model, sampler, query_ids, batch, rng)

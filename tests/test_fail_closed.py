@@ -1,0 +1,379 @@
+"""Fail closed: a part is never passed as good because a number was NaN.
+
+Verdicts (Detector, ArtifactDetector, the serving codec) refuse non-finite scores, thresholds and
+maps; artifacts and model files are checked at load: settings in range, manifest.json covered by
+manifest.sha256, model.pt tensors by their digest, no NaN/inf in banks.
+"""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cpr_engine import Detector
+from cpr_engine.data import read_image
+from cpr_engine.errors import CPRError, InputError, ModelFileError, NonFiniteScoreError
+from cpr_engine.inputs import verdict
+from cpr_engine.runtime.artifact import MANIFEST, MANIFEST_DIGEST, ArtifactError, add_file, read_manifest
+
+
+@pytest.fixture(scope="module")
+def image(demo_root):
+    return read_image(f"{demo_root}/grass/test/good/000.png")
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_detector, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from cpr_engine.export import export_artifact
+
+    out = tmp_path_factory.mktemp("fail_closed") / "artifact"
+    export_artifact(tiny_detector, out, trt="no")
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_file(tiny_detector, tmp_path_factory):
+    return tiny_detector.save(tmp_path_factory.mktemp("fail_closed_model") / "model.pt")
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_manifest(folder, resign=True, **changes):
+    """Change settings of manifest.json; ``resign``: rewrite manifest.sha256 to match (a bad exporter, not tampering)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.update(changes)
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (folder / MANIFEST).write_bytes(data)
+    if resign:
+        (folder / MANIFEST_DIGEST).write_text(f"{hashlib.sha256(data).hexdigest()}  {MANIFEST}\n")
+
+
+# --- the verdict -----------------------------------------------------------------------------------
+
+def test_verdict_is_score_above_threshold_and_refuses_non_finite():
+    assert verdict(np.float32(2.0), 1.0, np.zeros((4, 4), np.float32)) is True
+    assert verdict(1.0, 1.0) is False
+    for score, threshold, amap, what in [
+        (float("nan"), 1.0, None, "score is nan"),
+        (np.float32("inf"), 1.0, None, "score is inf"),
+        (0.5, float("nan"), None, "threshold is nan"),
+        (0.5, None, None, "threshold None"),
+        (0.5, 1.0, np.array([[0.0, np.nan], [np.inf, 0.0]], np.float32), "anomaly map has 1 NaN and 1 inf"),
+    ]:
+        with pytest.raises(NonFiniteScoreError, match="image 3") as info:
+            verdict(score, threshold, amap, index=3)
+        assert what in str(info.value) and isinstance(info.value, CPRError)
+
+
+def _nan_scoring(score_batch, which):
+    """Wrap a score_batch: make the score or one map pixel of the second image NaN."""
+    def scored(images):
+        scores, maps = score_batch(images)
+        scores, maps = np.array(scores), np.array(maps)
+        if len(images) > 1:
+            if which == "score":
+                scores[1] = np.nan
+            else:
+                maps[1, 0, 0] = np.nan
+        return scores, maps
+    return scored
+
+
+@pytest.mark.parametrize("which", ["score", "map"])
+def test_detector_nan_score_or_map_is_never_good(tiny_detector, image, monkeypatch, which):
+    monkeypatch.setattr(tiny_detector, "score_batch", _nan_scoring(tiny_detector.score_batch, which))
+    with pytest.raises(NonFiniteScoreError, match=f"image 1: {'score is nan' if which == 'score' else 'anomaly map'}"):
+        tiny_detector.predict([image, image, image])
+
+
+def test_detector_nan_threshold_is_never_good(tiny_detector, image, monkeypatch):
+    monkeypatch.setitem(tiny_detector.meta, "threshold", float("nan"))
+    with pytest.raises(NonFiniteScoreError, match="image 0: threshold is nan"):
+        tiny_detector.predict(image)
+
+
+def test_detector_nan_bank_buffer_is_never_good(tiny_detector, image):
+    """A NaN in a loaded bank (tampered buffer) poisons the score: an error, not a 'good' verdict."""
+    bank = tiny_detector.model.bank_4
+    saved = bank.clone()
+    try:
+        with torch.no_grad():
+            bank.fill_(float("nan"))
+        with pytest.raises(NonFiniteScoreError, match="image 0"):
+            tiny_detector.predict(image)
+    finally:
+        with torch.no_grad():
+            bank.copy_(saved)
+
+
+@pytest.mark.needs_native
+@pytest.mark.parametrize("which", ["score", "map"])
+def test_artifact_nan_score_or_map_is_never_good(artifact, image, monkeypatch, which):
+    runtime = Detector.load(artifact)
+    monkeypatch.setattr(runtime, "score_batch", _nan_scoring(runtime.score_batch, which))
+    with pytest.raises(NonFiniteScoreError, match="image 1"):
+        runtime.predict([image, image], batch_size=2)
+
+
+@pytest.mark.needs_native
+def test_artifact_nan_threshold_and_banks_are_never_good(artifact, image, monkeypatch):
+    runtime = Detector.load(artifact)
+    assert runtime.predict(image).is_anomalous in (True, False)
+    monkeypatch.setitem(runtime.manifest, "threshold", float("nan"))
+    with pytest.raises(NonFiniteScoreError, match="image 0: threshold is nan"):
+        runtime.predict(image)
+    monkeypatch.undo()
+    runtime.banks = [np.full_like(b, np.nan) for b in runtime.banks]  # tampered after load
+    with pytest.raises(NonFiniteScoreError, match="image 0"):
+        runtime.predict(image)
+
+
+def test_served_answers_refuse_nan(monkeypatch):
+    from cpr_engine.serve.codec import ServedModel, response_tensors
+
+    maps = np.zeros((2, 8, 8), np.float32)
+    with pytest.raises(NonFiniteScoreError, match="image 1: score is nan"):
+        response_tensors(np.array([1.0, np.nan], np.float32), maps, (8, 8), threshold=2.0, map_downscale=1)
+
+    class Fake:
+        threshold = 2.0
+
+        def score_batch(self, images):
+            scores = np.array([3.0, np.nan], np.float32)[:len(images)]
+            return scores, np.zeros((len(images), 8, 8), np.float32)
+
+    good, bad = ServedModel(Fake()).run([{"image": np.zeros((1, 8, 8, 3), np.uint8)},
+                                         {"image": np.zeros((1, 8, 8, 3), np.uint8)}])
+    assert good["is_anomalous"].tolist() == [[True]]
+    assert isinstance(bad, NonFiniteScoreError)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_float_image_with_non_finite_values_is_input_error(tiny_detector, value):
+    bad = np.full((32, 32, 3), 0.5, np.float32)
+    bad[3, 4, 1] = value
+    with pytest.raises(InputError, match="non-finite"):
+        tiny_detector.predict(bad)
+    with pytest.raises(InputError, match="non-finite"):
+        tiny_detector.predict([np.zeros((32, 32, 3), np.uint8), bad])
+
+
+# --- artifact settings and manifest integrity -------------------------------------------------------
+
+BAD_SETTINGS = [
+    ("threshold", float("nan")),
+    ("threshold", float("inf")),
+    ("threshold", -1.0),
+    ("threshold", 1e9),
+    ("threshold", "0.5"),
+    ("windows", [99, 99]),
+    ("windows", [2, 1]),
+    ("windows", [3]),
+    ("top_k", 0),
+    ("top_k", 1000),
+    ("top_k", 2.5),
+    ("top_t", 0),
+    ("top_t", 64 * 64 + 1),
+    ("blur_sigma", -4),
+    ("blur_sigma", float("nan")),
+    ("use_foreground", "false"),
+    ("variant", "nope"),
+    ("image_size", 72),
+    ("image_size", 0),
+    ("strides", [16, 8]),
+    ("kept_blocks", 0),
+    ("pixel_normal", [0.0, float("nan")]),
+    ("bank_dtype", "int8"),
+    ("descriptor_dim", 0),
+]
+
+
+@pytest.mark.needs_native
+@pytest.mark.parametrize("key,value", BAD_SETTINGS, ids=[f"{k}={v!r}" for k, v in BAD_SETTINGS])
+def test_bad_manifest_setting_is_refused(artifact, tmp_path, key, value):
+    folder = _copy(artifact, tmp_path / "bad")
+    _edit_manifest(folder, **{key: value})
+    with pytest.raises(ArtifactError, match=f"'{key}'") as info:
+        Detector.load(folder)
+    message = str(info.value)
+    assert str(folder) in message and "must be" in message and "\n" not in message
+    with pytest.raises(ArtifactError, match=f"'{key}'"):
+        read_manifest(folder)  # every reader of the manifest checks the settings
+
+
+@pytest.mark.needs_native
+@pytest.mark.parametrize("key,value", [("descriptor_dim", 7), ("n_train", 5), ("n_clusters", 3),
+                                       ("bank_dtype", "float16")])
+def test_setting_that_does_not_fit_the_arrays_is_refused(artifact, tmp_path, key, value):
+    folder = _copy(artifact, tmp_path / "bad")
+    _edit_manifest(folder, **{key: value})
+    with pytest.raises(ArtifactError, match=key if key != "n_clusters" else "train_hists.npy"):
+        Detector.load(folder)
+
+
+@pytest.mark.needs_native
+def test_nan_in_an_artifact_bank_is_refused(artifact, tmp_path):
+    from cpr_engine.runtime.artifact import sha256_of
+
+    folder = _copy(artifact, tmp_path / "nan_bank")
+    bank = np.load(folder / "bank_8.npy")
+    bank[2, 0, 1, 1] = np.nan
+    np.save(folder / "bank_8.npy", bank)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"]["bank_8.npy"]["sha256"] = sha256_of(folder / "bank_8.npy")
+    _edit_manifest(folder, files=manifest["files"])
+    with pytest.raises(ArtifactError, match="bank_8.npy holds NaN or inf \\(training image 2\\)"):
+        Detector.load(folder)
+
+
+@pytest.mark.needs_native
+def test_valid_artifact_has_manifest_digest_and_loads(artifact):
+    data = (artifact / MANIFEST).read_bytes()
+    assert (artifact / MANIFEST_DIGEST).read_text().split()[0] == hashlib.sha256(data).hexdigest()
+    assert MANIFEST_DIGEST not in json.loads(data)["files"]
+    Detector.load(artifact)
+
+
+@pytest.mark.needs_native
+def test_manifest_edited_by_one_byte_is_refused(artifact, tmp_path):
+    folder = _copy(artifact, tmp_path / "edited")
+    data = bytearray((folder / MANIFEST).read_bytes())
+    i = data.index(b'"category": "grass"') + len(b'"category": "g')
+    data[i] = ord("l")  # still valid JSON, still a valid setting: only the digest tells
+    (folder / MANIFEST).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
+        Detector.load(folder)
+    with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
+        read_manifest(folder)
+    assert read_manifest(folder, verify=False)["category"] == "glass"  # verify=False skips all checksums
+
+
+@pytest.mark.needs_native
+def test_missing_or_edited_manifest_digest_is_refused(artifact, tmp_path):
+    folder = _copy(artifact, tmp_path / "no_digest")
+    (folder / MANIFEST_DIGEST).unlink()
+    with pytest.raises(ArtifactError, match="has no manifest.sha256 \\(written by an older engine or tampered\\)"):
+        Detector.load(folder)
+    (folder / MANIFEST_DIGEST).write_text("0" * 64 + "  manifest.json\n")
+    with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
+        Detector.load(folder)
+    _edit_manifest(folder, threshold=float("nan"), resign=False)
+    with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
+        Detector.load(folder)
+
+
+def test_add_file_rewrites_manifest_digest(artifact, tmp_path):
+    folder = _copy(artifact, tmp_path / "with_plan")
+    plan = tmp_path / "fake.plan"
+    plan.write_bytes(b"engine bytes")
+    add_file(folder, "network.plan", plan)
+    assert read_manifest(folder)["files"]["network.plan"]["bytes"] == 12
+    with pytest.raises(ArtifactError, match="cannot add a file named"):
+        add_file(folder, MANIFEST_DIGEST, plan)
+
+
+# --- model.pt ---------------------------------------------------------------------------------------
+
+def _resave(src, dst, edit, digest=True):
+    """Load model.pt's payload, edit it, save it to ``dst``; ``digest``: recompute the tensor digest."""
+    from cpr_engine.detector import DIGEST_SCHEME, tensors_sha256
+
+    payload = torch.load(src, weights_only=True)
+    edit(payload)
+    if digest:
+        payload["integrity"] = json.dumps({"tensors_sha256": tensors_sha256(payload["state_dict"]),
+                                           "scheme": DIGEST_SCHEME})
+    torch.save(payload, dst)
+    return dst
+
+
+def _load_error(path, match):
+    with pytest.raises(ModelFileError, match=match) as info:
+        Detector.load(path, device="cpu")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_file_has_digest_and_loads(model_file, tiny_detector):
+    from cpr_engine.detector import tensors_sha256
+
+    payload = torch.load(model_file, weights_only=True)
+    assert json.loads(payload["integrity"])["tensors_sha256"] == tensors_sha256(payload["state_dict"])
+    assert Detector.load(model_file, device="cpu").threshold == tiny_detector.threshold
+
+
+def test_model_nan_in_bank_is_refused(model_file, tmp_path):
+    def edit(p):
+        p["state_dict"]["bank_4"][0, 0, 0, 0] = float("nan")
+    _load_error(_resave(model_file, tmp_path / "nan.pt", edit), "'bank_4' holds non-finite values \\(1 NaN, 0 inf\\)")
+
+    def edit_inf(p):
+        p["state_dict"]["fg_bias"].fill_(float("inf"))
+    _load_error(_resave(model_file, tmp_path / "inf.pt", edit_inf), "'fg_bias' holds non-finite values")
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), None, "1.0"])
+def test_model_bad_threshold_is_refused(model_file, tmp_path, threshold):
+    def edit(p):
+        meta = json.loads(p["meta"])
+        meta["threshold"] = threshold
+        p["meta"] = json.dumps(meta)
+    _load_error(_resave(model_file, tmp_path / "thr.pt", edit), "meta 'threshold'")
+
+
+def test_model_missing_or_extra_key_is_refused(model_file, tmp_path):
+    _load_error(_resave(model_file, tmp_path / "missing.pt", lambda p: p["state_dict"].pop("bank_8")),
+                "missing key 'bank_8'")
+    _load_error(_resave(model_file, tmp_path / "extra.pt",
+                        lambda p: p["state_dict"].__setitem__("evil", torch.zeros(1))), "unexpected key 'evil'")
+
+    def reshape(p):
+        p["state_dict"]["bank_fg"] = p["state_dict"]["bank_fg"][:1]
+    _load_error(_resave(model_file, tmp_path / "shape.pt", reshape), "key 'bank_fg'")
+
+
+def test_model_changed_tensor_byte_is_refused(model_file, tmp_path):
+    def edit(p):
+        p["state_dict"]["bank_4"].view(-1).view(torch.uint8)[5] ^= 0x01  # a finite, plausible change
+    _load_error(_resave(model_file, tmp_path / "flipped.pt", edit, digest=False), "tensor digest mismatch")
+
+
+def test_model_saved_without_digest_still_loads(model_file, tmp_path, caplog):
+    old = _resave(model_file, tmp_path / "old.pt", lambda p: p.pop("integrity"), digest=False)
+    with caplog.at_level("WARNING", logger="cpr_engine.detector"):
+        assert Detector.load(old, device="cpu").threshold > 0
+    assert "no tensor digest" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_not_a_model_file_is_refused(model_file, tmp_path):
+    junk = tmp_path / "random.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    _load_error(junk, "is not a readable cpr-engine model file")
+
+    import zipfile
+    other_zip = tmp_path / "other.pt"
+    with zipfile.ZipFile(other_zip, "w") as z:
+        z.writestr("hello.txt", "not a model")
+    _load_error(other_zip, "is not a readable cpr-engine model file")
+
+    import pickle
+
+    class Code:
+        def __reduce__(self):
+            return (print, ("code ran",))
+    pickled = tmp_path / "code.pt"
+    torch.save({"format": "cpr-engine-model", "x": Code()}, pickled)
+    _load_error(pickled, "is not a readable cpr-engine model file")
+    pickled.write_bytes(pickle.dumps(Code()))
+    _load_error(pickled, "is not a readable cpr-engine model file")
+
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    _load_error(tmp_path / "foreign.pt", "missing format tag")
+    _load_error(_resave(model_file, tmp_path / "config.pt", lambda p: p.__setitem__("config", "{oops")),
+                "unusable config")

@@ -1,0 +1,215 @@
+"""Nothing of the user's is deleted or silently replaced: cpr-export -o/--force/--triton-repo, cpr-train --out/--force."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import cpr_engine.data
+import cpr_engine.export
+from cpr_engine.cli import export as export_cli, train
+from cpr_engine.detector import Detector
+from cpr_engine.errors import OutputError
+from cpr_engine.runtime.artifact import MANIFEST, check_artifact_target, read_manifest
+from tests.helpers.cli import cli_error
+from tests.test_cli import TINY_ARGS
+
+OLD = 1_000_000_000  # an mtime in 2001: a file rewritten by a test would not keep it
+
+
+def _user_file(path: Path, data: bytes = b"my own notes\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def _intact(path: Path, data: bytes = b"my own notes\n") -> bool:
+    return path.read_bytes() == data and path.stat().st_mtime == OLD
+
+
+@pytest.fixture
+def model_pt(tiny_detector, tmp_path):
+    return tiny_detector.save(tmp_path / "runs" / "grass" / "model.pt")
+
+
+@pytest.fixture
+def no_export(monkeypatch):
+    """cpr-export must refuse before any work: exporting now is a test failure (an internal error, exit 1)."""
+    def export_ran(*_, **__):
+        raise AssertionError("export_artifact ran before the output folder was checked")
+
+    monkeypatch.setattr(cpr_engine.export, "export_artifact", export_ran)
+
+
+@pytest.fixture(scope="module")
+def earlier_artifact(tiny_detector, tmp_path_factory):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    return Path(cpr_engine.export.export_artifact(tiny_detector, tmp_path_factory.mktemp("earlier") / "artifact",
+                                                  trt="no")["artifact"])
+
+
+# ------------------------------------------------------------------------------------- cpr-export
+
+def test_export_refuses_a_user_folder_with_or_without_force(model_pt, tmp_path, capsys, no_export):
+    mine = tmp_path / "mine"
+    notes = _user_file(mine / "notes.txt")
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(mine), "--trt", "no", "--quiet"], capsys)
+    assert str(mine) in line and "--force replaces an artifact folder" in line
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(mine), "--trt", "no", "--quiet", "--force"], capsys)
+    assert str(mine) in line and "is not an artifact folder" in line and "refusing to replace it" in line
+    assert _intact(notes) and sorted(os.listdir(mine)) == ["notes.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["mine", "runs"]  # no temporary folder left
+
+
+def test_export_never_replaces_the_models_folder_or_one_above_it(model_pt, tmp_path, capsys, no_export):
+    data = model_pt.read_bytes()
+    for out in (model_pt.parent, model_pt.parent.parent, tmp_path):
+        for force in ([], ["--force"]):
+            line = cli_error(export_cli.main, [str(model_pt), "-o", str(out), "--quiet", *force], capsys)
+            assert str(out) in line and "holds the model being exported" in line
+    # the same folder spelled another way
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(model_pt.parent / ".." / "grass"), "--force"], capsys)
+    assert "holds the model being exported" in line
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(model_pt), "--force"], capsys)
+    assert "holds the model being exported" in line or "is an existing file" in line
+    other = _user_file(tmp_path / "report.txt")
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(other), "--force"], capsys)
+    assert str(other) in line and "is an existing file" in line
+    assert model_pt.read_bytes() == data and _intact(other)
+    assert sorted(os.listdir(model_pt.parent)) == ["model.pt"]
+
+
+def test_export_replaces_an_earlier_artifact_only_with_force(model_pt, earlier_artifact, tmp_path, capsys,
+                                                             monkeypatch):
+    out = shutil.copytree(earlier_artifact, tmp_path / "artifact")
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["created"] = "2001-01-01T00:00:00Z"  # marks the earlier artifact (the manifest is not checksummed)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    before = (out / MANIFEST).read_bytes()
+
+    with monkeypatch.context() as m:  # refused before exporting (and before loading the model)
+        m.setattr(cpr_engine.export, "export_artifact", lambda *_, **__: pytest.fail("exported"))
+        m.setattr(Detector, "load", classmethod(lambda *_, **__: pytest.fail("model loaded")))
+        line = cli_error(export_cli.main, [str(model_pt), "-o", str(out), "--trt", "no", "--quiet"], capsys)
+    assert str(out) in line and "already exists" in line and "--force replaces an artifact folder" in line
+    assert (out / MANIFEST).read_bytes() == before
+
+    assert export_cli.main([str(model_pt), "-o", str(out), "--trt", "no", "--quiet", "--force"]) == 0
+    assert f"artifact: {out}" in capsys.readouterr().out
+    replaced = read_manifest(out)
+    assert replaced["created"] != "2001-01-01T00:00:00Z" and replaced["category"] == "grass"
+    assert sorted(os.listdir(tmp_path)) == ["artifact", "runs"]  # no temporary or old folder left
+
+    # the default -o, <model folder>/artifact, is a subfolder of the model's folder: allowed
+    assert export_cli.main([str(model_pt), "--trt", "no", "--quiet"]) == 0
+    assert read_manifest(model_pt.parent / "artifact")["category"] == "grass" and model_pt.is_file()
+
+
+def test_export_force_refuses_an_artifact_with_user_files(model_pt, earlier_artifact, tmp_path, capsys, no_export):
+    out = shutil.copytree(earlier_artifact, tmp_path / "artifact")
+    notes = _user_file(out / "notes.txt")
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(out), "--force"], capsys)
+    assert "is not an artifact folder" in line and "notes.txt" in line
+    assert _intact(notes)
+    read_manifest(out)  # the artifact itself is untouched too
+
+
+def test_export_force_keeps_non_triton_content_of_the_triton_repo(model_pt, tmp_path, capsys, no_export):
+    repo = tmp_path / "repo"
+    notes = _user_file(repo / "grass" / "notes.txt")
+    line = cli_error(export_cli.main, [str(model_pt), "-o", str(tmp_path / "new"), "--triton-repo", str(repo),
+                                       "--force"], capsys)
+    assert str(repo / "grass") in line and "refusing to replace it" in line
+    assert _intact(notes) and not (tmp_path / "new").exists()
+    # a model folder that holds only what cpr-export writes may be replaced
+    triton = tmp_path / "triton"
+    (triton / "grass" / "1" / "artifact").mkdir(parents=True)
+    (triton / "grass" / "1" / "model.py").write_text("")
+    (triton / "grass" / "config.pbtxt").write_text("")
+    export_cli.check_triton_target(triton, "grass", force=True)
+    export_cli.check_triton_target(repo, "grass", force=False)  # without --force a version is added: nothing deleted
+
+
+def test_export_api_is_equally_safe(tiny_detector, model_pt, earlier_artifact, tmp_path, monkeypatch):
+    from cpr_engine.export import artifact as export_module
+
+    monkeypatch.setattr(export_module, "export_onnx", lambda *_, **__: pytest.fail("exported"))  # refused first
+    notes = _user_file(tmp_path / "mine" / "notes.txt")
+    for force in (False, True):
+        with pytest.raises(OutputError, match="mine"):
+            export_module.export_artifact(tiny_detector, tmp_path / "mine", trt="no", force=force)
+        with pytest.raises(OutputError, match="holds the model being exported"):
+            export_module.export_artifact(tiny_detector, model_pt.parent, trt="no", force=force, model_path=model_pt)
+    assert _intact(notes)
+    # the policy itself
+    assert check_artifact_target(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    assert check_artifact_target(tmp_path / "empty") == tmp_path / "empty"  # an empty folder needs no --force
+    assert check_artifact_target(earlier_artifact, force=True) == earlier_artifact
+    assert check_artifact_target(model_pt.parent / "artifact", model_pt) == model_pt.parent / "artifact"
+    os.symlink(earlier_artifact, tmp_path / "link")
+    with pytest.raises(OutputError, match="symbolic link"):
+        check_artifact_target(tmp_path / "link", force=True)
+
+
+# ------------------------------------------------------------------------------------- cpr-train
+
+def test_train_refuses_an_existing_model_and_force_replaces_only_the_run_files(demo_root, tmp_path, capsys,
+                                                                               monkeypatch):
+    runs = tmp_path / "runs"
+    args = ["--data", demo_root, "--category", "grass", "--out", str(runs), *TINY_ARGS]
+    assert train.main(args) == 0
+    run = runs / "grass"
+    model = run / "model.pt"
+    data = model.read_bytes()
+    stale = _user_file(run / "checkpoints" / "lrb_step999999.pt", b"stale checkpoint")
+    with open(run / "train.log", "a") as f:
+        f.write("STALE LINE\n")
+    log_before = (run / "train.log").read_bytes()
+    notes = _user_file(run / "notes.txt")
+
+    with monkeypatch.context() as m:  # refused before any image is loaded
+        m.setattr(cpr_engine.data, "load_split", lambda *_, **__: pytest.fail("images loaded"))
+        line = cli_error(train.main, args, capsys)
+        assert str(model) in line and "--force replaces it" in line
+        line = cli_error(train.main, [*args, "--category", "coffee", "grass"], capsys)  # any category trained
+        assert str(model) in line and not (runs / "coffee").exists()
+    assert model.read_bytes() == data and (run / "train.log").read_bytes() == log_before
+
+    def broken_fit(*_, **__):
+        raise ValueError("training failed")
+
+    with monkeypatch.context() as m:  # a forced run that fails leaves the old run as it was
+        m.setattr(Detector, "fit", broken_fit)
+        assert "training failed" in cli_error(train.main, [*args, "--force"], capsys)
+    assert model.read_bytes() == data and (run / "train.log").read_bytes() == log_before and stale.exists()
+
+    assert train.main([*args, "--force", "--seed", "1"]) == 0
+    assert model.read_bytes() != data and Detector.load(model, device="cpu").config.seed == 1
+    assert json.loads((run / "train.json").read_text())["steps"] == 3
+    assert json.loads((run / "config.json").read_text())["seed"] == 1
+    assert not stale.exists() and all(p.name.startswith("lrb_step00000") for p in (run / "checkpoints").iterdir())
+    log = (run / "train.log").read_text()
+    assert "STALE" not in log and [json.loads(line)["step"] for line in log.splitlines()] == [3]
+    assert _intact(notes)
+    assert sorted(os.listdir(run)) == sorted(["model.pt", "config.json", "train.json", "train.log", "checkpoints",
+                                              "notes.txt"])  # no staging folder left
+
+
+def test_train_force_removes_a_stale_supervised_record(demo_root, tmp_path):
+    run = tmp_path / "runs" / "grass"
+    _user_file(run / "supervised.json", b"{}")
+    _user_file(run / "model.pt", b"an old model")
+    assert train.main(["--data", demo_root, "--category", "grass", "--out", str(tmp_path / "runs"), *TINY_ARGS,
+                       "--force"]) == 0
+    assert not (run / "supervised.json").exists() and Detector.load(run / "model.pt", device="cpu").meta["category"] == "grass"
+
+
+def test_train_refuses_an_out_that_is_a_file(demo_root, tmp_path, capsys):
+    out = _user_file(tmp_path / "runs")
+    line = cli_error(train.main, ["--data", demo_root, "--category", "grass", "--out", str(out), *TINY_ARGS,
+                                  "--force"], capsys)
+    assert str(out) in line and "existing file" in line and _intact(out)

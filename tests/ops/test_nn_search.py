@@ -152,3 +152,35 @@ def test_unchecked_index(device):
     got = ops.nn_search(*args, bad.to(device), 3, impl="native", check_index=False).cpu()
     assert_close(got[0], want[0], atol=1e-5, rtol=0)
     assert torch.isnan(got[1]).all()
+
+
+# whole-map windows (r // 2 >= max(H, W) - 1) run as matrix products on the CPU: awkward sizes,
+# K > N (repeated references), a window exactly at the bound and one above it, fp16 banks, NumPy in
+WHOLE_MAP_CASES = [  # b, d, h, w, n, k, r
+    (1, 3, 1, 1, 1, 1, 1), (2, 5, 7, 3, 4, 6, 13), (3, 40, 9, 11, 5, 3, 21), (1, 112, 4, 4, 2, 2, 99),
+    (2, 17, 13, 1, 3, 2, 25)]
+
+
+@pytest.mark.parametrize("b,d,h,w,n,k,r", WHOLE_MAP_CASES)
+@pytest.mark.parametrize("half", [False, True])
+def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half):
+    assert ops.covers_map(r, h, w)
+    q, bank, index = _inputs(b, d, h, w, n, k, seed=11 * h + w)
+    bank = bank.half() if half else bank
+    want = reference(q, bank, index, r)
+    got = ops.nn_search(q, bank, index, r, impl="native")
+    assert got.dtype == torch.float32 and got.shape == (b, h, w)
+    assert_close(got, want, atol=1e-5, rtol=0)
+    got_np = ops.nn_search(q.numpy(), bank.numpy(), index.numpy(), r, impl="native")
+    assert isinstance(got_np, np.ndarray) and np.allclose(got_np, want.numpy(), atol=1e-5, rtol=0)
+
+
+def test_whole_map_and_windowed_scales_in_one_call_and_bad_index():
+    q, bank, index = _inputs(2, 8, 6, 6, 4, 3, seed=5)
+    q2, bank2, _ = _inputs(2, 8, 3, 3, 4, 3, seed=6)
+    assert not ops.covers_map(9, 6, 6) and ops.covers_map(11, 6, 6)
+    got = ops.nn_search([q, q2], [bank, bank2], index, [3, 5], impl="native")
+    for out, qq, bb, r in zip(got, [q, q2], [bank, bank2], [3, 5]):
+        assert_close(out, reference(qq, bb, index, r), atol=1e-5, rtol=0)
+    with pytest.raises(IndexError, match="index values must be in"):
+        ops.nn_search(q2.numpy(), bank2.numpy(), np.full((2, 3), 4), 5, impl="native")

@@ -3,6 +3,7 @@
 Skipped when the binary is absent, failed instead when CPR_REQUIRE_CPP=1 (CI). The C++ runtime
 reads the artifact's network_opencv.onnx and centers.npy (written by cpr-export).
 """
+import hashlib
 import json
 import os
 import shutil
@@ -120,10 +121,31 @@ def test_tampered_file_is_refused(binary, artifacts, images, tmp_path):
     assert "checksum mismatch for bank_4.npy" in _load_error(binary, art, images, tmp_path)
 
 
-def _edit_manifest(art, **changes):
+def _edit_manifest(art, digest=True, **changes):
+    """Change manifest settings; ``digest``: rewrite manifest.sha256 to match (a consistent edit, to
+    reach the checks behind the digest), else leave it (tampering)."""
     manifest = json.loads((art / "manifest.json").read_text())
     manifest.update(changes)
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    data = json.dumps(manifest).encode()
+    (art / "manifest.json").write_bytes(data)
+    if digest:
+        (art / "manifest.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  manifest.json\n")
+
+
+def test_tampered_or_unsigned_manifest_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    _edit_manifest(art, digest=False, top_t=1)
+    assert "checksum mismatch for manifest.json" in _load_error(binary, art, images, tmp_path)
+    (art / "manifest.sha256").unlink()
+    assert "has no manifest.sha256" in _load_error(binary, art, images, tmp_path)
+
+
+def test_unusable_threshold_is_refused(binary, artifacts, images, tmp_path):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    _edit_manifest(art, threshold=-1.0)
+    assert "setting 'threshold' must be a finite number >= 0" in _load_error(binary, art, images, tmp_path)
+    _edit_manifest(art, threshold=float("nan"))  # Python writes NaN, which is not JSON: refused as unreadable
+    assert "manifest.json: unreadable manifest" in _load_error(binary, art, images, tmp_path)
 
 
 def test_newer_format_version_is_refused(binary, artifacts, images, tmp_path):

@@ -2,6 +2,7 @@
 #include "cpr/detector.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -205,6 +206,10 @@ struct Detector::Impl {
     postprocess(maps, 2, 1, fg.empty() ? nullptr : fg.data(), side(1), manifest.blur_sigma, manifest.top_t,
                 model_map.ptr<float>(), &p.score);
     cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
+    // fail closed: a non-finite score or map never becomes a verdict (NaN > threshold would say "good")
+    if (!std::isfinite(p.score) || !cv::checkRange(model_map)) {
+      throw std::runtime_error(manifest.folder + ": non-finite image score or anomaly map; no verdict given");
+    }
     p.is_anomalous = p.score > manifest.threshold;
     return p;
   }

@@ -1,5 +1,7 @@
 #include "manifest.h"
 
+#include <cctype>
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -52,6 +54,22 @@ void verify_files(const json& files, Manifest& m, const std::string& manifest_pa
   }
 }
 
+// manifest.sha256 ("<hex>  manifest.json", as sha256sum writes it) must hold the digest of manifest.json.
+void verify_manifest_digest(const Manifest& m, const std::string& manifest_path) {
+  const std::string digest_path = m.path(kManifestDigestName);
+  std::ifstream in(digest_path);
+  std::string recorded;
+  if (!in || !(in >> recorded)) {
+    throw ArtifactError(m.folder + " has no " + std::string(kManifestDigestName) +
+                        " (written by an older engine or tampered); re-export the model with this engine");
+  }
+  for (char& c : recorded) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (sha256_file(manifest_path) != recorded) {
+    throw ArtifactError(m.folder + ": checksum mismatch for " + std::string(kManifestName) + " (does not match " +
+                        std::string(kManifestDigestName) + "; tampered or corrupted manifest)");
+  }
+}
+
 }  // namespace
 
 Manifest read_manifest(const std::string& folder, const std::vector<std::string>& required) {
@@ -67,6 +85,7 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
     throw ArtifactError(manifest_path + ": unreadable manifest (" + e.what() + ")");
   }
   check_format(manifest, m, manifest_path);
+  verify_manifest_digest(m, manifest_path);
   verify_files(manifest.value("files", json()), m, manifest_path);
   for (const std::string& name : required) {
     if (!manifest["files"].contains(name)) {
@@ -83,6 +102,9 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   m.top_t = setting<int64_t>(manifest, "top_t", manifest_path);
   m.use_foreground = setting<bool>(manifest, "use_foreground", manifest_path);
   m.threshold = setting<double>(manifest, "threshold", manifest_path);
+  if (!std::isfinite(m.threshold) || m.threshold < 0) {
+    throw ArtifactError(manifest_path + ": setting 'threshold' must be a finite number >= 0");
+  }
   const auto normal = setting<std::vector<float>>(manifest, "pixel_normal", manifest_path);
   if (normal.size() != 2) throw ArtifactError(manifest_path + ": setting 'pixel_normal' must hold 2 values");
   m.pixel_normal = {normal[0], normal[1]};

@@ -12,6 +12,7 @@ namespace runtime {
 constexpr const char* kArtifactFormat = "cpr-engine-artifact";
 constexpr int kArtifactFormatVersion = 1;
 constexpr const char* kManifestName = "manifest.json";
+constexpr const char* kManifestDigestName = "manifest.sha256";  // "<hex>  manifest.json"
 
 // The model settings of manifest.json the runtime uses.
 struct Manifest {
@@ -33,7 +34,8 @@ struct Manifest {
 };
 
 // Reads `folder`/manifest.json and verifies the artifact: format tag, format version (1 only),
-// each listed file present with its SHA-256, and `required` files listed. Throws
+// manifest.sha256 matching manifest.json, each listed file present with its SHA-256, a finite
+// threshold >= 0, and `required` files listed. Throws
 // cpr::ArtifactError naming the folder and the file.
 Manifest read_manifest(const std::string& folder, const std::vector<std::string>& required);
 

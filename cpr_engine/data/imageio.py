@@ -8,6 +8,13 @@ files must have an end-of-image marker after their last scan. 16-bit colour PNGs
 reduces to 8 bits by dropping the low byte) are re-decoded with OpenCV after Pillow has checked
 them, so that all 16-bit data is scaled the same way: ``round(v / 257)``. Files Pillow cannot
 identify fall back to OpenCV. EXIF orientation tags are ignored (pixels are returned as stored).
+
+Pixel budget: every decoder checks ``width * height`` from the file's header *before* decoding
+anything, against :data:`MAX_IMAGE_PIXELS` (overridable by the environment variable
+``CPR_ENGINE_MAX_PIXELS`` or by ``max_pixels=``). Pillow's own decompression-bomb limit is switched
+off for our calls (ours replaces it); the OpenCV fallback only decodes when the size could be read
+from the header (Pillow's, or our parser for PNG/BMP/PNM/PAM/PFM/Radiance HDR) and is within the
+budget, and every decoded array's shape is checked again.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..errors import InputError
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_PIXELS_ENV",
     "ImageReadError",
     "ImageNotFoundError",
     "read_image",
@@ -45,6 +54,13 @@ class ImageReadError(InputError):
 class ImageNotFoundError(ImageReadError, FileNotFoundError):
     """The image file does not exist (catchable as both ``ImageReadError`` and ``FileNotFoundError``)."""
 
+
+# Default pixel budget per image (width * height), checked from the header before decoding:
+# 64 megapixels fits industrial cameras up to about 8000 x 8000 (e.g. 65 MP 9344 x 7000 does not:
+# raise it). Decoded as RGB uint8 that is up to 192 MB per image, plus the decoder's working copies.
+MAX_IMAGE_PIXELS = 64_000_000
+# Environment variable that overrides MAX_IMAGE_PIXELS (a positive integer number of pixels).
+MAX_PIXELS_ENV = "CPR_ENGINE_MAX_PIXELS"
 
 _PIL_LOCK = threading.Lock()
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -110,6 +126,92 @@ def to_rgb_uint8(array, *, path=None) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # decoding
 # --------------------------------------------------------------------------------------------------
+
+def _pixel_budget(max_pixels=None) -> tuple[int, str]:
+    """The pixel budget for one decode and where it came from (for messages)."""
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
+            raise InputError(f"max_pixels must be a positive integer number of pixels, got {max_pixels!r}")
+        return int(max_pixels), "max_pixels="
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is not None and raw.strip():
+        try:
+            value = int(raw.strip().replace("_", ""))
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise InputError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a positive integer "
+                             f"number of pixels (e.g. {MAX_PIXELS_ENV}=100000000); unset it for the "
+                             f"default of {MAX_IMAGE_PIXELS:,}")
+        return value, f"environment variable {MAX_PIXELS_ENV}"
+    return MAX_IMAGE_PIXELS, "default MAX_IMAGE_PIXELS"
+
+
+def _check_budget(p, width: int, height: int, budget: tuple[int, str]) -> None:
+    limit, source = budget
+    n = int(width) * int(height)
+    if n > limit:
+        raise ImageReadError(
+            p, f"image too large: {int(width)} x {int(height)} = {n:,} pixels exceeds the pixel budget "
+               f"of {limit:,} ({source}); refusing to decode. To allow it, raise the budget with the "
+               f"environment variable {MAX_PIXELS_ENV} or the max_pixels= argument")
+
+
+def _pnm_tokens(data: bytes, start: int, count: int) -> list[bytes] | None:
+    """``count`` whitespace-separated header tokens of a PNM/PFM file from ``start`` (``#`` comments skipped)."""
+    out: list[bytes] = []
+    i, n = start, min(len(data), 4096)
+    while len(out) < count and i < n:
+        c = data[i:i + 1]
+        if c.isspace():
+            i += 1
+        elif c == b"#":
+            j = data.find(b"\n", i, n)
+            if j < 0:
+                return None
+            i = j + 1
+        else:
+            j = i
+            while j < n and not data[j:j + 1].isspace() and data[j:j + 1] != b"#":
+                j += 1
+            out.append(data[i:j])
+            i = j
+    return out if len(out) == count else None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from the header of a format OpenCV decodes, or None if unknown."""
+    try:
+        if data.startswith(_PNG_SIG) and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if data[:2] == b"BM" and len(data) >= 26:
+            w = int.from_bytes(data[18:22], "little", signed=True)
+            h = int.from_bytes(data[22:26], "little", signed=True)
+            return abs(w), abs(h)
+        if data.startswith((b"#?RADIANCE", b"#?RGBE")):
+            head = data[:65536]
+            end = head.find(b"\n\n")
+            if end < 0:
+                return None
+            line = head[end + 2:].split(b"\n", 1)[0].split()
+            # "-Y H +X W" (OpenCV reads only this) or other orientations: "[+-]Y|X N [+-]X|Y M"
+            if len(line) == 4 and line[0][1:] in (b"X", b"Y") and line[2][1:] in (b"X", b"Y"):
+                a, b = int(line[1]), int(line[3])
+                return (b, a) if line[0][1:] == b"Y" else (a, b)
+            return None
+        if data[:1] == b"P" and data[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6", b"F", b"f"):
+            tok = _pnm_tokens(data, 2, 2)
+            return None if tok is None else (int(tok[0]), int(tok[1]))
+        if data[:2] == b"P7":  # PAM: "WIDTH w" / "HEIGHT h" lines up to ENDHDR
+            head = data[:4096]
+            end = head.find(b"ENDHDR")
+            fields = dict(ln.split(None, 1) for ln in head[:end].splitlines()[1:] if len(ln.split(None, 1)) == 2)
+            if end >= 0 and b"WIDTH" in fields and b"HEIGHT" in fields:
+                return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    except ValueError:
+        return None
+    return None
+
 def _read_bytes(path) -> tuple[Path, bytes]:
     try:
         p = Path(os.fspath(path))
@@ -177,13 +279,30 @@ def _pil_to_array(im: Image.Image, p: Path) -> np.ndarray:
         raise ImageReadError(p, f"unsupported image mode {mode!r}: {e}") from e
 
 
-def _cv2_decode(data: bytes) -> np.ndarray | None:
+def _check_shape(p, a: np.ndarray | None, budget: tuple[int, str]) -> np.ndarray | None:
+    """Defence in depth: the decoded array must also be within the budget."""
+    if a is not None and a.ndim >= 2:
+        _check_budget(p, a.shape[1], a.shape[0], budget)
+    return a
+
+
+def _cv2_decode(data: bytes, p=None, budget: tuple[int, str] | None = None,
+                size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """OpenCV decode, only when the size is known (``size``: from Pillow's header, else our header
+    parser) and within ``budget``; None if OpenCV cannot decode it or the size is unknown."""
+    budget = budget or _pixel_budget()
+    if size is None:
+        size = _header_size(data)
+        if size is None:
+            return None  # cannot determine the image size from the header: refuse to decode
+    _check_budget(p, size[0], size[1], budget)
     try:
         a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         return None
     if a is None or a.size == 0:
         return None
+    _check_shape(p, a, budget)
     if a.ndim == 3 and a.shape[2] == 3:
         a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
     elif a.ndim == 3 and a.shape[2] == 4:
@@ -191,50 +310,71 @@ def _cv2_decode(data: bytes) -> np.ndarray | None:
     return a
 
 
-def _decode(path) -> tuple[Path, np.ndarray]:
+def _no_size_note(data: bytes) -> str:
+    return ("" if _header_size(data) is not None else
+            "; the OpenCV fallback was not tried: cannot determine the image size from the header, "
+            "refusing to decode")
+
+
+def _decode(path, max_pixels=None) -> tuple[Path, np.ndarray]:
     """Decode a file into its raw array: (H, W) or (H, W, 3|4) RGB(A), dtype uint8/uint16/float32."""
+    budget = _pixel_budget(max_pixels)
     p, data = _read_bytes(path)
-    return p, _decode_data(p, data)
+    return p, _decode_data(p, data, budget)
 
 
-def _decode_data(p: Path | None, data: bytes) -> np.ndarray:
-    """Decode encoded bytes (``p``: their file, for messages, or None) into the raw array of ``_decode``."""
+def _decode_data(p: Path | None, data: bytes, budget: tuple[int, str] | None = None) -> np.ndarray:
+    """Decode encoded bytes (``p``: their file, for messages, or None) into the raw array of ``_decode``.
+
+    ``budget``: ``(max pixels, its source)`` from :func:`_pixel_budget` (default: environment/default)."""
+    budget = budget or _pixel_budget()
     _check_structure(p, data)
+    size = None  # (W, H) from Pillow's header, once known (and within the budget)
     try:
         with _PIL_LOCK:
             saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            saved_max = Image.MAX_IMAGE_PIXELS
             ImageFile.LOAD_TRUNCATED_IMAGES = False
+            Image.MAX_IMAGE_PIXELS = None  # ours (checked below, before any decoding) replaces Pillow's
             try:
-                with Image.open(io.BytesIO(data)) as im:
+                with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
                     fmt = im.format
+                    _check_budget(p, im.size[0], im.size[1], budget)
+                    size = im.size
                     if fmt == "PNG":
                         im.verify()  # chunk CRCs and structure
                         im = Image.open(io.BytesIO(data))
+                        _check_budget(p, im.size[0], im.size[1], budget)
                     im.load()
-                    arr = _pil_to_array(im, p)
+                    _check_budget(p, im.size[0], im.size[1], budget)
+                    arr = _check_shape(p, _pil_to_array(im, p), budget)
             finally:
                 ImageFile.LOAD_TRUNCATED_IMAGES = saved
+                Image.MAX_IMAGE_PIXELS = saved_max
     except UnidentifiedImageError:
-        arr = _cv2_decode(data)
+        arr = _cv2_decode(data, p, budget)
         if arr is None:
             raise ImageReadError(p, f"not a recognised image format or corrupt file "
-                                    f"({len(data)} bytes; accepted: PNG, JPEG, BMP, TIFF)") from None
+                                    f"({len(data)} bytes; accepted: PNG, JPEG, BMP, TIFF"
+                                    f"{_no_size_note(data)})") from None
         return arr
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(p, f"image too large: {e}") from e
+    except Image.DecompressionBombError as e:  # only if Pillow's limit was re-set by another thread
+        raise ImageReadError(p, f"image too large: {e} (pixel budget {budget[0]:,}, {budget[1]}; "
+                                f"raise it with {MAX_PIXELS_ENV} or max_pixels=)") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
         msg = str(e) or type(e).__name__
         if "truncat" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
             raise ImageReadError(p, f"truncated or corrupt file: {msg}") from e
-        arr = _cv2_decode(data)  # e.g. a TIFF compression Pillow lacks
+        arr = _cv2_decode(data, p, budget, size)  # e.g. a TIFF compression Pillow lacks
         if arr is None:
-            raise ImageReadError(p, f"corrupt or unsupported image: {msg}") from e
+            note = "" if size is not None else _no_size_note(data)
+            raise ImageReadError(p, f"corrupt or unsupported image: {msg}{note}") from e
         return arr
     # 16-bit colour PNG: Pillow keeps only the high byte; decode the full data with OpenCV.
     if fmt == "PNG" and len(data) > 25 and data[24] == 16 and data[25] in (2, 6):
-        full = _cv2_decode(data)
+        full = _cv2_decode(data, p, budget, size)
         if full is not None and full.dtype == np.uint16 and full.shape[:2] == arr.shape[:2]:
             arr = full
     return arr
@@ -243,32 +383,39 @@ def _decode_data(p: Path | None, data: bytes) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # public readers / writers
 # --------------------------------------------------------------------------------------------------
-def read_image(path) -> np.ndarray:
+def read_image(path, *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as ``(H, W, 3) uint8`` RGB.
 
     Grayscale is replicated to 3 channels, alpha is dropped, palettes are expanded, 16-bit data is
     scaled with ``round(v / 257)``. Raises :class:`ImageNotFoundError` (a ``FileNotFoundError``) for
-    a missing file and :class:`ImageReadError` for an unreadable, corrupt or truncated one.
+    a missing file and :class:`ImageReadError` for an unreadable, corrupt or truncated one, or one
+    larger than the pixel budget (checked from the header, before decoding): ``max_pixels`` if given,
+    else the environment variable ``CPR_ENGINE_MAX_PIXELS``, else :data:`MAX_IMAGE_PIXELS`. An
+    invalid ``max_pixels`` or ``CPR_ENGINE_MAX_PIXELS`` raises :class:`~cpr_engine.errors.InputError`.
     """
-    p, arr = _decode(path)
+    p, arr = _decode(path, max_pixels)
     return to_rgb_uint8(arr, path=p)
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, BMP, TIFF) -> ``(H, W, 3) uint8`` RGB, converted as :func:`read_image`
-    converts files. Raises :class:`ImageReadError` (no path) for empty, corrupt or truncated data."""
+    converts files, under the same pixel budget. Raises :class:`ImageReadError` (no path) for empty,
+    corrupt, truncated or too large data."""
+    budget = _pixel_budget(max_pixels)
     if not data:
         raise ImageReadError(None, "empty (0 bytes)")
-    return to_rgb_uint8(_decode_data(None, bytes(data)))
+    return to_rgb_uint8(_decode_data(None, bytes(data), budget))
 
 
-def read_mask(path, shape: tuple[int, int] | None = None, *, image_path=None) -> np.ndarray:
+def read_mask(path, shape: tuple[int, int] | None = None, *, image_path=None,
+              max_pixels: int | None = None) -> np.ndarray:
     """Read a ground-truth mask as ``(H, W) bool``: a pixel is defective where any colour channel > 0.
 
     ``shape`` is the ``(H, W)`` the mask must have (that of its image); a mismatch raises
-    :class:`ImageReadError` giving both sizes, the mask path and ``image_path`` when passed.
+    :class:`ImageReadError` giving both sizes, the mask path and ``image_path`` when passed. The pixel
+    budget (``max_pixels``) is that of :func:`read_image`.
     """
-    p, arr = _decode(path)
+    p, arr = _decode(path, max_pixels)
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
     if arr.ndim != 2:

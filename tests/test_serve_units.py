@@ -128,3 +128,13 @@ def test_start_retries_only_the_handshake_race():
     with pytest.raises(RuntimeError, match="bad artifact"):
         retry_handshake_race(flaky(1, "bad artifact"))
     assert len(calls) == 1
+
+
+def test_server_listens_on_this_machine_only_unless_told():
+    """The default bind address is loopback; --host opens it (issue: a 0.0.0.0 default exposed it)."""
+    from cpr_engine.cli.serve import build_parser
+    from cpr_engine.serve.app import ServeOptions
+
+    assert ServeOptions().host == "127.0.0.1"
+    assert build_parser().parse_args(["art"]).host == "127.0.0.1"
+    assert build_parser().parse_args(["art", "--host", "0.0.0.0"]).host == "0.0.0.0"

@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "HTTP and gRPC, Prometheus metrics, dynamic batching. Inputs: 'image' (uint8 H x W x 3 RGB) "
                     "or 'image_bytes' (encoded PNG/JPEG). Outputs: 'score', 'anomaly_map', 'is_anomalous'.")
     p.add_argument("artifacts", nargs="+", help="artifact folders written by cpr-export")
-    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
+    p.add_argument("--host", default=d.host,
+                   help=f"address to listen on (default {d.host}: this machine only; --host 0.0.0.0 opens the "
+                        "server to every network interface)")
     p.add_argument("--http-port", type=port_number, default=d.http_port, help=f"KServe v2 HTTP/REST port (default {d.http_port})")
     p.add_argument("--grpc-port", type=port_number, default=d.grpc_port, help=f"KServe v2 gRPC port (default {d.grpc_port})")
     p.add_argument("--metrics-port", type=port_number, default=d.metrics_port, help=f"Prometheus metrics port, /metrics (default {d.metrics_port})")

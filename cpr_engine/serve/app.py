@@ -28,7 +28,7 @@ START_ATTEMPTS = 3
 class ServeOptions:
     """Server settings (ports 0 are not allowed by Triton: pick free ones)."""
 
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # this machine only; "0.0.0.0" listens on every interface
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002

@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train CPR (Cascade Patch Retrieval) on the good training images of each category. "
                     "Writes OUT/<category>/model.pt, config.json, train.json, train.log and checkpoints/ "
                     "(and supervised.json in supervised mode); a category already trained in OUT is refused "
-                    "unless --force. Without --n-anomaly no test image is read.")
+                    "unless --force. Without --n-anomaly no test image is read. Decided from the training "
+                    "images, with no flag: 15% of them are held out and scored clean and with synthetic defects; "
+                    "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
+                    "foreground branch (on/off) and the search windows (the offsets the data needs, at most 9 / 5, "
+                    "or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there are kept and "
+                    "printed. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
     add_train_args(p)
     add_device_args(p)

@@ -92,6 +92,15 @@ def int_in_range(low: int, high: int | None = None, what: str | None = None):
 
 
 positive_int = int_in_range(1, what="a positive integer")
+
+
+def image_side(text: str) -> int:
+    """argparse type: a model input side, a multiple of 16 (the coarsest stride of every backbone) >= 32."""
+    value = int_in_range(32, what="a multiple of 16, at least 32")(text)
+    if value % 16:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 16, at least 32, got {value}")
+    return value
+
 nonnegative_int = int_in_range(0, what="an integer >= 0")
 port_number = int_in_range(1, 65535, what="a port number in [1, 65535]")
 
@@ -132,8 +141,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-batch", type=positive_int, default=None, help="training batch size (default 32)")
     p.add_argument("--top-k", type=positive_int, default=None,
                    help="retrieved reference images K (default 10; faster: 5)")
-    p.add_argument("--image-size", type=positive_int, default=None,
-                   help="model input side in pixels, a multiple of 8 (default 320)")
+    p.add_argument("--image-size", type=image_side, default=None,
+                   help="model input side in pixels, a multiple of 16 (default 320)")
     p.add_argument("--texture-dir", default=None,
                    help="folder of anomaly textures for synthetic defects (e.g. DTD images); default: derived "
                         "from the training images themselves")
@@ -141,7 +150,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="auto (default): decided from the training images - the foreground branch is fitted and "
                         "kept only when it helps on the validation split; yes: texture, no foreground branch; "
                         "no: same as auto")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
 
 
 def add_split_args(p, n_default: int | None, n_help: str, seed_default: str) -> None:
@@ -150,7 +159,7 @@ def add_split_args(p, n_default: int | None, n_help: str, seed_default: str) -> 
     ``p``: a parser or argument group; ``seed_default``: what the help says a missing seed means.
     """
     p.add_argument("--n-anomaly", type=nonnegative_int, default=n_default, metavar="N", help=n_help)
-    p.add_argument("--split-seed", type=int, default=None, metavar="SEED",
+    p.add_argument("--split-seed", type=nonnegative_int, default=None, metavar="SEED",
                    help=f"seed of the shuffle of the defective test images for --n-anomaly (default: {seed_default})")
 
 

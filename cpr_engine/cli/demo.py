@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..config import VARIANTS
-from .common import add_debug_arg, cli_main, positive_int, setup_logging
+from .common import add_debug_arg, cli_main, nonnegative_int, positive_int, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a CPU the raw backbone taps, no local-metric training)")
     p.add_argument("--train-batch", type=positive_int, default=None, help="training batch size (default 32)")
     p.add_argument("--categories", nargs="*", default=None, help="demo categories (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and of training (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the data and of training (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_arg(p)

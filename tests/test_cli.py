@@ -100,6 +100,14 @@ def test_train_refuses_impossible_values_before_any_work(flag, value, tmp_path, 
 
 
 @pytest.mark.slow
+def test_demo_summary_reads_the_mean_rows():
+    rows = [{"category": "a", "image_AUROC": 1.0}, {"category": "a[1-NN]", "image_AUROC": 0.9},
+            {"category": "b", "image_AUROC": 0.8}, {"category": "b[1-NN]", "image_AUROC": 0.7},
+            {"category": "mean", "image_AUROC": 0.9}, {"category": "mean[1-NN]", "image_AUROC": 0.8}]
+    assert demo.summary(rows, ["a", "b"]) == "mean I-AUROC 90.0 (plain 1-NN over the same backbone: 80.0)"
+    assert demo.summary(rows[:2], ["a"]) == "mean I-AUROC 100.0 (plain 1-NN over the same backbone: 90.0)"
+
+
 def test_demo_end_to_end(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path), "--categories", "grass", "--variant", "faster", "--steps", "2",
                       "--quiet", "--device", "cpu"]) == 0

@@ -20,7 +20,11 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def to_model_input(images: list[np.ndarray], size: int) -> np.ndarray:
     """List of (H_i, W_i, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1]."""
-    batch = np.stack([resize_image(im, size) for im in images])
+    return channels_first(np.stack([resize_image(im, size) for im in images]))
+
+
+def channels_first(batch: np.ndarray) -> np.ndarray:
+    """(B, S, S, 3) uint8 RGB images already at model size -> (B, 3, S, S) float32 in [0, 1]."""
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 

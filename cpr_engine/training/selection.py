@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics import compute_all
+from ..preprocess import channels_first
 from .queries import QuerySampler
 
 MATCH_QUANTILE = 0.9  # share of good patches whose best match must fall inside the window
@@ -98,7 +99,7 @@ def validation_queries(sampler: QuerySampler, val_ids: np.ndarray, seed: int) ->
         images += [sampler.images_u8[i], anomalous]
         masks += [np.zeros_like(mask), mask]
         labels += [0, int(mask.any())]
-    batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()).float() / 255.0
+    batch = torch.from_numpy(channels_first(np.stack(images)))
     return ValidationQueries(batch, np.array(labels), np.stack(masks), torch.as_tensor(np.repeat(val_ids, 2)))
 
 

@@ -30,6 +30,7 @@ from ..config import CPRConfig
 from ..foreground import fit_foreground, foreground_map
 from ..retrieval import hist_match, top_k_references
 from ..lrb import RawTapHead
+from ..preprocess import channels_first
 from ..torch_model import CPRModel, descriptor_heads
 from .loss import contrastive_loss
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
@@ -192,7 +193,7 @@ class QueryPool:
         ids = self.rng.choice(self.query_ids, size=n, replace=n > len(self.query_ids))
         columns = self.rng.integers(0, self.sampler.n_references, size=n)
         drawn = [self.sampler.draw(int(i), int(c), self.rng) for i, c in zip(ids, columns)]
-        images = torch.from_numpy(np.stack([q.image for q in drawn]).transpose(0, 3, 1, 2).copy()).float() / 255.0
+        images = torch.from_numpy(channels_first(np.stack([q.image for q in drawn])))
         taps = _features(self.model, images, self.model.bank_4.device)
         return (taps, torch.tensor([q.reference for q in drawn]), torch.from_numpy(np.stack([q.anomaly for q in drawn])),
                 torch.from_numpy(np.stack([q.foreground for q in drawn])))
@@ -318,7 +319,7 @@ def real_defect_queries(model: CPRModel, images_u8: np.ndarray, masks: np.ndarra
         images_u8: (M, S, S, 3) uint8 defective images; masks: (M, S, S) bool.
     """
     size = model.config.image_size
-    images = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    images = torch.from_numpy(channels_first(images_u8))
     feature4 = _features(model, images, device)[0]
     with torch.no_grad():
         references = model.retrieve(feature4).cpu().numpy()
@@ -411,7 +412,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
         run_dir.mkdir(parents=True, exist_ok=True)
     model = CPRModel(dataclasses.replace(config, descriptor="learned"), backbone, n).to(dev).eval()
     model.config = config
-    images = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    images = torch.from_numpy(channels_first(images_u8))
     feats = _features(model, images, dev)
     for f, stride in zip(feats, backbone.strides):
         if f.shape[-1] != config.image_size // stride:

@@ -35,6 +35,13 @@ class NonFiniteScoreError(CPRError):
     """A non-finite image score, threshold or anomaly map: no verdict (never "good"); names the image."""
 
 
+def first_few(items, shown: int = 3, sep: str = ", ") -> str:
+    """The first ``shown`` of ``items`` joined by ``sep``, then " and N more" when there are more."""
+    items = [str(item) for item in items]
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return sep.join(items[:shown]) + more
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line (newlines folded), its type name when it has none."""
     text = " ".join(str(error).split())

@@ -11,9 +11,21 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import read_image, read_mask
+from .errors import InputError, first_few, one_line
 from .metrics import compute_all
 
 METRIC_COLUMNS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP")
+
+
+def _read_sample(sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A test sample's image ((H, W, 3) uint8 RGB) and its ground-truth mask at ``size`` x ``size``
+    for the pixel metrics (all-zero for a good image; None for a defective image without a mask)."""
+    image = read_image(sample.image_path)
+    if sample.label == 1 and not sample.mask_path:
+        return image, None
+    mask = (read_mask(sample.mask_path, image.shape[:2], image_path=sample.image_path) if sample.mask_path
+            else np.zeros(image.shape[:2], bool))
+    return image, cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = False) -> dict:
@@ -26,24 +38,38 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
         {"metrics": {name: float}, "images": [{"path", "label", "defect_type", "score"}]}.
         Pixel metrics use the good images and the defective images that have a mask; they are
         left out when no defective image has one.
+    Raises:
+        InputError when any image or mask cannot be read (missing, corrupt, truncated, a mask of
+        another size): metrics over the other images would silently describe another test set.
+        Scoring stops at the first failure but every sample is still read, so the one-line message
+        gives how many failed and names the first few with their reasons.
     """
     if not samples:
         raise ValueError("evaluate_samples: the test split is empty")
     size = detector.config.image_size
     scores, maps, masks, rows = [], [], [], []
+    failed = []  # one-line messages of the samples that could not be read
     for i in tqdm(range(0, len(samples), batch_size), desc="evaluate", disable=not progress):
-        chunk = samples[i:i + batch_size]
-        images = [read_image(s.image_path) for s in chunk]
-        chunk_scores, chunk_maps = detector.score_batch(images)
-        for s, image, score, amap in zip(chunk, images, chunk_scores, chunk_maps):
+        loaded = []
+        for s in samples[i:i + batch_size]:
+            try:
+                loaded.append((s, *_read_sample(s, size)))
+            except (InputError, OSError) as error:
+                failed.append(one_line(error))
+        if failed:  # no metrics will be given: only read the rest, to name every unreadable file
+            continue
+        chunk_scores, chunk_maps = detector.score_batch([image for _, image, _ in loaded])
+        for (s, _, mask), score, amap in zip(loaded, chunk_scores, chunk_maps):
             scores.append(float(score))
             rows.append({"path": str(s.image_path), "label": int(s.label), "defect_type": s.defect_type,
                          "score": float(score)})
-            if s.label == 0 or s.mask_path:
-                mask = (read_mask(s.mask_path, image.shape[:2]) if s.mask_path
-                        else np.zeros(image.shape[:2], bool))
+            if mask is not None:
                 maps.append(amap.astype(np.float32))
-                masks.append(cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+                masks.append(mask)
+    if failed:
+        raise InputError(f"{len(failed)} of the {len(samples)} test images cannot be read (the image or its "
+                         f"ground-truth mask); no metrics computed, as they would be over a smaller test set; "
+                         f"replace or remove them: {first_few(failed, sep='; ')}")
     labels = np.array([r["label"] for r in rows])
     has_pixels = any(m.any() for m in masks)
     metrics = compute_all(np.array(scores), labels, np.stack(maps) if has_pixels else None,

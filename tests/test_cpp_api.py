@@ -148,6 +148,38 @@ def test_unusable_threshold_is_refused(binary, artifacts, images, tmp_path):
     assert "manifest.json: unreadable manifest" in _load_error(binary, art, images, tmp_path)
 
 
+# settings out of range, as test_fail_closed.py gives them to the Python runtime; a callable gets the manifest
+BAD_SETTINGS = [
+    ("windows", [2, 1]),
+    ("windows", [3]),
+    ("windows", [3.0, 1]),
+    ("windows", lambda m: [2 * (m["image_size"] // m["strides"][0]) + 1, 1]),  # wider than twice the fine map
+    ("top_k", 0),
+    ("top_k", 2.5),
+    ("top_k", True),
+    ("top_k", lambda m: m["n_train"] + 1),
+    ("top_t", 0),
+    ("top_t", "5"),
+    ("top_t", lambda m: m["image_size"] ** 2 + 1),
+    ("n_train", 0),
+    ("image_size", 0),
+    ("strides", [16, 8]),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD_SETTINGS, ids=[f"{k}={v!r}" if not callable(v) else f"{k}=over"
+                                                         for k, v in BAD_SETTINGS])
+def test_setting_out_of_range_is_refused_as_python_refuses_it(binary, artifacts, images, tmp_path, key, value):
+    from cpr_engine.runtime.artifact import ArtifactError, check_settings
+
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    manifest = json.loads((art / "manifest.json").read_text())
+    _edit_manifest(art, **{key: value(manifest) if callable(value) else value})
+    with pytest.raises(ArtifactError, match=f"manifest setting '{key}' = .* is not allowed: must be") as python:
+        check_settings(str(art), json.loads((art / "manifest.json").read_text()))
+    assert f"error: cannot load the artifact: {python.value}\n" in _load_error(binary, art, images, tmp_path)
+
+
 def test_newer_format_version_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
     _edit_manifest(art, format_version=99)

@@ -428,6 +428,22 @@ def test_btad_missing_mask(btad_root):
         load_split(r, "btad", "01", "test")
 
 
+def test_every_missing_mask_of_a_split_is_named_in_one_error(btad_root, visa_root):
+    gt = btad_root / "01" / "ground_truth" / "ko"
+    for mask in gt.iterdir():
+        mask.unlink()
+    ko = btad_root / "01" / "test" / "ko"
+    with pytest.raises(FileNotFoundError, match=esc(ko / "0000.bmp") + ".*" + esc(gt / "0000.png") + ".*; 2 defective "
+                       "images have no ground-truth mask in all, also " + esc(repr(str(ko / "0001.bmp"))) + "$"):
+        load_split(btad_root, "btad", "01", "test")
+    anomaly = visa_root / "candle" / "Data" / "Images" / "Anomaly"
+    for mask in (visa_root / "candle" / "Data" / "Masks" / "Anomaly").iterdir():
+        mask.unlink()
+    with pytest.raises(FileNotFoundError, match="; 2 defective images have no ground-truth mask in all, also "
+                       + esc(repr(str(anomaly / "002.JPG"))) + "$"):
+        load_split(visa_root, "visa", "candle", "test")
+
+
 @pytest.fixture
 def mvtec3d_root(tmp_path):
     r = tmp_path / "mvtec3d"

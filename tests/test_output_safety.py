@@ -1,4 +1,5 @@
 """Nothing of the user's is deleted or silently replaced: cpr-export -o/--force/--triton-repo, cpr-train --out/--force."""
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ from cpr_engine.cli import export as export_cli, train
 from cpr_engine.detector import Detector
 from cpr_engine.errors import OutputError
 from cpr_engine.runtime.artifact import MANIFEST, check_artifact_target, read_manifest
+from cpr_engine.triton_repo import write_repository
+from cpr_engine.triton_repo.writer import MODEL_PY
 from tests.helpers.cli import cli_error
 from tests.test_cli import TINY_ARGS
 
@@ -127,7 +130,7 @@ def test_export_force_keeps_non_triton_content_of_the_triton_repo(model_pt, tmp_
     # a model folder that holds only what cpr-export writes may be replaced
     triton = tmp_path / "triton"
     (triton / "grass" / "1" / "artifact").mkdir(parents=True)
-    (triton / "grass" / "1" / "model.py").write_text("")
+    (triton / "grass" / "1" / "model.py").write_text(MODEL_PY)
     (triton / "grass" / "config.pbtxt").write_text("")
     export_cli.check_triton_target(triton, "grass", force=True)
     export_cli.check_triton_target(repo, "grass", force=False)  # without --force a version is added: nothing deleted
@@ -213,3 +216,76 @@ def test_train_refuses_an_out_that_is_a_file(demo_root, tmp_path, capsys):
     line = cli_error(train.main, ["--data", demo_root, "--category", "grass", "--out", str(out), *TINY_ARGS,
                                   "--force"], capsys)
     assert str(out) in line and "existing file" in line and _intact(out)
+
+
+# ------------------------------------------------------------------------- Triton repository writer
+
+def _tree(folder: Path) -> dict:
+    """Every file and folder below ``folder``: relative path -> (bytes or None for a folder, mtime)."""
+    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes(), p.stat().st_mtime)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _other_category(artifact: Path, folder: Path, category: str) -> Path:
+    """A copy of ``artifact`` under another category (manifest and its digest rewritten consistently)."""
+    copy = Path(shutil.copytree(artifact, folder))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    data = json.dumps({**manifest, "category": category}).encode()
+    (copy / MANIFEST).write_bytes(data)
+    (copy / "manifest.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {MANIFEST}\n")
+    return copy
+
+
+@pytest.mark.parametrize("case", ["user files", "ensemble", "own python model", "notes in a version",
+                                  "notes in the artifact", "config only"])
+def test_triton_writer_force_replaces_no_folder_it_did_not_write(earlier_artifact, tmp_path, case):
+    repo = tmp_path / "repo"
+    model_dir = repo / "grass"
+    if case == "user files":
+        _user_file(model_dir / "notes.txt")
+        _user_file(model_dir / "data" / "scan.bin", b"\x00\x01")
+    else:  # what write_repository writes, with one thing of the user's in it
+        write_repository([earlier_artifact], repo)
+        if case == "ensemble":  # a Triton model of the user's: config.pbtxt and an empty version folder
+            shutil.rmtree(model_dir / "1")
+            (model_dir / "1").mkdir()
+        elif case == "own python model":
+            (model_dir / "1" / "model.py").write_text("import my_backend\n")
+        elif case == "notes in a version":
+            _user_file(model_dir / "1" / "notes.txt")
+        elif case == "notes in the artifact":
+            _user_file(model_dir / "1" / "artifact" / "notes.txt")
+        else:
+            shutil.rmtree(model_dir / "1")
+        os.utime(model_dir / "config.pbtxt", (OLD, OLD))
+    before = _tree(repo)
+    with pytest.raises(OutputError, match=f"{model_dir} is not a Triton model folder of cpr-export.*refusing"):
+        write_repository([earlier_artifact], repo, force=True)
+    assert _tree(repo) == before  # byte for byte, nothing added
+
+
+def test_triton_writer_checks_every_model_folder_before_writing_any(earlier_artifact, tmp_path):
+    carpet = _other_category(earlier_artifact, tmp_path / "carpet_artifact", "carpet")
+    repo = tmp_path / "repo"
+    notes = _user_file(repo / "carpet" / "notes.txt")
+    with pytest.raises(OutputError, match=str(repo / "carpet")):
+        write_repository([earlier_artifact, carpet], repo, force=True)
+    assert sorted(p.name for p in repo.iterdir()) == ["carpet"] and _intact(notes)  # no grass/ written first
+    with pytest.raises(OutputError, match="is an existing file, not a folder"):
+        write_repository([earlier_artifact], notes, force=True)
+    assert _intact(notes)
+
+
+def test_triton_writer_force_replaces_its_own_model_folder_or_an_empty_one(earlier_artifact, tmp_path):
+    repo = tmp_path / "repo"
+    assert write_repository([earlier_artifact, earlier_artifact], repo) == [repo / "grass" / "1", repo / "grass" / "2"]
+    assert write_repository([earlier_artifact], repo, force=True) == [repo / "grass" / "1"]
+    assert sorted(os.listdir(repo / "grass")) == ["1", "config.pbtxt"]
+    assert read_manifest(repo / "grass" / "1" / "artifact")["category"] == "grass"
+    shutil.rmtree(repo / "grass")
+    (repo / "grass").mkdir()
+    assert write_repository([earlier_artifact], repo, force=True) == [repo / "grass" / "1"]
+    # without force nothing is replaced: a version is added beside the user's files
+    notes = _user_file(tmp_path / "other" / "grass" / "notes.txt")
+    assert write_repository([earlier_artifact], tmp_path / "other") == [tmp_path / "other" / "grass" / "1"]
+    assert _intact(notes)

@@ -43,6 +43,7 @@ from cpr_engine.serve.stock import free_loopback_ports, prepare_backends, start_
 RTOL = 1e-5
 START_TIMEOUT_S = 180
 MODEL = "grass"
+MAX_REQUEST_MB = 8  # cpr-serve's request limit in these tests
 
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout_s: float = 60) -> int:
@@ -118,7 +119,8 @@ def served(artifact, tmp_path_factory):
     def launch(ports, out):
         command = [sys.executable, "-m", "cpr_engine.cli.serve", str(artifact), "--host", "127.0.0.1",
                    "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
-                   "--max-batch-size", "8", "--max-queue-delay-us", "2000", "--instances", "2"]
+                   "--max-batch-size", "8", "--max-queue-delay-us", "2000", "--instances", "2",
+                   "--max-request-mb", str(MAX_REQUEST_MB)]
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
     server = start(launch, tmp_path_factory.mktemp("serve_log") / "cpr-serve.log")
@@ -196,18 +198,146 @@ BAD_REQUESTS = {  # case -> (input name, array builder, datatype, words the erro
 }
 
 
+def assert_one_line(message: str) -> None:
+    """An error a client sees: one line, no server-side traceback."""
+    assert "\n" not in message and "Traceback" not in message and 'File "' not in message, message
+
+
 def _check_bad_requests(server: Server, local, image) -> None:
+    """Each bad request: HTTP 400 with one line naming the problem; the next request is served."""
     for case, (name, build, datatype, words) in BAD_REQUESTS.items():
         with pytest.raises(InferenceServerException) as error:
             _infer_raw(server.http, name, build(image), datatype)
-        message = str(error.value)
+        message = error.value.message()
         assert all(w.lower() in message.lower() for w in words), f"{case}: {message}"
+        assert error.value.status() == "400", f"{case}: HTTP {error.value.status()}: {message}"
+        assert_one_line(message)
         with RemoteDetector(server.http, MODEL) as remote:  # the next request is served
             assert_same([remote.predict(image)], [local.predict(image)])
 
 
 def test_bad_requests_are_refused_by_name(served, local, images):
     _check_bad_requests(served, local, images[0])
+
+
+def _grpc_infer(url: str, name: str, array: np.ndarray, datatype: str):
+    import tritonclient.grpc as grpc_client
+
+    client = grpc_client.InferenceServerClient(url.split("://")[1])
+    tensor = grpc_client.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    try:
+        return client.infer(MODEL, [tensor], client_timeout=60)
+    finally:
+        client.close()
+
+
+def _json_infer(url: str, array: np.ndarray) -> tuple[int, dict]:
+    """POST a KServe v2 JSON body (pixels as a JSON list) with urllib: (HTTP status, decoded answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"inputs": [{"name": "image", "shape": list(array.shape), "datatype": "UINT8",
+                                   "data": array.ravel().tolist()}]}).encode()
+    request = urllib.request.Request(f"{url}/v2/models/{MODEL}/infer", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("case", ["corrupt_png", "not_an_image", "float32", "four_channels"])
+def test_bad_requests_over_grpc_are_invalid_argument(served, local, images, case):
+    import grpc
+
+    name, build, datatype, words = BAD_REQUESTS[case]
+    with pytest.raises(InferenceServerException) as error:
+        _grpc_infer(served.grpc, name, build(images[0]), datatype)
+    message = error.value.message()
+    assert error.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT), f"{error.value.status()}: {message}"
+    assert all(w.lower() in message.lower() for w in words), message
+    assert_one_line(message)
+    with RemoteDetector(served.grpc, MODEL) as remote:
+        assert_same([remote.predict(images[0])], [local.predict(images[0])])
+
+
+def test_request_size_limit(served, local, images):
+    """Requests above --max-request-mb are refused before Triton reads them (HTTP 413, gRPC
+    RESOURCE_EXHAUSTED), one line; a JSON body of several MB within the limit (the reporter's case
+    that killed tritonserver: a >= 4 MB JSON infer request) is answered; the server answers after each."""
+    import grpc
+
+    big = np.random.default_rng(0).integers(0, 256, (1, 1800, 1800, 3), dtype=np.uint8)  # 9.7 MB > 8 MiB
+    with pytest.raises(InferenceServerException) as error:
+        _infer_raw(served.http, "image", big, "UINT8")
+    assert error.value.status() == "413" and "limit" in error.value.message()
+    assert_one_line(error.value.message())
+    with pytest.raises(InferenceServerException) as error:
+        _grpc_infer(served.grpc, "image", big, "UINT8")
+    assert error.value.status() == str(grpc.StatusCode.RESOURCE_EXHAUSTED), error.value
+    status, answer = _json_infer(served.http, big[:, :1000, :1000])  # a 14 MB JSON body
+    assert status == 413 and "limit" in answer["error"], (status, answer)
+    reporter = big[:, :700, :700]  # 1.5 MB of pixels, 6.7 MB of JSON
+    status, answer = _json_infer(served.http, reporter)
+    assert status == 200, answer
+    score = {o["name"]: o["data"] for o in answer["outputs"]}["score"][0]
+    assert score == pytest.approx(local.predict(reporter[0]).score, rel=RTOL)
+    for url in (served.http, served.grpc):
+        with RemoteDetector(url, MODEL) as remote:
+            assert_same([remote.predict(images[0])], [local.predict(images[0])])
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    names = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name_end = text.rindex(")")
+        child, parent = int(text.split(" ", 1)[0]), int(text[name_end + 2:].split()[1])
+        children.setdefault(parent, []).append(child)
+        names[child] = text[text.index("(") + 1:name_end]
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append((child, names[child]))
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the tritonserver process")
+def test_killed_triton_comes_back(served, local, images):
+    """SIGKILL of the tritonserver process (as a crash would end it): cpr-serve starts it again on the
+    same public ports and the next requests are answered correctly."""
+    servers = [pid for pid, name in _descendants(served.process.pid) if name == "tritonserver"]
+    assert len(servers) == 1, _descendants(served.process.pid)
+    os.kill(servers[0], signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if [pid for pid, name in _descendants(served.process.pid) if name == "tritonserver"] not in ([], servers):
+            break
+        time.sleep(0.5)
+    wait_until_ready(served.http, [MODEL], START_TIMEOUT_S, served.process)
+    for url in (served.http, served.grpc):
+        with RemoteDetector(url, MODEL) as remote:
+            assert_same(remote.predict(images[:3]), local.predict(images[:3]))
+    assert "starting it again" in served.log.read_text(errors="replace")
+
+
+def test_deploy_probes_answer(served):
+    """The Kubernetes probes of examples/deploy answer 200 through cpr-serve's gateway."""
+    import urllib.request
+
+    from tests.helpers.deploy import probe_paths
+
+    for path in sorted(probe_paths()):
+        assert urllib.request.urlopen(f"{served.http}{path}", timeout=10).status == 200, path
 
 
 def test_metrics_endpoint(served):

@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate models written by cpr-train (MODELS/<category>/model.pt) on the test split: "
                     "image AUROC, pixel AUROC, AUPRO@0.3, pixel AP (and F1-max in the files). Prints a table "
                     "and writes eval.json and eval.csv. Test images a model was trained on (supervised mode) are "
-                    "never scored.")
+                    "never scored. A test image or ground-truth mask that is missing or cannot be read refuses the "
+                    "evaluation (exit status 2, one line naming how many and the first few, no file written): "
+                    "metrics over fewer images would describe another test set.")
     add_data_args(p)
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
@@ -84,20 +86,24 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
 
     ``n_anomaly`` / ``split_seed``: leave out the defective test images moved into training by the
     supervised protocol (see :func:`evaluation_split`); eval.json records them per category.
+    Every category's test split is listed before any model is loaded (defective images without a
+    ground-truth mask are refused then); a split with unreadable images or masks is refused with
+    one error naming them all (:func:`~cpr_engine.evaluate.evaluate_samples`). Nothing is written
+    but the output folder before every category is scored.
     """
     from ..data import load_split, read_image
     from ..detector import Detector
     from ..evaluate import METRIC_COLUMNS, evaluate_samples, format_table, mean_row
 
     layout, cats = resolve_categories(data, dataset, categories)
+    splits = {cat: load_split(data, layout, cat, "test") for cat in cats}  # every missing mask, before any work
     out_dir = Path(out or models)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, details = [], {}
     for cat in cats:
         model_path = Path(models) / cat / "model.pt"
         det = Detector.load(model_path, device=device)
-        test, split = evaluation_split(det.meta, load_split(data, layout, cat, "test"), data, n_anomaly, split_seed,
-                                       model_path)
+        test, split = evaluation_split(det.meta, splits[cat], data, n_anomaly, split_seed, model_path)
         result = evaluate_samples(det, test, batch_size, progress)
         rows.append({"category": cat, **result["metrics"]})
         details[cat] = {"model": str(model_path), "supervised_model": bool(det.meta.get("supervised")),

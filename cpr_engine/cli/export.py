@@ -40,34 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_triton_target(repo: str | Path, category: str, force: bool) -> None:
-    """Refuse a --triton-repo whose model folder ``--force`` would delete but that holds other files.
+    """Refuse a --triton-repo that ``write_repository`` must not write, before any export work.
 
-    ``write_repository(..., force=True)`` deletes ``repo/<model name>``; that is allowed only when the
-    folder holds nothing but a Triton model: ``config.pbtxt`` and version folders ``<n>/`` with
-    ``artifact/`` and ``model.py``. Without ``force`` nothing is deleted (a version is added).
+    ``write_repository(..., force=True)`` replaces ``repo/<model name>``: allowed only for an empty
+    folder or one it made itself (see :func:`cpr_engine.triton_repo.writer.check_repository`, which
+    ``write_repository`` calls again). Without ``force`` nothing is replaced (a version is added).
     """
-    from ..errors import OutputError
     from ..serve.spec import model_name
+    from ..triton_repo.writer import check_repository
 
-    repo = Path(repo)
-    if repo.exists() and not repo.is_dir():
-        raise OutputError(f"--triton-repo {repo} is an existing file, not a folder")
-    model_dir = repo / model_name({"category": category})
-    if model_dir.is_symlink() or (model_dir.exists() and not model_dir.is_dir()):
-        raise OutputError(f"{model_dir} is not a Triton model folder; refusing to replace it")
-    if not force or not model_dir.exists():
-        return
-    stray = []
-    for entry in sorted(model_dir.iterdir()):
-        if entry.name == "config.pbtxt" and entry.is_file():
-            continue
-        if entry.name.isdigit() and entry.is_dir() and not entry.is_symlink() and \
-                {p.name for p in entry.iterdir()} <= {"artifact", "model.py"}:
-            continue
-        stray.append(entry.name)
-    if stray:
-        raise OutputError(f"{model_dir} is not a Triton model folder of cpr-export (it holds {', '.join(stray[:3])}); "
-                          f"refusing to replace it")
+    check_repository(repo, [model_name({"category": category})], force)
 
 
 def onnx_errors(report: dict) -> str:

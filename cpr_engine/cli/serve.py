@@ -1,4 +1,9 @@
-"""cpr-serve: serve artifacts on a Triton Inference Server (PyTriton) until SIGTERM / Ctrl-C."""
+"""cpr-serve: serve artifacts on a Triton Inference Server (PyTriton) until SIGTERM / Ctrl-C.
+
+Triton is started again when it dies (at most 5 times in 5 minutes; then cpr-serve exits 1 so
+that a supervisor such as systemd or Kubernetes restarts the whole service, see
+examples/deploy/).
+"""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="return anomaly maps at the input size divided by this factor (default 1: full size)")
     p.add_argument("--exit-timeout", type=nonnegative_int, default=d.exit_timeout_s,
                    help="seconds in-flight requests get to finish on shutdown")
+    p.add_argument("--max-request-mb", type=positive_int, default=d.max_request_bytes // 2**20,
+                   help=f"largest request accepted, in MiB (HTTP body or gRPC message; default "
+                        f"{d.max_request_bytes // 2**20}: a 64-megapixel RGB image as a binary tensor); larger "
+                        f"requests are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED) before Triton sees them")
     p.add_argument("--log-verbose", type=nonnegative_int, default=d.log_verbose, help="Triton verbose log level")
     p.add_argument("--quiet", action="store_true", help="less logging")
     add_debug_arg(p)
@@ -43,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main("cpr-serve")
 def main(argv=None) -> int:
-    from ..serve.app import ServeOptions, start_triton
+    from ..serve.app import ServeOptions, Service
 
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
@@ -51,20 +60,21 @@ def main(argv=None) -> int:
                            metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
                            map_downscale=args.map_downscale, exit_timeout_s=args.exit_timeout,
-                           log_verbose=args.log_verbose)
+                           log_verbose=args.log_verbose, max_request_bytes=args.max_request_mb * 2**20)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    triton = start_triton(args.artifacts, options)
+    service = Service(args.artifacts, options)
     try:
         print(f"cpr-serve: ready: http {args.host}:{args.http_port}, grpc {args.host}:{args.grpc_port}, "
               f"metrics {args.host}:{args.metrics_port}", flush=True)
         while not stop.wait(1.0):
-            if not triton.is_alive():
-                print("cpr-serve: the Triton server stopped unexpectedly", file=sys.stderr, flush=True)
+            if not service.keep_alive():
+                print("cpr-serve: error: the Triton server keeps stopping (more than 5 restarts in 5 minutes); "
+                      "giving up", file=sys.stderr, flush=True)
                 return 1
     finally:
-        triton.stop()
+        service.stop()
     print("cpr-serve: stopped", flush=True)
     return 0
 

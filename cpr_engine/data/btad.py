@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
-                      list_image_files, mask_candidates, missing_mask_error, require_dir,
+                      list_image_files, mask_candidates, missing_mask_error, missing_masks_error, require_dir,
                       sort_samples, subdirs)
 
 NAME = "btad"
@@ -52,10 +52,14 @@ def load_split(root, category: str, split: str) -> list[Sample]:
         raise ValueError(f"BTAD test folder {str(test_dir)!r} has no images in ok/ or ko/")
     out = [Sample(str(f), 0, None, GOOD, category) for f in good]
     gt_dir = cat_dir / "ground_truth" / KO
+    missing = []
     for f in bad:
         names = mask_candidates(f.stem)
         m = index.find(gt_dir, names)
         if m is None:
-            raise missing_mask_error(f, [gt_dir / f"{f.stem}.png", gt_dir / f"{f.stem}.bmp"], "BTAD")
-        out.append(Sample(str(f), 1, str(m), KO, category))
+            missing.append((f, missing_mask_error(f, [gt_dir / f"{f.stem}.png", gt_dir / f"{f.stem}.bmp"], "BTAD")))
+        else:
+            out.append(Sample(str(f), 1, str(m), KO, category))
+    if missing:
+        raise missing_masks_error(missing)
     return sort_samples(out)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..errors import first_few
+
 __all__ = [
     "Sample",
     "IMAGE_EXTENSIONS",
@@ -27,6 +29,7 @@ __all__ = [
     "abs_root",
     "mask_candidates",
     "missing_mask_error",
+    "missing_masks_error",
     "scan_test_folders",
 ]
 
@@ -178,14 +181,30 @@ def missing_mask_error(image: Path, tried: list[Path], dataset: str,
                              f"looked for {shown}{note}")
 
 
+def missing_masks_error(missing: list[tuple[Path, FileNotFoundError]]) -> FileNotFoundError:
+    """One error for every defective image of a split without its ground-truth mask.
+
+    ``missing``: ``(image, error)`` pairs in split order, at least one. The first error in full, then
+    how many images have no mask in all and the next few of them.
+    """
+    (_, first), rest = missing[0], missing[1:]
+    if not rest:
+        return first
+    return FileNotFoundError(f"{first}; {len(missing)} defective images have no ground-truth mask in all, also "
+                             f"{first_few(repr(str(image)) for image, _ in rest)}")
+
+
 def scan_test_folders(test_dir: Path, category: str, what: str,
                       find_mask: Callable[[Path, Path], str | None], image_subdir: str = "") -> list[Sample]:
     """Samples of ``test_dir/<good|defect>/[image_subdir]/*``, sorted.
 
     ``find_mask(defect_dir, image)`` returns the mask path of a defective image, ``None`` where the
-    layout allows a missing mask, or raises where it does not. ``what`` names the folder in errors.
+    layout allows a missing mask, or raises ``FileNotFoundError`` where it does not: every image
+    without its mask is found, then one error names them (:func:`missing_masks_error`). ``what``
+    names the folder in errors.
     """
     out: list[Sample] = []
+    missing: list[tuple[Path, FileNotFoundError]] = []
     for d in subdirs(test_dir):
         folder = d / image_subdir if image_subdir else d
         if image_subdir and not folder.is_dir():
@@ -193,8 +212,14 @@ def scan_test_folders(test_dir: Path, category: str, what: str,
         files = list_image_files(folder, what, allow_empty=True)
         if d.name == GOOD:
             out += [Sample(str(f), 0, None, GOOD, category) for f in files]
-        else:
-            out += [Sample(str(f), 1, find_mask(d, f), d.name, category) for f in files]
+            continue
+        for f in files:
+            try:
+                out.append(Sample(str(f), 1, find_mask(d, f), d.name, category))
+            except FileNotFoundError as error:
+                missing.append((f, error))
+    if missing:
+        raise missing_masks_error(missing)
     if not out:
         raise ValueError(f"{what} {str(test_dir)!r} contains no images")
     return sort_samples(out)

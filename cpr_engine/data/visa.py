@@ -4,7 +4,8 @@ The CSV has the columns ``object,split,label,image,mask``; ``split`` is ``train`
 ``label`` is ``normal``/``anomaly`` and ``image``/``mask`` are paths relative to ``root`` (e.g.
 ``candle/Data/Images/Anomaly/000.JPG``). Normal samples get ``defect_type`` ``"good"`` and no mask;
 anomalous ones ``"anomaly"`` (the split file carries no finer defect type). An anomalous row whose
-mask is empty or missing on disk is an error, as is an image listed but not on disk.
+mask is empty or missing on disk is an error (one error names every such row of the split), as is an
+image listed but not on disk.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import csv
 from pathlib import Path
 
 from .samples import (GOOD, Sample, abs_root, check_category, check_split, missing_mask_error,
-                      sort_samples)
+                      missing_masks_error, sort_samples)
 
 NAME = "visa"
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
@@ -61,6 +62,7 @@ def load_split(root, category: str, split: str) -> list[Sample]:
     check_category(category, sorted({row["object"] for _, row in rows if row["object"]}), r, "VisA")
     csv_path = r / SPLIT_CSV
     out: list[Sample] = []
+    missing = []
     for line, row in rows:
         if row["object"] != category or row["split"] != split:
             continue
@@ -77,13 +79,15 @@ def load_split(root, category: str, split: str) -> list[Sample]:
             out.append(Sample(str(img), 0, None, GOOD, category))
             continue
         mask = _rel(r, row["mask"]) if row["mask"] else None
-        if mask is None or not mask.is_file():
-            tried = [mask] if mask is not None else []
-            if not tried:
-                raise FileNotFoundError(f"VisA: defective image {str(img)!r} has no mask path in "
-                                        f"{str(csv_path)!r} line {line}")
-            raise missing_mask_error(img, tried, "VisA", any_extension=False)
-        out.append(Sample(str(img), 1, str(mask), ANOMALY, category))
+        if mask is None:
+            missing.append((img, FileNotFoundError(f"VisA: defective image {str(img)!r} has no mask path in "
+                                                   f"{str(csv_path)!r} line {line}")))
+        elif not mask.is_file():
+            missing.append((img, missing_mask_error(img, [mask], "VisA", any_extension=False)))
+        else:
+            out.append(Sample(str(img), 1, str(mask), ANOMALY, category))
+    if missing:
+        raise missing_masks_error(missing)
     if not out:
         raise ValueError(f"VisA split file {str(csv_path)!r} has no {split!r} rows for "
                          f"category {category!r}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import VARIANTS
-from ..errors import ModelFileError, OutputError
+from ..errors import ModelFileError, OutputError, first_few
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
 ARTIFACT_FORMAT_VERSION = 1
@@ -76,6 +76,14 @@ def _check_manifest_digest(folder: Path, data: bytes) -> None:
                             f"tampered or corrupted manifest)")
 
 
+def unlisted_entries(folder: Path, manifest: dict) -> list[str]:
+    """Names in ``folder`` that ``manifest`` (its ``manifest.json``) does not list: neither a listed
+    file, nor the manifest and its digest, nor a temporary of :func:`add_file`; sorted."""
+    listed = {MANIFEST, MANIFEST_DIGEST, *(manifest.get("files") or {})}
+    ours = listed | {f".{name}.tmp" for name in listed}  # add_file's temporaries
+    return sorted(p.name for p in folder.iterdir() if p.name not in ours)
+
+
 def check_artifact_target(out: str | Path, model_path: str | Path | None = None, force: bool = False) -> Path:
     """Refuse an artifact folder an export must not write: nothing of the user's is deleted or replaced.
 
@@ -116,13 +124,10 @@ def check_artifact_target(out: str | Path, model_path: str | Path | None = None,
     if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
         raise OutputError(f"{out} is not an artifact folder (no {MANIFEST} of format {ARTIFACT_FORMAT!r}); "
                           f"refusing to replace it")
-    listed = {MANIFEST, MANIFEST_DIGEST, *(manifest.get("files") or {})}
-    ours = listed | {f".{name}.tmp" for name in listed}  # add_file's temporaries
-    stray = [name for name in entries if name not in ours]
+    stray = unlisted_entries(out, manifest)
     if stray:
-        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
-        raise OutputError(f"{out} is not an artifact folder: it also holds {shown}, not listed in its {MANIFEST}; "
-                          f"refusing to replace it")
+        raise OutputError(f"{out} is not an artifact folder: it also holds {first_few(stray)}, not listed in its "
+                          f"{MANIFEST}; refusing to replace it")
     return out
 
 

@@ -7,10 +7,24 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.imageio import ImageReadError, decode_image
-from ..errors import CPRError
+from ..errors import CPRError, one_line
 from ..inputs import verdict
 from ..preprocess import resize_map
 from .spec import IMAGE, IMAGE_BYTES
+
+#: Prefix of the message of a request the model refused (bad input, not a server fault); the
+#: gateway of cpr-serve answers such a request with HTTP 400 / gRPC INVALID_ARGUMENT.
+BAD_REQUEST = "cpr-bad-request: "
+
+
+def is_bad_request(error: Exception) -> bool:
+    """True when ``error`` (an answer of :meth:`ServedModel.run`) is the request's fault, not the server's."""
+    return isinstance(error, ValueError)
+
+
+def error_message(error: Exception) -> str:
+    """One line for an error answer: ``BAD_REQUEST`` + the message for a bad request, else ``Type: message``."""
+    return BAD_REQUEST + one_line(error) if is_bad_request(error) else f"{type(error).__name__}: {one_line(error)}"
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:

@@ -1,8 +1,8 @@
 """``TritonPythonModel`` for Triton's Python backend: imported by the model.py of a written repository.
 
 Runs inside the backend's stub process, where ``triton_python_backend_utils`` is importable.
-Each request gets its own answer: a bad request is refused with its error, the others of the same
-dynamic batch are served.
+Each request gets its own answer: a bad request is refused with its one-line error (HTTP 400 /
+gRPC INVALID_ARGUMENT), the others of the same dynamic batch are served.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from ..runtime.detector import ArtifactDetector
-from ..serve.codec import ServedModel
+from ..errors import one_line
+from ..serve.codec import ServedModel, is_bad_request
 from ..serve.spec import INPUTS
 
 
@@ -36,8 +37,9 @@ class TritonPythonModel:
             inputs.append({name: t.as_numpy() for name, t in tensors.items() if t is not None})
         responses = []
         for answer in self.model.run(inputs):
-            if isinstance(answer, Exception):
-                responses.append(pb.InferenceResponse(error=pb.TritonError(f"{type(answer).__name__}: {answer}")))
+            if isinstance(answer, Exception):  # one line; a bad request is HTTP 400 / gRPC INVALID_ARGUMENT
+                code = pb.TritonError.INVALID_ARG if is_bad_request(answer) else pb.TritonError.INTERNAL
+                responses.append(pb.InferenceResponse(error=pb.TritonError(one_line(answer), code)))
             else:
                 responses.append(pb.InferenceResponse([pb.Tensor(k, v) for k, v in answer.items()]))
         return responses

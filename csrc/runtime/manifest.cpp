@@ -70,6 +70,84 @@ void verify_manifest_digest(const Manifest& m, const std::string& manifest_path)
   }
 }
 
+// Python's repr() of a manifest value (null, booleans, numbers, strings, lists), so that a refused
+// setting reads the same as from the Python runtime.
+std::string python_repr(const json& value) {
+  if (value.is_null()) return "None";
+  if (value.is_boolean()) return value.get<bool>() ? "True" : "False";
+  if (value.is_string()) return "'" + value.get<std::string>() + "'";
+  if (value.is_array()) {
+    std::string out = "[";
+    for (size_t i = 0; i < value.size(); ++i) out += (i ? ", " : "") + python_repr(value[i]);
+    return out + "]";
+  }
+  return value.dump();
+}
+
+bool is_int_at_least(const json& value, int64_t low) {
+  return value.is_number_integer() && value.get<int64_t>() >= low;
+}
+
+// The range checks of cpr_engine.runtime.artifact.check_settings, with its rules and messages, for
+// the settings that size the runtime's buffers and loops: strides, image_size, n_train, top_k,
+// windows, top_t. Like Python, a setting that is absent is not checked here (the reader requires
+// its own). Throws ArtifactError naming the folder, the setting, its value and what is allowed.
+void check_settings(const json& manifest, const Manifest& m) {
+  const auto bad = [&](const std::string& key, const std::string& allowed) {
+    return ArtifactError(m.folder + ": manifest setting '" + key + "' = " + python_repr(manifest.value(key, json())) +
+                         " is not allowed: must be " + allowed);
+  };
+  const json strides = manifest.value("strides", json());
+  if (!strides.is_null() &&
+      !(strides.is_array() && strides.size() == 2 && is_int_at_least(strides[0], 1) &&
+        strides[1].is_number_integer() && strides[0].get<int64_t>() < strides[1].get<int64_t>())) {
+    throw bad("strides", "two increasing integer strides >= 1 (fine, coarse)");
+  }
+  const json size = manifest.value("image_size", json());
+  if (!size.is_null()) {
+    const int64_t largest = strides.is_null() ? 1 : strides[1].get<int64_t>();
+    if (!(is_int_at_least(size, 1) && size.get<int64_t>() % largest == 0)) {
+      throw bad("image_size", "a positive multiple of the largest stride (" + std::to_string(largest) + ")");
+    }
+  }
+  const json n_train = manifest.value("n_train", json());
+  if (manifest.contains("n_train") && !is_int_at_least(n_train, 1)) throw bad("n_train", "an integer >= 1");
+  if (manifest.contains("top_k")) {
+    const json& top_k = manifest["top_k"];
+    if (!(is_int_at_least(top_k, 1) && (n_train.is_null() || top_k.get<int64_t>() <= n_train.get<int64_t>()))) {
+      throw bad("top_k", "an integer in [1, n_train = " + python_repr(n_train) + "] (the number of training images)");
+    }
+  }
+  if (manifest.contains("windows")) {
+    const json& windows = manifest["windows"];
+    json sides = json::array(), limits = json::array();
+    if (!size.is_null() && !strides.is_null()) {
+      for (const json& stride : strides) {
+        sides.push_back(size.get<int64_t>() / stride.get<int64_t>());
+        limits.push_back(2 * sides.back().get<int64_t>() - 1);
+      }
+    }
+    bool ok = windows.is_array() && windows.size() == 2;
+    for (size_t i = 0; ok && i < 2; ++i) {
+      const json& r = windows[i];
+      ok = is_int_at_least(r, 1) && r.get<int64_t>() % 2 == 1 &&
+           (limits.empty() || r.get<int64_t>() <= limits[i].get<int64_t>());
+    }
+    if (!ok) {
+      const std::string limit_text = limits.empty() ? "" : ", at most " + python_repr(limits) +
+                                     " (2 x map side - 1; map sides " + python_repr(sides) + ")";
+      throw bad("windows", "two odd integers >= 1 (fine, coarse scale)" + limit_text);
+    }
+  }
+  if (manifest.contains("top_t")) {
+    const json& top_t = manifest["top_t"];
+    const json pixels = size.is_null() ? json() : json(size.get<int64_t>() * size.get<int64_t>());
+    if (!(is_int_at_least(top_t, 1) && (pixels.is_null() || top_t.get<int64_t>() <= pixels.get<int64_t>()))) {
+      throw bad("top_t", "an integer in [1, image_size^2 = " + python_repr(pixels) + "]");
+    }
+  }
+}
+
 }  // namespace
 
 Manifest read_manifest(const std::string& folder, const std::vector<std::string>& required) {
@@ -92,6 +170,7 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
       throw ArtifactError(folder + ": file " + name + " (needed by the C++ runtime) is not listed in the manifest");
     }
   }
+  check_settings(manifest, m);
   m.image_size = setting<int64_t>(manifest, "image_size", manifest_path);
   m.top_k = setting<int64_t>(manifest, "top_k", manifest_path);
   m.strides = setting<std::vector<int64_t>>(manifest, "strides", manifest_path);
@@ -108,15 +187,6 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   const auto normal = setting<std::vector<float>>(manifest, "pixel_normal", manifest_path);
   if (normal.size() != 2) throw ArtifactError(manifest_path + ": setting 'pixel_normal' must hold 2 values");
   m.pixel_normal = {normal[0], normal[1]};
-  if (m.windows.size() != 2) {
-    throw ArtifactError(manifest_path + ": setting 'windows' must hold 2 values (one per scale); got " +
-                        std::to_string(m.windows.size()));
-  }
-  if (m.strides.size() != 2 || m.strides[0] < 1 || m.strides[1] <= m.strides[0] ||
-      m.image_size % m.strides[1] != 0) {
-    throw ArtifactError(manifest_path + ": setting 'strides' must hold 2 increasing strides that divide "
-                        "image_size " + std::to_string(m.image_size));
-  }
   return m;
 }
 

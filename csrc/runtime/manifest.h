@@ -34,9 +34,10 @@ struct Manifest {
 };
 
 // Reads `folder`/manifest.json and verifies the artifact: format tag, format version (1 only),
-// manifest.sha256 matching manifest.json, each listed file present with its SHA-256, a finite
-// threshold >= 0, and `required` files listed. Throws
-// cpr::ArtifactError naming the folder and the file.
+// manifest.sha256 matching manifest.json, each listed file present with its SHA-256, `required`
+// files listed, the settings range-checked as the Python runtime checks them (strides, image_size,
+// n_train, top_k, windows, top_t: same rules, same messages) and a finite threshold >= 0. Throws
+// cpr::ArtifactError naming the folder and the file or setting.
 Manifest read_manifest(const std::string& folder, const std::vector<std::string>& required);
 
 }  // namespace runtime

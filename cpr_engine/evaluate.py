@@ -17,7 +17,7 @@ from .metrics import compute_all
 METRIC_COLUMNS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP")
 
 
-def _read_sample(sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+def read_sample(sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """A test sample's image ((H, W, 3) uint8 RGB) and its ground-truth mask at ``size`` x ``size``
     for the pixel metrics (all-zero for a good image; None for a defective image without a mask)."""
     image = read_image(sample.image_path)
@@ -53,7 +53,7 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
         loaded = []
         for s in samples[i:i + batch_size]:
             try:
-                loaded.append((s, *_read_sample(s, size)))
+                loaded.append((s, *read_sample(s, size)))
             except (InputError, OSError) as error:
                 failed.append(one_line(error))
         if failed:  # no metrics will be given: only read the rest, to name every unreadable file

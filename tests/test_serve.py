@@ -233,14 +233,18 @@ def _grpc_infer(url: str, name: str, array: np.ndarray, datatype: str):
 
 
 def _json_infer(url: str, array: np.ndarray) -> tuple[int, dict]:
-    """POST a KServe v2 JSON body (pixels as a JSON list) with urllib: (HTTP status, decoded answer)."""
+    """POST a KServe v2 JSON body (pixels as a JSON list): (HTTP status, decoded answer)."""
+    return _post_json(url, {"inputs": [{"name": "image", "shape": list(array.shape), "datatype": "UINT8",
+                                        "data": array.ravel().tolist()}]})
+
+
+def _post_json(url: str, request_body: dict) -> tuple[int, dict]:
+    """POST a JSON infer request with urllib: (HTTP status, decoded answer)."""
     import json
     import urllib.error
     import urllib.request
 
-    body = json.dumps({"inputs": [{"name": "image", "shape": list(array.shape), "datatype": "UINT8",
-                                   "data": array.ravel().tolist()}]}).encode()
-    request = urllib.request.Request(f"{url}/v2/models/{MODEL}/infer", data=body,
+    request = urllib.request.Request(f"{url}/v2/models/{MODEL}/infer", data=json.dumps(request_body).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as answer:
@@ -280,6 +284,13 @@ def test_request_size_limit(served, local, images):
     assert error.value.status() == str(grpc.StatusCode.RESOURCE_EXHAUSTED), error.value
     status, answer = _json_infer(served.http, big[:, :1000, :1000])  # a 14 MB JSON body
     assert status == 413 and "limit" in answer["error"], (status, answer)
+    lie = {"inputs": [{"name": "image", "shape": [1, 100000, 100000, 3], "datatype": "UINT8", "data": [1, 2, 3]}]}
+    status, answer = _post_json(served.http, lie)  # Triton would allocate 30 GB and abort (std::bad_alloc)
+    assert status == 400 and "declares 30,000,000,000 bytes" in answer["error"], (status, answer)
+    lie["inputs"][0]["shape"] = [1, 0, 0, 3]
+    status, answer = _post_json(served.http, lie)
+    assert status == 400 and "empty" in answer["error"], (status, answer)
+    assert "stopped unexpectedly" not in served.log.read_text(errors="replace")
     reporter = big[:, :700, :700]  # 1.5 MB of pixels, 6.7 MB of JSON
     status, answer = _json_infer(served.http, reporter)
     assert status == 200, answer

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cpr_engine.serve.codec import BAD_REQUEST, error_message
-from cpr_engine.serve.gateway import Upstream, _HttpGateway, public_error
+from cpr_engine.serve.gateway import Upstream, _HttpGateway, _infer_request_problem, check_declared_inputs, public_error
 from cpr_engine.serve.stock import free_loopback_ports
 from cpr_engine.data import ImageReadError
 from cpr_engine.errors import NonFiniteScoreError
@@ -26,6 +26,38 @@ TRACEBACK = ('Model execute error: Traceback (most recent call last):\n  File "/
 ])
 def test_public_error(message, status, want):
     assert public_error(status, message) == want
+
+
+def _tensor(shape, datatype="UINT8", name="image"):
+    return {"name": name, "datatype": datatype, "shape": shape}
+
+
+@pytest.mark.parametrize("inputs, words", [
+    ([_tensor([1, 100000, 100000, 3])], "declares 30,000,000,000 bytes, more than the server's limit of 1,000"),
+    ([_tensor([1, 10, 10, 3]), _tensor([1, 1000], "FP32", "other")], "'other': shape [1, 1000] of FP32 declares 4,000"),
+    ([_tensor([1, 0, 0, 3])], "empty or negative dimension"),
+    ([_tensor([1, -1, 5, 3])], "empty or negative dimension"),
+    ([_tensor([1, 2.5, 3])], "shape must be a list of integers"),
+    ([_tensor([1, 2, 3], "COMPLEX")], "unknown datatype 'COMPLEX'"),
+    ({"image": 1}, "'inputs' must be a list"),
+])
+def test_declared_inputs_beyond_the_limit_are_refused(inputs, words):
+    assert words in check_declared_inputs(inputs, limit=1000)
+
+
+def test_declared_inputs_within_the_limit_pass():
+    assert check_declared_inputs([_tensor([1, 10, 10, 3]), _tensor([1, 1], "BYTES", "b")], limit=1000) is None
+
+
+def test_only_infer_requests_are_parsed_and_binary_tails_are_skipped():
+    header = json.dumps({"inputs": [_tensor([1, 100, 100, 3])]}).encode()
+    for target in ("/v2/models/grass/infer", "/v2/models/grass/versions/2/infer"):
+        assert "declares 30,000 bytes" in _infer_request_problem(target, {}, header, 1000)
+    assert _infer_request_problem("/v2/repository/index", {}, header, 1000) is None
+    binary = header + b"\x00" * 10  # the JSON header, then binary tensor data
+    assert "declares" in _infer_request_problem("/v2/models/m/infer", {"inference-header-content-length":
+                                                                         str(len(header))}, binary, 1000)
+    assert "not valid" in _infer_request_problem("/v2/models/m/infer", {}, b"{nope", 1000)
 
 
 def test_error_message_marks_only_the_requests_fault():

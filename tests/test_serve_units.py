@@ -47,6 +47,9 @@ def test_request_images_checks():
         request_images({"image": image, "image_bytes": np.array([[b"x"]], dtype=object)})
     with pytest.raises(ValueError, match="uint8"):
         request_images({"image": image.astype(np.float32)})
+    for empty in ((1, 0, 6, 3), (1, 4, 0, 3), (0, 4, 6, 3)):
+        with pytest.raises(ValueError, match="empty"):
+            request_images({"image": np.zeros(empty, np.uint8)})
     two_sizes = np.array([[_png(np.zeros((4, 4, 3), np.uint8))], [_png(np.zeros((5, 4, 3), np.uint8))]], dtype=object)
     with pytest.raises(ValueError, match="one size"):
         request_images({"image_bytes": two_sizes})

@@ -53,6 +53,8 @@ def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         batch = np.asarray(inputs[IMAGE.name])
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"'{IMAGE.name}' must be uint8 of shape (B, H, W, 3), got {batch.dtype} {batch.shape}")
+        if 0 in batch.shape:
+            raise ValueError(f"'{IMAGE.name}' is empty: shape {batch.shape}")
         return list(batch)
     images = [decode_image_bytes(bytes(item)) for item in np.asarray(inputs[IMAGE_BYTES.name]).reshape(-1)]
     if len({im.shape for im in images}) > 1:

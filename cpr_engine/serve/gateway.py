@@ -8,6 +8,9 @@ every request unchanged, except that
 - an error answer never carries a traceback: a request the model refused (marked with
   :data:`BAD_REQUEST`) becomes HTTP 400 / gRPC INVALID_ARGUMENT with the model's one line, any other
   server error keeps its status with the last line of its message (:func:`public_error`);
+- an HTTP infer request whose inputs declare more data than the limit, or an empty dimension, is
+  refused with 400 before Triton sees it (:func:`check_declared_inputs`): Triton 2.51 allocates what
+  a JSON request declares and aborts (std::bad_alloc) on a shape such as [1, 100000, 100000, 3];
 - while Triton restarts, requests get HTTP 503 / gRPC UNAVAILABLE with one line.
 
 HTTP/1.1 (request bodies with ``Content-Length`` or chunked). The HTTP side runs one asyncio loop
@@ -35,6 +38,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "
               "content-length", "expect"}
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Payload Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+INFER_PATH = re.compile(r"^/v2/models/[^/?]+(/versions/[^/?]+)?/infer/?(\?.*)?$")
+#: bytes per element of each KServe v2 data type (BYTES: at least its 4-byte length prefix)
+ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
+                 "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 4}
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*?: (.+)$")
 
 
@@ -56,6 +63,51 @@ def public_error(status: int, message: str) -> tuple[int, str]:
         if found and BAD_REQUEST not in line:
             return status, found.group(2).strip()
     return status, "internal server error (details in the cpr-serve log)"
+
+
+def check_declared_inputs(inputs, limit: int) -> str | None:
+    """Why the declared inputs of an infer request must not reach Triton, or None.
+
+    Args:
+        inputs: the request's ``inputs`` (KServe v2 JSON: dicts with name, datatype, shape).
+        limit: the largest request in bytes; the declared data of all inputs together may not exceed it.
+    """
+    if not isinstance(inputs, list):
+        return "'inputs' must be a list of tensors"
+    total = 0
+    for tensor in inputs:
+        if not isinstance(tensor, dict):
+            return "each of 'inputs' must be an object with name, datatype and shape"
+        name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+        if datatype not in ELEMENT_BYTES:
+            return f"input {name!r}: unknown datatype {datatype!r}"
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            return f"input {name!r}: shape must be a list of integers, got {shape!r}"
+        if any(d <= 0 for d in shape):
+            return f"input {name!r}: shape {shape} has an empty or negative dimension"
+        count = 1
+        for d in shape:
+            count *= d
+        total += count * ELEMENT_BYTES[datatype]
+        if total > limit:
+            return (f"input {name!r}: shape {shape} of {datatype} declares {count * ELEMENT_BYTES[datatype]:,} bytes, "
+                    f"more than the server's limit of {limit:,} bytes (cpr-serve --max-request-mb)")
+    return None
+
+
+def _infer_request_problem(target: str, headers: dict, body: bytes, limit: int) -> str | None:
+    """:func:`check_declared_inputs` on an HTTP infer request's JSON header; None for other requests."""
+    if not INFER_PATH.match(target):
+        return None
+    length = headers.get("inference-header-content-length", "").strip()
+    size = int(length) if length.isdigit() else len(body)
+    try:
+        header = json.loads(body[:size])
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"the infer request's JSON is not valid: {e}"
+    if not isinstance(header, dict):
+        return "the infer request's JSON must be an object with 'inputs'"
+    return check_declared_inputs(header.get("inputs"), limit)
 
 
 @dataclass
@@ -117,7 +169,9 @@ class _HttpGateway:
                 except BodyTooLarge:
                     await self._answer(writer, *self._too_large("a chunked request body"), False)
                     return
-                await self._answer(writer, *await self._forward(request_line, headers, body), keep_alive)
+                problem = _infer_request_problem(request_line.split(" ")[1], headers, body, self.max_request_bytes)
+                answer = _json_error(400, problem) if problem else await self._forward(request_line, headers, body)
+                await self._answer(writer, *answer, keep_alive)
                 if not keep_alive:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):

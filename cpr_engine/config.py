@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
+
+from .errors import InputError
 
 VARIANTS = ("cpr", "fast", "faster")
 DESCRIPTORS = ("auto", "learned", "raw")
 # Seconds of local-metric training when ``steps`` is None and the device is a CPU.
 CPU_TIME_BUDGET = 90.0
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -71,12 +78,31 @@ class CPRConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.check_types()
         self.windows = tuple(int(r) for r in self.windows)
         self.max_windows = tuple(int(r) for r in self.max_windows)
         self.validate()
 
+    def check_types(self) -> None:
+        """Raise ``InputError`` naming the first field whose value is not of its type (``"8"`` for an int,
+        ``True`` for a number, a window that is not an integer)."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), f.type.replace(" | None", "")
+            if value is None and f.type.endswith("| None"):
+                continue
+            if kind == "tuple":
+                ok = isinstance(value, (tuple, list)) and all(_is_int(v) for v in value)
+            elif kind in ("int", "float"):
+                ok = _is_int(value) if kind == "int" else isinstance(value, numbers.Real) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, {"str": str, "bool": bool, "dict": dict}[kind])
+            if not ok:
+                wanted = {"tuple": "a sequence of integers", "int": "an integer", "float": "a number",
+                          "str": "a string", "bool": "True or False", "dict": "a dict"}[kind]
+                raise InputError(f"CPRConfig: {f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first inconsistent field."""
+        """Raise ``ValueError`` (``InputError``) naming the first inconsistent field."""
         checks = [
             (self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}"),
             (self.image_size >= 32 and self.image_size % 8 == 0,
@@ -104,7 +130,7 @@ class CPRConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"CPRConfig: {message}")
+                raise InputError(f"CPRConfig: {message}")
 
     @property
     def kept_blocks(self) -> int:

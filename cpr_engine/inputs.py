@@ -9,7 +9,7 @@ import numpy as np
 from .data import read_image
 from .data.imageio import to_rgb_uint8
 from .data.samples import list_image_files
-from .errors import NonFiniteScoreError
+from .errors import InputError, NonFiniteScoreError
 from .preprocess import resize_map
 
 
@@ -42,7 +42,7 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
     ``color``: channel order of array inputs, "RGB" or "BGR".
     """
     if color not in COLOR_ORDERS:
-        raise ValueError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
+        raise InputError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
     if isinstance(images, (str, Path)):
         path = Path(images)
         if path.is_dir():
@@ -54,9 +54,9 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
         return [as_image(images, color)], True
     if isinstance(images, Sequence):
         if len(images) == 0:
-            raise ValueError("no images given (empty list)")
+            raise InputError("no images given (empty list)")
         return [as_image(im, color) for im in images], False
-    raise TypeError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
+    raise InputError(f"expected an image array, a path, a folder or a list of them; got {type(images).__name__}")
 
 
 def _non_finite(name: str, values) -> str | None:
@@ -111,8 +111,8 @@ def predict_batched(score_batch: Callable[[list[np.ndarray]], tuple[np.ndarray, 
         such an image gets no ``Prediction`` rather than ``is_anomalous == False``.
     """
     items, single = as_image_list(images, color)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     results = []
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]

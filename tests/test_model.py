@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ from cpr_engine import CPRConfig, Detector
 from cpr_engine.backbones import build_backbone
 from cpr_engine.data import read_image
 from cpr_engine.detector import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from cpr_engine.errors import InputError
 from cpr_engine.inputs import Prediction
 from cpr_engine.torch_model import CPRModel
 from tests.conftest import TINY
@@ -70,7 +73,7 @@ def test_predict_inputs_and_resolution(tiny_detector, demo_root):
     (np.zeros((32, 32, 2), np.uint8), ValueError, "channel"),
     (np.full((32, 32, 3), np.nan, np.float32), ValueError, "NaN"),
     ([], ValueError, "empty"),
-    (12, TypeError, "expected an image"),
+    (12, InputError, "expected an image"),
 ])
 def test_predict_bad_input(tiny_detector, bad, err, match):
     with pytest.raises(err, match=match):
@@ -130,3 +133,25 @@ def test_untrained_detector_and_bad_fit(tmp_path):
     with pytest.raises(ValueError, match="at least 2"):
         Detector("faster", device="cpu", **{k: v for k, v in TINY.items() if k != "variant"}).fit(
             [np.zeros((64, 64, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("batch_size", "8", "batch_size must be an integer, got '8' (str)"),
+    ("top_k", 2.0, "top_k must be an integer"),
+    ("image_size", True, "image_size must be an integer, got True (bool)"),
+    ("time_budget", "90", "time_budget must be a number"),
+    ("use_foreground", 1, "use_foreground must be True or False"),
+    ("windows", (3.5, 1), "windows must be a sequence of integers"),
+    ("descriptor", 3, "descriptor must be a string"),
+    ("blur_sigma", float("nan"), "blur_sigma must be >= 0"),
+])
+def test_config_values_of_the_wrong_type_are_named(field, value, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        Detector("fast", **{field: value})
+
+
+def test_predict_batch_size_must_be_a_positive_integer(tiny_detector):
+    image = np.zeros((32, 32, 3), np.uint8)
+    for bad in ("8", 0, 2.0, True):
+        with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+            tiny_detector.predict([image], batch_size=bad)

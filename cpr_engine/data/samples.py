@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import first_few
+from ..errors import InputError, first_few
 
 __all__ = [
     "Sample",
@@ -61,7 +61,7 @@ class Sample:
 
     def __post_init__(self):
         if self.label not in (0, 1):
-            raise ValueError(f"Sample.label must be 0 (good) or 1 (defective), got {self.label!r} "
+            raise InputError(f"Sample.label must be 0 (good) or 1 (defective), got {self.label!r} "
                              f"for {self.image_path}")
 
 
@@ -101,7 +101,7 @@ def list_image_files(folder: str | os.PathLike, what: str = "image folder",
     files = [e for e in d.iterdir() if is_image_file(e.name) and e.is_file()]
     files.sort(key=lambda e: natural_key(e.name))
     if not files and not allow_empty:
-        raise ValueError(f"{what} {str(d)!r} contains no images "
+        raise InputError(f"{what} {str(d)!r} contains no images "
                          f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)}, any case)")
     return files
 
@@ -153,13 +153,13 @@ def sort_samples(samples: Iterable[Sample]) -> list[Sample]:
 
 def check_split(split: str) -> str:
     if split not in _SPLITS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
     return split
 
 
 def check_category(category: str, available: list[str], root: str | os.PathLike, dataset: str) -> None:
     if category not in available:
-        raise ValueError(f"unknown {dataset} category {category!r} under {str(root)!r}; "
+        raise InputError(f"unknown {dataset} category {category!r} under {str(root)!r}; "
                          f"available: {available if available else 'none found'}")
 
 
@@ -221,5 +221,5 @@ def scan_test_folders(test_dir: Path, category: str, what: str,
     if missing:
         raise missing_masks_error(missing)
     if not out:
-        raise ValueError(f"{what} {str(test_dir)!r} contains no images")
+        raise InputError(f"{what} {str(test_dir)!r} contains no images")
     return sort_samples(out)

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from cpr_engine.export.tensorrt import MAX_BATCH, build_plan, tensorrt_unavailable_reason
+from cpr_engine.contract import NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_PLAN
 from cpr_engine.runtime.artifact import add_file, read_manifest
 
 
@@ -24,11 +25,11 @@ def main(argv=None) -> int:
         print(f"build_plan: cannot build a TensorRT plan here: {reason}", file=sys.stderr)
         return 2
     folder = Path(args.artifact)
-    source = folder / ("network_fp16.onnx" if "network_fp16.onnx" in manifest["files"] else "network.onnx")
+    source = folder / (NETWORK_FP16_ONNX if NETWORK_FP16_ONNX in manifest["files"] else NETWORK_ONNX)
     with tempfile.TemporaryDirectory() as tmp:
-        plan = build_plan(source, Path(tmp) / "network.plan", manifest["image_size"], args.max_batch)
-        add_file(folder, "network.plan", plan)
-    print(f"build_plan: {folder / 'network.plan'} from {source.name}")
+        plan = build_plan(source, Path(tmp) / NETWORK_PLAN, manifest["image_size"], args.max_batch)
+        add_file(folder, NETWORK_PLAN, plan)
+    print(f"build_plan: {folder / NETWORK_PLAN} from {source.name}")
     return 0
 
 

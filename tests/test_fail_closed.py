@@ -4,6 +4,7 @@ Verdicts (Detector, ArtifactDetector, the serving codec) refuse non-finite score
 maps; artifacts and model files are checked at load: settings in range, manifest.json covered by
 manifest.sha256, model.pt tensors by their digest, no NaN/inf in banks.
 """
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -16,7 +17,8 @@ from cpr_engine import Detector
 from cpr_engine.data import read_image
 from cpr_engine.errors import CPRError, InputError, ModelFileError, NonFiniteScoreError
 from cpr_engine.inputs import verdict
-from cpr_engine.runtime.artifact import MANIFEST, MANIFEST_DIGEST, ArtifactError, add_file, read_manifest
+from cpr_engine.contract import MANIFEST, MANIFEST_DIGEST
+from cpr_engine.runtime.artifact import ArtifactError, add_file, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_artifact_nan_score_or_map_is_never_good(artifact, image, monkeypatch, w
 def test_artifact_nan_threshold_and_banks_are_never_good(artifact, image, monkeypatch):
     runtime = Detector.load(artifact)
     assert runtime.predict(image).is_anomalous in (True, False)
-    monkeypatch.setitem(runtime.manifest, "threshold", float("nan"))
+    monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, threshold=float("nan")))
     with pytest.raises(NonFiniteScoreError, match="image 0: threshold is nan"):
         runtime.predict(image)
     monkeypatch.undo()

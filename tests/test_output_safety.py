@@ -12,7 +12,8 @@ import cpr_engine.export
 from cpr_engine.cli import export as export_cli, train
 from cpr_engine.detector import Detector
 from cpr_engine.errors import OutputError
-from cpr_engine.runtime.artifact import MANIFEST, check_artifact_target, read_manifest
+from cpr_engine.contract import MANIFEST
+from cpr_engine.runtime.artifact import check_artifact_target, read_manifest
 from cpr_engine.triton_repo import write_repository
 from cpr_engine.triton_repo.writer import MODEL_PY
 from tests.helpers.cli import cli_error

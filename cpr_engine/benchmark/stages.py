@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .. import ops
+from ..contract import HISTOGRAM_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
 STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
@@ -67,7 +68,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
         st["out"] = det.network(st["x"])
 
     def retrieval(st):
-        st["index"] = det.retrieve(st["out"]["hist"])
+        st["index"] = det.retrieve(st["out"][HISTOGRAM_OUTPUT])
 
     def local(st):
         st["local"] = det.local_search(st["out"], st["index"])

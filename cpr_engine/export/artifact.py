@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, GRAPH_INPUT,
+                        HISTOGRAM_OUTPUT, NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_OPENCV_ONNX, NETWORK_PLAN,
+                        TRAIN_HISTS)
 from ..runtime.artifact import check_artifact_target, write_artifact
 from .onnx import export_onnx, onnx_parity
 from .opencv_graph import export_opencv_graph, opencv_graph_parity
@@ -27,8 +30,8 @@ def parity_limits(cfg, fine_stride: int) -> dict[str, float]:
     """
     side = cfg.image_size // fine_stride
     block_pixels = (-(-side // cfg.grid)) ** 2
-    return {"desc_4": PARITY_TOLERANCE, "desc_8": PARITY_TOLERANCE, "foreground": PARITY_TOLERANCE,
-            "hist": 2.0 / block_pixels + 1e-6}
+    return {**dict.fromkeys((*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT), PARITY_TOLERANCE),
+            HISTOGRAM_OUTPUT: 2.0 / block_pixels + 1e-6}
 
 
 def _manifest(det, fp16: bool) -> dict:
@@ -41,7 +44,7 @@ def _manifest(det, fp16: bool) -> dict:
         "backbone": cfg.backbone,
         "taps": list(bb.tap_names),
         "strides": list(bb.strides),
-        "input": {"name": "images", "shape": ["B", 3, cfg.image_size, cfg.image_size], "color": "RGB",
+        "input": {"name": GRAPH_INPUT, "shape": ["B", 3, cfg.image_size, cfg.image_size], "color": "RGB",
                   "range": [0.0, 1.0], "resize": "area when shrinking, bilinear when enlarging",
                   "normalization": "inside the graph (mean/std of the backbone)"},
         "image_size": cfg.image_size,
@@ -94,32 +97,30 @@ def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto",
         probe = np.concatenate([probe, check_images.astype(np.float32)])
     bank_dtype = np.float16 if fp16 else np.float32
     arrays = {
-        "bank_4": model.bank_4.cpu().numpy().astype(bank_dtype),
-        "bank_8": model.bank_8.cpu().numpy().astype(bank_dtype),
-        "train_hists": model.train_hists.cpu().numpy().astype(bank_dtype),
-        "bank_fg": model.bank_fg.cpu().numpy().astype(np.float32),
-        "centers": model.centers.cpu().numpy().astype(np.float32),  # codebook, for the C++ runtime
+        **{name: bank.cpu().numpy().astype(bank_dtype) for name, bank in zip(BANKS, (model.bank_4, model.bank_8))},
+        TRAIN_HISTS: model.train_hists.cpu().numpy().astype(bank_dtype),
+        BANK_FOREGROUND: model.bank_fg.cpu().numpy().astype(np.float32),
+        CENTERS: model.centers.cpu().numpy().astype(np.float32),  # codebook, for the C++ runtime
     }
     report: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        files = {"network.onnx": export_onnx(model, Path(tmp) / "network.onnx")}
-        report["onnx_max_error"] = onnx_parity(model, files["network.onnx"], probe)
+        files = {NETWORK_ONNX: export_onnx(model, Path(tmp) / NETWORK_ONNX)}
+        report["onnx_max_error"] = onnx_parity(model, files[NETWORK_ONNX], probe)
         limits = parity_limits(model.config, model.backbone.strides[0])
         bad = {k: v for k, v in report["onnx_max_error"].items() if v > limits[k]}
         if bad:
             raise RuntimeError(f"export: ONNX differs from PyTorch beyond the limits {limits}: {bad}")
-        files["network_opencv.onnx"] = export_opencv_graph(files["network.onnx"], model,
-                                                           Path(tmp) / "network_opencv.onnx")
-        report["opencv_graph_max_error"] = opencv_graph_parity(model, files["network_opencv.onnx"], probe)
+        files[NETWORK_OPENCV_ONNX] = export_opencv_graph(files[NETWORK_ONNX], model, Path(tmp) / NETWORK_OPENCV_ONNX)
+        report["opencv_graph_max_error"] = opencv_graph_parity(model, files[NETWORK_OPENCV_ONNX], probe)
         bad = {k: v for k, v in report["opencv_graph_max_error"].items() if v > PARITY_TOLERANCE}
         if bad:
-            raise RuntimeError(f"export: network_opencv.onnx differs from PyTorch by more than {PARITY_TOLERANCE}: {bad}")
+            raise RuntimeError(f"export: {NETWORK_OPENCV_ONNX} differs from PyTorch by more than {PARITY_TOLERANCE}: {bad}")
         if fp16:
-            files["network_fp16.onnx"] = export_onnx(model, Path(tmp) / "network_fp16.onnx", fp16=True)
+            files[NETWORK_FP16_ONNX] = export_onnx(model, Path(tmp) / NETWORK_FP16_ONNX, fp16=True)
         reason = tensorrt_unavailable_reason() if trt != "no" else "not requested (--trt no)"
         if reason is None:
-            source = files.get("network_fp16.onnx", files["network.onnx"])
-            files["network.plan"] = build_plan(source, Path(tmp) / "network.plan", size)
+            source = files.get(NETWORK_FP16_ONNX, files[NETWORK_ONNX])
+            files[NETWORK_PLAN] = build_plan(source, Path(tmp) / NETWORK_PLAN, size)
             report["tensorrt"] = "built"
         elif trt == "yes":
             raise RuntimeError(f"export: a TensorRT plan was required (--trt yes) but {reason}")

@@ -16,11 +16,9 @@ import torch.nn as nn
 from ..foreground import foreground_map
 from ..torch_model import CPRModel
 
-INPUT_NAME = "images"
-
 
 class NetworkOutput(NamedTuple):
-    """Output names of the graph, in order."""
+    """The graph's outputs, in the order and with the names of ``contract.GRAPH_OUTPUTS`` (tests/test_contract.py)."""
 
     desc_4: torch.Tensor  # (B, D, S/4, S/4) L2-normalized descriptors
     desc_8: torch.Tensor  # (B, D, S/8, S/8)
@@ -28,7 +26,6 @@ class NetworkOutput(NamedTuple):
     hist: torch.Tensor  # (B, grid^2, M+1) block histograms of codebook ids
 
 
-OUTPUT_NAMES = NetworkOutput._fields
 
 
 class NetworkPart(nn.Module):

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ..torch_model import CPRModel
-from .network import INPUT_NAME, OUTPUT_NAMES, NetworkPart
+from ..contract import GRAPH_INPUT, GRAPH_OUTPUTS
+from .network import NetworkPart
 
 OPSET = 17
 
@@ -32,11 +33,11 @@ def export_onnx(model: CPRModel, path: str | Path, fp16: bool = False) -> Path:
     net = net.to(dtype)
     size = model.config.image_size
     example = torch.rand(1, 3, size, size, dtype=dtype)
-    axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}}
+    axes = {GRAPH_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in GRAPH_OUTPUTS}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic
         torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=axes)
+                          input_names=[GRAPH_INPUT], output_names=list(GRAPH_OUTPUTS), dynamic_axes=axes)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return Path(path)
 
@@ -54,7 +55,7 @@ def onnx_parity(model: CPRModel, path: str | Path, images: np.ndarray) -> dict[s
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.astype(dtype)})
+    got = session.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: images.astype(dtype)})
     with torch.no_grad():
         ref = NetworkPart(model)(torch.from_numpy(images.astype(np.float32)))
-    return {name: float(np.abs(g.astype(np.float32) - r.numpy()).max()) for name, g, r in zip(OUTPUT_NAMES, got, ref)}
+    return {name: float(np.abs(g.astype(np.float32) - r.numpy()).max()) for name, g, r in zip(GRAPH_OUTPUTS, got, ref)}

@@ -1,6 +1,6 @@
 """The deployable artifact: a folder with a manifest, an ONNX graph, NumPy arrays and a SHA-256 of each.
 
-Layout (format version 1)::
+Layout (format version 1; every name from :mod:`cpr_engine.contract`)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
     manifest.sha256     SHA-256 of manifest.json's bytes (``sha256sum -c`` format); the manifest is
@@ -27,13 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import VARIANTS
+from ..contract import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, BANK_DTYPES, MANIFEST, MANIFEST_DIGEST, array_file
 from ..errors import ModelFileError, OutputError, first_few
-
-ARTIFACT_FORMAT = "cpr-engine-artifact"
-ARTIFACT_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-MANIFEST_DIGEST = "manifest.sha256"
-BANK_DTYPES = ("float16", "float32")
 # Relative slack of the threshold's upper bound (top_t x the largest leave-one-out pixel score).
 THRESHOLD_BOUND_SLACK = 1e-3
 
@@ -152,7 +147,7 @@ def write_artifact(out: str | Path, manifest: dict, arrays: dict[str, np.ndarray
     old = None
     try:
         for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+            np.save(tmp / array_file(name), np.ascontiguousarray(array), allow_pickle=False)
         for name, src in files.items():
             shutil.copyfile(src, tmp / name)
         entries = sorted(p.name for p in tmp.iterdir())
@@ -326,4 +321,4 @@ def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
 
 def load_array(folder: str | Path, name: str, mmap: bool = True) -> np.ndarray:
     """``<name>.npy`` of an artifact, memory-mapped by default, never unpickled."""
-    return np.load(Path(folder) / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    return np.load(Path(folder) / array_file(name), mmap_mode="r" if mmap else None, allow_pickle=False)

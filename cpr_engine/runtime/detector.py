@@ -16,29 +16,29 @@ from pathlib import Path
 import numpy as np
 
 from .. import ops
+from ..contract import (BANK_FOREGROUND, BANKS, DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, HISTOGRAM_OUTPUT,
+                        REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
 from ..preprocess import to_model_input
 from .artifact import ArtifactError, load_array, read_manifest
 from .network import open_network
 
-REQUIRED_FILES = ("network.onnx", "bank_4.npy", "bank_8.npy", "train_hists.npy", "bank_fg.npy")
-REQUIRED_SETTINGS = ("image_size", "strides", "top_k", "windows", "kept_blocks", "blur_sigma", "top_t", "use_foreground",
-                     "threshold")
-
 
 class ArtifactDetector:
     """A trained CPR model loaded from an artifact folder (``cpr-export``); inference only.
 
-    Use :meth:`load`. Attributes: ``manifest`` (dict), ``network`` (the backend: ``.name`` is
-    "onnxruntime" or "tensorrt"), ``threshold``.
+    Use :meth:`load`. Attributes: ``manifest`` (dict, as read), ``settings`` (the
+    :class:`~cpr_engine.contract.RuntimeSettings` it scores with), ``network`` (the backend:
+    ``.name`` is "onnxruntime" or "tensorrt"), ``threshold``.
     """
 
     def __init__(self, folder: Path, manifest: dict, network):
         self.folder, self.manifest, self.network = folder, manifest, network
-        self.image_size = int(manifest["image_size"])
-        self.banks = [load_array(folder, "bank_4"), load_array(folder, "bank_8")]
-        self.train_hists = np.ascontiguousarray(load_array(folder, "train_hists", mmap=False), dtype=np.float32)
-        self.bank_fg = load_array(folder, "bank_fg", mmap=False).astype(np.float32, copy=False)
+        self.settings = RuntimeSettings.from_manifest(manifest)
+        self.image_size = self.settings.image_size
+        self.banks = [load_array(folder, name) for name in BANKS]
+        self.train_hists = np.ascontiguousarray(load_array(folder, TRAIN_HISTS, mmap=False), dtype=np.float32)
+        self.bank_fg = load_array(folder, BANK_FOREGROUND, mmap=False).astype(np.float32, copy=False)
         self._check_arrays()
 
     @classmethod
@@ -63,7 +63,7 @@ class ArtifactDetector:
         folder = Path(folder)
         manifest = read_manifest(folder, verify=verify)
         missing = [f for f in REQUIRED_FILES if f not in manifest["files"]]
-        unset = [k for k in REQUIRED_SETTINGS if k not in manifest]
+        unset = [k for k in RuntimeSettings.required_keys() if k not in manifest]
         if missing or unset:
             raise ArtifactError(f"{folder}: incomplete artifact: files {missing} and settings {unset} are missing "
                                 f"from the manifest")
@@ -71,69 +71,65 @@ class ArtifactDetector:
 
     def _check_arrays(self) -> None:
         """The arrays against each other and the manifest: shapes, descriptor_dim, n_train, dtype, finite values."""
-        m, s, n = self.manifest, self.image_size, len(self.train_hists)
-        fine, coarse = (s // int(stride) for stride in m["strides"])
-        want = {"bank_4": (n, fine, fine), "bank_8": (n, coarse, coarse)}
-        for name, bank in zip(want, self.banks):
-            if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != want[name] or bank.shape[1] != self.banks[0].shape[1]:
-                raise ArtifactError(f"{self.folder}: {name}.npy has shape {bank.shape}; expected (N={n}, D, "
-                                    f"{want[name][1]}, {want[name][2]}) for image_size {s}")
+        m, settings, n = self.manifest, self.settings, len(self.train_hists)
+        sides = [settings.image_size // stride for stride in settings.strides]
+        for name, bank, side in zip(BANKS, self.banks, sides):
+            if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != (n, side, side) or bank.shape[1] != self.banks[0].shape[1]:
+                raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {bank.shape}; expected (N={n}, D, "
+                                    f"{side}, {side}) for image_size {settings.image_size}")
+        fine = sides[0]
         if self.bank_fg.shape != (n, fine, fine):
-            raise ArtifactError(f"{self.folder}: bank_fg.npy has shape {self.bank_fg.shape}; expected "
-                                f"{(n, fine, fine)}")
+            raise ArtifactError(f"{self.folder}: {array_file(BANK_FOREGROUND)} has shape {self.bank_fg.shape}; "
+                                f"expected {(n, fine, fine)}")
         dim = self.banks[0].shape[1]
         if "descriptor_dim" in m and m["descriptor_dim"] != dim:
             raise ArtifactError(f"{self.folder}: manifest setting 'descriptor_dim' = {m['descriptor_dim']!r} does not "
-                                f"match the banks (D = {dim} in bank_4.npy and bank_8.npy)")
+                                f"match the banks (D = {dim} in {' and '.join(map(array_file, BANKS))})")
         if "n_train" in m and m["n_train"] != n:
             raise ArtifactError(f"{self.folder}: manifest setting 'n_train' = {m['n_train']!r} does not match the "
-                                f"arrays ({n} training images in train_hists.npy)")
-        if int(m["top_k"]) > n:
+                                f"arrays ({n} training images in {array_file(TRAIN_HISTS)})")
+        if settings.top_k > n:
             raise ArtifactError(f"{self.folder}: manifest setting 'top_k' = {m['top_k']!r} is not allowed: must be "
                                 f"an integer in [1, {n}] (the number of training images)")
-        if "grid" in m and "n_clusters" in m:
-            hist_shape = (n, int(m["grid"]) ** 2, int(m["n_clusters"]) + 1)
+        if "n_clusters" in m:
+            hist_shape = (n, settings.grid ** 2, int(m["n_clusters"]) + 1)
             if self.train_hists.shape != hist_shape:
-                raise ArtifactError(f"{self.folder}: train_hists.npy has shape {self.train_hists.shape}; expected "
-                                    f"{hist_shape} (N, grid^2, n_clusters + 1)")
+                raise ArtifactError(f"{self.folder}: {array_file(TRAIN_HISTS)} has shape {self.train_hists.shape}; "
+                                    f"expected {hist_shape} (N, grid^2, n_clusters + 1)")
         if "bank_dtype" in m and any(str(b.dtype) != m["bank_dtype"] for b in self.banks):
             raise ArtifactError(f"{self.folder}: manifest setting 'bank_dtype' = {m['bank_dtype']!r} does not match "
                                 f"the banks ({self.banks[0].dtype}, {self.banks[1].dtype})")
-        for name, array in (("bank_4", self.banks[0]), ("bank_8", self.banks[1]), ("train_hists", self.train_hists),
-                            ("bank_fg", self.bank_fg)):
+        for name, array in (*zip(BANKS, self.banks), (TRAIN_HISTS, self.train_hists), (BANK_FOREGROUND, self.bank_fg)):
             for i in range(len(array)):  # one training image at a time: no full-bank temporary
                 if not np.isfinite(array[i]).all():
-                    raise ArtifactError(f"{self.folder}: {name}.npy holds NaN or inf (training image {i}); "
+                    raise ArtifactError(f"{self.folder}: {array_file(name)} holds NaN or inf (training image {i}); "
                                         f"re-export the model")
 
     @property
     def threshold(self) -> float:
         """Decision threshold recorded at export (largest leave-one-out score of the good training images)."""
-        return float(self.manifest["threshold"])
+        return self.settings.threshold
 
     @property
     def pixel_normal(self) -> tuple[float, float]:
         """(median, max) pixel score of the good training images (scales heat-map overlays)."""
-        return tuple(self.manifest.get("pixel_normal", (0.0, 1.0)))
+        return self.settings.pixel_normal
 
     def retrieve(self, hist: np.ndarray) -> np.ndarray:
         """(B, grid^2, M+1) float32 block histograms -> (B, K) int64 closest training images."""
-        m = self.manifest
-        return ops.top_k(ops.hist_match(hist, self.train_hists, int(m["kept_blocks"])), int(m["top_k"]))
+        return ops.top_k(ops.hist_match(hist, self.train_hists, self.settings.kept_blocks), self.settings.top_k)
 
     def local_search(self, out: dict[str, np.ndarray], index: np.ndarray) -> list[np.ndarray]:
         """Network outputs and (B, K) retrieved indices -> per-scale (B, h, w) float32 patch scores."""
-        windows = [int(r) for r in self.manifest["windows"]]
-        return ops.nn_search([out["desc_4"], out["desc_8"]], self.banks, index, windows)
+        return ops.nn_search([out[name] for name in DESCRIPTOR_OUTPUTS], self.banks, index, list(self.settings.windows))
 
     def postprocess(self, out: dict[str, np.ndarray], index: np.ndarray,
                     local: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Foreground weighting, fusion, blur, top-T: -> maps (B, S, S) float32, scores (B,) float32."""
-        m = self.manifest
-        foreground = None
-        if m["use_foreground"]:
-            foreground = np.maximum(out["foreground"], self.bank_fg[index].max(axis=1))
-        return ops.postprocess(local, foreground, self.image_size, float(m["blur_sigma"]), int(m["top_t"]))
+        settings, foreground = self.settings, None
+        if settings.use_foreground:
+            foreground = np.maximum(out[FOREGROUND_OUTPUT], self.bank_fg[index].max(axis=1))
+        return ops.postprocess(local, foreground, self.image_size, settings.blur_sigma, settings.top_t)
 
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of (H, W, 3) uint8 RGB images.
@@ -142,7 +138,7 @@ class ArtifactDetector:
             scores (B,) float32, maps (B, S, S) float32.
         """
         out = self.network(to_model_input(images, self.image_size))
-        index = self.retrieve(out["hist"])
+        index = self.retrieve(out[HISTOGRAM_OUTPUT])
         maps, scores = self.postprocess(out, index, self.local_search(out, index))
         return scores, maps
 

@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import GRAPH_INPUT, GRAPH_OUTPUTS, NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_PLAN
 from .artifact import ArtifactError
-
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("desc_4", "desc_8", "foreground", "hist")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -50,7 +48,7 @@ class OnnxRuntimeNetwork:
         if missing:
             raise ValueError(f"onnxruntime has no execution provider {missing}; available: {available}")
         on_gpu = providers[0] in GPU_PROVIDERS
-        graph = "network_fp16.onnx" if on_gpu and "network_fp16.onnx" in manifest["files"] else "network.onnx"
+        graph = NETWORK_FP16_ONNX if on_gpu and NETWORK_FP16_ONNX in manifest["files"] else NETWORK_ONNX
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # ONNX Runtime's idle threads spin after each run and starve the OpenMP kernels that follow
@@ -63,8 +61,8 @@ class OnnxRuntimeNetwork:
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """(B, 3, S, S) float32 -> {output name: float32 array}."""
-        outs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.astype(self.input_dtype, copy=False)})
-        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in zip(OUTPUT_NAMES, outs)}
+        outs = self.session.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: images.astype(self.input_dtype, copy=False)})
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in zip(GRAPH_OUTPUTS, outs)}
 
 
 def _cuda_check(result):
@@ -93,17 +91,17 @@ class TensorRTNetwork:
 
         self._trt, self._cudart = trt, cudart
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine((folder / "network.plan").read_bytes())
+        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine((folder / NETWORK_PLAN).read_bytes())
         if self.engine is None:
-            raise ArtifactError(f"{folder}: network.plan could not be deserialized (built for another GPU or "
+            raise ArtifactError(f"{folder}: {NETWORK_PLAN} could not be deserialized (built for another GPU or "
                                 f"TensorRT version? rebuild it on this machine with export/build_plan.py)")
         self.context = self.engine.create_execution_context()
         self.stream = _cuda_check(cudart.cudaStreamCreate())
-        self.max_batch = self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0]
+        self.max_batch = self.engine.get_tensor_profile_shape(GRAPH_INPUT, 0)[2][0]
         self.buffers: dict[str, tuple[int, np.dtype]] = {}
         size = int(manifest["image_size"])
-        self.context.set_input_shape(INPUT_NAME, (self.max_batch, 3, size, size))
-        for name in (INPUT_NAME, *OUTPUT_NAMES):
+        self.context.set_input_shape(GRAPH_INPUT, (self.max_batch, 3, size, size))
+        for name in (GRAPH_INPUT, *GRAPH_OUTPUTS):
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             shape = self.context.get_tensor_shape(name)
             nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -118,14 +116,14 @@ class TensorRTNetwork:
         cudart, h2d, d2h = self._cudart, self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, \
             self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         with self._lock:
-            ptr, dtype = self.buffers[INPUT_NAME]
+            ptr, dtype = self.buffers[GRAPH_INPUT]
             host = np.ascontiguousarray(images, dtype=dtype)
-            self.context.set_input_shape(INPUT_NAME, host.shape)
+            self.context.set_input_shape(GRAPH_INPUT, host.shape)
             _cuda_check(cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, h2d, self.stream))
             if not self.context.execute_async_v3(self.stream):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
             outs = {}
-            for name in OUTPUT_NAMES:
+            for name in GRAPH_OUTPUTS:
                 ptr, dtype = self.buffers[name]
                 out = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
                 _cuda_check(cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, d2h, self.stream))
@@ -136,8 +134,8 @@ class TensorRTNetwork:
 
 def tensorrt_runtime_unavailable_reason(manifest: dict) -> str | None:
     """None when :class:`TensorRTNetwork` can run this artifact here, else why not (a sentence)."""
-    if "network.plan" not in manifest.get("files", {}):
-        return "the artifact has no network.plan (export on a machine with TensorRT and a GPU, or add one " \
+    if NETWORK_PLAN not in manifest.get("files", {}):
+        return f"the artifact has no {NETWORK_PLAN} (export on a machine with TensorRT and a GPU, or add one " \
                "with export/build_plan.py)"
     try:
         import tensorrt  # noqa: F401

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import OutputError, first_few
 from ..serve.spec import INPUTS, OUTPUTS, TRITON_DTYPES, model_name
-from ..runtime.artifact import MANIFEST, read_manifest, unlisted_entries
+from ..contract import MANIFEST
+from ..runtime.artifact import read_manifest, unlisted_entries
 
 MODEL_PY = '''"""Triton Python backend entry point of a cpr-engine model (needs cpr_engine importable by the server)."""
 from cpr_engine.triton_repo.python_model import TritonPythonModel  # noqa: F401

@@ -9,6 +9,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "contract.h"
 #include "cpr/ops.h"
 #include "manifest.h"
 #include "network.h"
@@ -20,9 +21,15 @@ namespace {
 
 using runtime::NpyArray;
 
-constexpr const char* kOpenCVNetworkFile = "network_opencv.onnx";
-constexpr const char* kPlanFile = "network.plan";
-const std::vector<std::string> kArrayFiles = {"bank_4.npy", "bank_8.npy", "train_hists.npy", "bank_fg.npy"};
+using contract::kBankForeground;
+using contract::kBanks;
+using contract::kCenters;
+using contract::kTrainHists;
+
+std::string npy_file(const char* array) { return std::string(array) + contract::kNpySuffix; }
+
+const std::vector<std::string> kArrayFiles = {npy_file(kBanks[0]), npy_file(kBanks[1]), npy_file(kTrainHists),
+                                              npy_file(kBankForeground)};
 #if CPR_WITH_TENSORRT
 constexpr bool kWithTensorRT = true;
 #else
@@ -41,7 +48,7 @@ void expect_shape(const std::string& where, const std::string& what, const std::
 
 NpyArray load_array(const runtime::Manifest& m, const std::string& name) {
   try {
-    return runtime::read_npy(m.path(name + ".npy"));
+    return runtime::read_npy(m.path(npy_file(name.c_str())));
   } catch (const std::runtime_error& e) {
     throw ArtifactError(std::string(e.what()));
   }
@@ -59,7 +66,7 @@ void require_file(const runtime::Manifest& m, const std::string& file, const std
 
 // The backend that runs the artifact's network for a requested one; throws when it cannot run here.
 Backend resolve_backend(const runtime::Manifest& m, Backend requested) {
-  if (requested == Backend::kOpenCV || (requested == Backend::kAuto && (!kWithTensorRT || !listed(m, kPlanFile)))) {
+  if (requested == Backend::kOpenCV || (requested == Backend::kAuto && (!kWithTensorRT || !listed(m, contract::kNetworkPlan)))) {
     return Backend::kOpenCV;
   }
 #if CPR_WITH_TENSORRT
@@ -85,40 +92,44 @@ struct Detector::Impl {
   // Map sides of the finest and the coarsest scale (manifest "strides"); side(1) is the input's.
   int64_t fine_side() const { return side(manifest.strides[0]); }
   int64_t coarse_side() const { return side(manifest.strides[1]); }
-  const char* network_file() const { return backend == Backend::kTensorRT ? kPlanFile : kOpenCVNetworkFile; }
+  const char* network_file() const {
+    return backend == Backend::kTensorRT ? contract::kNetworkPlan : contract::kNetworkOpenCVOnnx;
+  }
 
   // Reads the arrays and checks that their shapes agree with each other and the manifest.
   void load_arrays() {
     const runtime::Manifest& m = manifest;
-    bank_4 = load_array(m, "bank_4");
-    bank_8 = load_array(m, "bank_8");
-    bank_fg = load_array(m, "bank_fg");
-    const NpyArray hists_npy = load_array(m, "train_hists");
+    bank_4 = load_array(m, kBanks[0]);
+    bank_8 = load_array(m, kBanks[1]);
+    bank_fg = load_array(m, kBankForeground);
+    const NpyArray hists_npy = load_array(m, kTrainHists);
     if (bank_4.shape.size() != 4 || hists_npy.shape.size() != 3) {
-      throw ArtifactError(m.folder + ": bank_4.npy " + runtime::shape_string(bank_4.shape) + " must be 4-d and " +
-                          "train_hists.npy " + runtime::shape_string(hists_npy.shape) + " 3-d");
+      throw ArtifactError(m.folder + ": " + npy_file(kBanks[0]) + " " + runtime::shape_string(bank_4.shape) +
+                          " must be 4-d and " + npy_file(kTrainHists) + " " + runtime::shape_string(hists_npy.shape) +
+                          " 3-d");
     }
     n_train = bank_4.shape[0], dim = bank_4.shape[1];
     n_codes = hists_npy.shape[2] - 1;
-    expect_shape(m.path("bank_4.npy"), "bank_4", bank_4.shape, {n_train, dim, fine_side(), fine_side()});
-    expect_shape(m.path("bank_8.npy"), "bank_8", bank_8.shape, {n_train, dim, coarse_side(), coarse_side()});
-    expect_shape(m.path("bank_fg.npy"), "bank_fg", bank_fg.shape, {n_train, fine_side(), fine_side()});
-    expect_shape(m.path("train_hists.npy"), "train_hists", hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
+    expect_shape(m.path(npy_file(kBanks[0])), kBanks[0], bank_4.shape, {n_train, dim, fine_side(), fine_side()});
+    expect_shape(m.path(npy_file(kBanks[1])), kBanks[1], bank_8.shape, {n_train, dim, coarse_side(), coarse_side()});
+    expect_shape(m.path(npy_file(kBankForeground)), kBankForeground, bank_fg.shape, {n_train, fine_side(), fine_side()});
+    expect_shape(m.path(npy_file(kTrainHists)), kTrainHists, hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
     if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32) {
-      throw ArtifactError(m.folder + ": bank_8 must have bank_4's dtype, bank_fg float32");
+      throw ArtifactError(m.folder + ": " + kBanks[1] + " must have " + kBanks[0] + "'s dtype, " + kBankForeground +
+                          " float32");
     }
     train_hists = hists_npy.to_float();
   }
 
   // The codebook (M, C) float32, M from train_hists.
   void load_centers() {
-    const NpyArray centers_npy = load_array(manifest, "centers");
+    const NpyArray centers_npy = load_array(manifest, kCenters);
     if (centers_npy.shape.size() != 2 || centers_npy.dtype != DType::kFloat32) {
-      throw ArtifactError(manifest.path("centers.npy") + ": centers must be 2-d float32; got shape " +
+      throw ArtifactError(manifest.path(npy_file(kCenters)) + ": " + kCenters + " must be 2-d float32; got shape " +
                           runtime::shape_string(centers_npy.shape));
     }
     channels = centers_npy.shape[1];
-    expect_shape(manifest.path("centers.npy"), "centers", centers_npy.shape, {n_codes, channels});
+    expect_shape(manifest.path(npy_file(kCenters)), kCenters, centers_npy.shape, {n_codes, channels});
     centers = centers_npy.to_float();
   }
 
@@ -127,13 +138,13 @@ struct Detector::Impl {
   void open_network() {
     if (backend == Backend::kTensorRT) {
 #if CPR_WITH_TENSORRT
-      network = runtime::make_tensorrt_network(manifest.path(kPlanFile), int(side(1)));
+      network = runtime::make_tensorrt_network(manifest.path(contract::kNetworkPlan), int(side(1)));
 #endif
       check_network();
       return;
     }
     try {
-      network = runtime::make_opencv_network(manifest.path(kOpenCVNetworkFile));
+      network = runtime::make_opencv_network(manifest.path(contract::kNetworkOpenCVOnnx));
       check_network();
     } catch (const ArtifactError&) {
       throw;
@@ -224,10 +235,10 @@ Detector Detector::load(const std::string& dir, Backend backend) {
   impl->manifest = runtime::read_manifest(dir, kArrayFiles);
   impl->backend = resolve_backend(impl->manifest, backend);
   if (impl->backend == Backend::kTensorRT) {
-    require_file(impl->manifest, kPlanFile, "needed by the TensorRT backend; build it with export/build_plan.py");
+    require_file(impl->manifest, contract::kNetworkPlan, "needed by the TensorRT backend; build it with export/build_plan.py");
   } else {
-    require_file(impl->manifest, kOpenCVNetworkFile, "needed by the OpenCV DNN backend");
-    require_file(impl->manifest, "centers.npy", "needed by the OpenCV DNN backend");
+    require_file(impl->manifest, contract::kNetworkOpenCVOnnx, "needed by the OpenCV DNN backend");
+    require_file(impl->manifest, npy_file(kCenters), "needed by the OpenCV DNN backend");
   }
   impl->load_arrays();
   impl->open_network();

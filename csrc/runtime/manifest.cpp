@@ -28,14 +28,14 @@ T setting(const json& manifest, const std::string& key, const std::string& manif
 bool is_file(const std::string& path) { return std::ifstream(path, std::ios::binary).good(); }
 
 void check_format(const json& manifest, const Manifest& m, const std::string& manifest_path) {
-  if (!manifest.is_object() || manifest.value("format", json()) != kArtifactFormat) {
+  if (!manifest.is_object() || manifest.value("format", json()) != contract::kArtifactFormat) {
     throw ArtifactError(manifest_path + ": not a cpr-engine artifact manifest (format tag '" +
-                        std::string(kArtifactFormat) + "' missing)");
+                        std::string(contract::kArtifactFormat) + "' missing)");
   }
   const json version = manifest.value("format_version", json());
-  if (!version.is_number_integer() || version.get<int64_t>() < 1 || version.get<int64_t>() > kArtifactFormatVersion) {
+  if (!version.is_number_integer() || version.get<int64_t>() < 1 || version.get<int64_t>() > contract::kArtifactFormatVersion) {
     throw ArtifactError(m.folder + ": artifact format version " + version.dump() + "; this engine reads versions 1.." +
-                        std::to_string(kArtifactFormatVersion) + " (re-export the model, or upgrade cpr-engine)");
+                        std::to_string(contract::kArtifactFormatVersion) + " (re-export the model, or upgrade cpr-engine)");
   }
 }
 
@@ -56,17 +56,17 @@ void verify_files(const json& files, Manifest& m, const std::string& manifest_pa
 
 // manifest.sha256 ("<hex>  manifest.json", as sha256sum writes it) must hold the digest of manifest.json.
 void verify_manifest_digest(const Manifest& m, const std::string& manifest_path) {
-  const std::string digest_path = m.path(kManifestDigestName);
+  const std::string digest_path = m.path(contract::kManifestDigest);
   std::ifstream in(digest_path);
   std::string recorded;
   if (!in || !(in >> recorded)) {
-    throw ArtifactError(m.folder + " has no " + std::string(kManifestDigestName) +
+    throw ArtifactError(m.folder + " has no " + std::string(contract::kManifestDigest) +
                         " (written by an older engine or tampered); re-export the model with this engine");
   }
   for (char& c : recorded) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (sha256_file(manifest_path) != recorded) {
-    throw ArtifactError(m.folder + ": checksum mismatch for " + std::string(kManifestName) + " (does not match " +
-                        std::string(kManifestDigestName) + "; tampered or corrupted manifest)");
+    throw ArtifactError(m.folder + ": checksum mismatch for " + std::string(contract::kManifest) + " (does not match " +
+                        std::string(contract::kManifestDigest) + "; tampered or corrupted manifest)");
   }
 }
 
@@ -153,9 +153,9 @@ void check_settings(const json& manifest, const Manifest& m) {
 Manifest read_manifest(const std::string& folder, const std::vector<std::string>& required) {
   Manifest m;
   m.folder = folder;
-  const std::string manifest_path = m.path(kManifestName);
+  const std::string manifest_path = m.path(contract::kManifest);
   std::ifstream in(manifest_path);
-  if (!in) throw ArtifactError(folder + " is not a cpr-engine artifact: no " + kManifestName);
+  if (!in) throw ArtifactError(folder + " is not a cpr-engine artifact: no " + contract::kManifest);
   json manifest;
   try {
     in >> manifest;

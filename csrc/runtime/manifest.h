@@ -6,15 +6,13 @@
 #include <utility>
 #include <vector>
 
+#include "contract.h"
+
 namespace cpr {
 namespace runtime {
 
-constexpr const char* kArtifactFormat = "cpr-engine-artifact";
-constexpr int kArtifactFormatVersion = 1;
-constexpr const char* kManifestName = "manifest.json";
-constexpr const char* kManifestDigestName = "manifest.sha256";  // "<hex>  manifest.json"
-
-// The model settings of manifest.json the runtime uses.
+// The model settings of manifest.json the runtime uses (cpr_engine.contract.RuntimeSettings in Python;
+// field names are the manifest keys).
 struct Manifest {
   std::string folder;
   int64_t image_size = 0;            // S

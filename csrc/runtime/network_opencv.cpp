@@ -3,13 +3,17 @@
 #include <stdexcept>
 #include <vector>
 
+#include "contract.h"
 #include "network.h"
 
 namespace cpr {
 namespace runtime {
 namespace {
 
-const std::vector<cv::String> kOutputs = {"desc_4", "desc_8", "foreground", "feat_4"};
+using namespace contract;  // NOLINT: the graph's names
+
+const std::vector<cv::String> kOutputs = {kDescriptorOutputs[0], kDescriptorOutputs[1], kForegroundOutput,
+                                          kFeaturesOutput};
 
 class OpenCVNetwork : public Network {
  public:
@@ -25,7 +29,7 @@ class OpenCVNetwork : public Network {
 
   NetworkOutput run(const cv::Mat& images) override {
     std::vector<cv::Mat> outs;
-    net_.setInput(images, "images");
+    net_.setInput(images, kGraphInput);
     net_.forward(outs, kOutputs);
     return {outs[0], outs[1], outs[2], outs[3], cv::Mat()};
   }

@@ -13,14 +13,16 @@
 #include <vector>
 
 #include "cpr/detector.h"
+#include "contract.h"
 #include "network.h"
 
 namespace cpr {
 namespace runtime {
 namespace {
 
-constexpr const char* kInput = "images";
-const char* const kOutputs[] = {"desc_4", "desc_8", "foreground"};  // + "hist" or "feat_4"
+using namespace contract;  // NOLINT: the graph's names
+
+const char* const kOutputs[] = {kDescriptorOutputs[0], kDescriptorOutputs[1], kForegroundOutput};  // + hist or feat_4
 
 void cuda_check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(status));
@@ -100,15 +102,16 @@ class TensorRTNetwork : public Network {
     set_input_shape(image_size);
     for (int32_t i = 0; i < engine_->getNbIOTensors(); ++i) bind(engine_->getIOTensorName(i));
     for (const char* name : kOutputs) output(name);
-    if (!tensors_.count("hist") && !tensors_.count("feat_4")) {
-      throw ArtifactError(path_ + ": the plan has neither a 'hist' nor a 'feat_4' output");
+    if (!tensors_.count(kHistogramOutput) && !tensors_.count(kFeaturesOutput)) {
+      throw ArtifactError(path_ + ": the plan has neither a '" + kHistogramOutput + "' nor a '" + kFeaturesOutput +
+                          "' output");
     }
   }
 
   ~TensorRTNetwork() override { cudaStreamSynchronize(stream_.get()); }
 
   NetworkOutput run(const cv::Mat& images) override {
-    Tensor& in = tensors_.at(kInput);
+    Tensor& in = tensors_.at(kGraphInput);
     if (images.type() != CV_32F || images.size != in.host.size) {
       throw std::invalid_argument(path_ + ": the input must be CV_32F of the plan's bound shape");
     }
@@ -125,34 +128,35 @@ class TensorRTNetwork : public Network {
       }
     }
     cuda_check(cudaStreamSynchronize(stream_.get()), "the network run");
-    NetworkOutput out{as_float("desc_4"), as_float("desc_8"), as_float("foreground"), cv::Mat(), cv::Mat()};
-    if (tensors_.count("hist")) {
-      out.hist = as_float("hist");
+    NetworkOutput out{as_float(kDescriptorOutputs[0]), as_float(kDescriptorOutputs[1]), as_float(kForegroundOutput),
+                      cv::Mat(), cv::Mat()};
+    if (tensors_.count(kHistogramOutput)) {
+      out.hist = as_float(kHistogramOutput);
     } else {
-      out.feat_4 = as_float("feat_4");
+      out.feat_4 = as_float(kFeaturesOutput);
     }
     return out;
   }
 
  private:
   void set_input_shape(int image_size) {
-    if (engine_->getTensorIOMode(kInput) != nvinfer1::TensorIOMode::kINPUT) {
-      throw ArtifactError(path_ + ": the plan has no input '" + kInput + "'");
+    if (engine_->getTensorIOMode(kGraphInput) != nvinfer1::TensorIOMode::kINPUT) {
+      throw ArtifactError(path_ + ": the plan has no input '" + kGraphInput + "'");
     }
     nvinfer1::Dims dims;
     dims.nbDims = 4;
     dims.d[0] = 1, dims.d[1] = 3, dims.d[2] = image_size, dims.d[3] = image_size;
-    if (!context_->setInputShape(kInput, dims)) {
+    if (!context_->setInputShape(kGraphInput, dims)) {
       throw ArtifactError(path_ + ": the plan does not accept input shape " + dims_string(dims) + " (its input is " +
-                          dims_string(engine_->getTensorShape(kInput)) + ")" + logger_.reason());
+                          dims_string(engine_->getTensorShape(kGraphInput)) + ")" + logger_.reason());
     }
   }
 
   // Allocates the buffers of one I/O tensor at the context's (resolved) shape and binds them.
   void bind(const char* name) {
     const bool is_input = engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
-    if (is_input && std::string(name) != kInput) {
-      throw ArtifactError(path_ + ": the plan has an input '" + name + "'; the C++ runtime feeds only '" + kInput +
+    if (is_input && std::string(name) != kGraphInput) {
+      throw ArtifactError(path_ + ": the plan has an input '" + name + "'; the C++ runtime feeds only '" + kGraphInput +
                           "'");
     }
     const nvinfer1::DataType dtype = engine_->getTensorDataType(name);

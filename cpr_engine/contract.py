@@ -1,0 +1,87 @@
+"""The artifact contract: every name an exported artifact is written and read by, defined once.
+
+The exporter (``cpr_engine.export``), the torch-free runtime (``cpr_engine.runtime``), the serving
+code and the tools read these names from here; the C++ runtime reads the same ones from
+``csrc/runtime/contract.h``, and ``tests/test_contract.py`` compares the two files, so neither can
+drift. No torch, no NumPy.
+
+Scales: index 0 is the fine scale (stride ``strides[0]``), index 1 the coarse one.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+ARTIFACT_FORMAT = "cpr-engine-artifact"
+ARTIFACT_FORMAT_VERSION = 1
+
+# -- files of an artifact folder -------------------------------------------------------------------
+MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"  # "<hex>  manifest.json"
+NETWORK_ONNX = "network.onnx"  # the network part (fp32): ONNX Runtime
+NETWORK_FP16_ONNX = "network_fp16.onnx"  # with --fp16: the same graph in fp16 (ONNX Runtime on a GPU, TensorRT build)
+NETWORK_OPENCV_ONNX = "network_opencv.onnx"  # the OpenCV DNN subset of the graph (C++ runtime)
+NETWORK_PLAN = "network.plan"  # optional TensorRT engine, built on the target GPU
+
+# -- the network graphs ----------------------------------------------------------------------------
+GRAPH_INPUT = "images"  # (B, 3, S, S) float32 RGB in [0, 1]; normalisation is inside the graph
+DESCRIPTOR_OUTPUTS = ("desc_4", "desc_8")  # (B, D, h_s, w_s) unit-norm local descriptors per scale
+FOREGROUND_OUTPUT = "foreground"  # (B, h_0, w_0) foreground probability at the fine scale
+HISTOGRAM_OUTPUT = "hist"  # (B, grid^2, n_clusters + 1) codebook block histograms
+FEATURES_OUTPUT = "feat_4"  # (B, C, h_0, w_0) fine backbone taps; the runtime computes ``hist`` from them
+#: outputs of network.onnx, network_fp16.onnx and network.plan
+GRAPH_OUTPUTS = (*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, HISTOGRAM_OUTPUT)
+#: outputs of network_opencv.onnx (OpenCV DNN lacks the ops of the codebook stage)
+OPENCV_GRAPH_OUTPUTS = (*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, FEATURES_OUTPUT)
+
+# -- arrays (``<name>.npy``, never pickled) --------------------------------------------------------
+BANKS = ("bank_4", "bank_8")  # (N, D, h_s, w_s) descriptors of the N training images per scale
+TRAIN_HISTS = "train_hists"  # (N, grid^2, n_clusters + 1) block histograms of the training images
+BANK_FOREGROUND = "bank_fg"  # (N, h_0, w_0) foreground of the training images
+CENTERS = "centers"  # (n_clusters, C) codebook over the fine taps
+ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS)
+BANK_DTYPES = ("float16", "float32")  # banks and train_hists; bank_fg and centers are float32
+
+
+def array_file(name: str) -> str:
+    """File name of an array of the artifact: ``bank_4`` -> ``bank_4.npy``."""
+    return f"{name}.npy"
+
+
+#: files every runtime needs (the C++ runtime also needs NETWORK_OPENCV_ONNX and CENTERS)
+REQUIRED_FILES = (NETWORK_ONNX, *(array_file(name) for name in (*BANKS, TRAIN_HISTS, BANK_FOREGROUND)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSettings:
+    """The manifest settings a runtime scores with, read once (the C++ ``Manifest`` struct holds the same).
+
+    Field names are the manifest keys. Values are range-checked by
+    ``cpr_engine.runtime.artifact.check_settings`` before this is built.
+    """
+
+    image_size: int  # S: input side of the network
+    strides: tuple[int, int]  # backbone stride per scale, fine first
+    top_k: int  # K training images retrieved per query
+    windows: tuple[int, int]  # nearest-neighbour search window per scale (odd)
+    kept_blocks: int  # histogram blocks summed by the robust block distance
+    grid: int  # histogram blocks per side
+    blur_sigma: float  # Gaussian blur of the anomaly map (pixels)
+    top_t: int  # map values summed into the image score
+    use_foreground: bool  # multiply the fused map by the foreground
+    threshold: float  # an image score above it is anomalous
+    pixel_normal: tuple[float, float] = (0.0, 1.0)  # (median, max) pixel score of good training images
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "RuntimeSettings":
+        """The settings of a checked manifest; KeyError names a missing required key."""
+        return cls(image_size=int(manifest["image_size"]), strides=tuple(int(s) for s in manifest["strides"]),
+                   top_k=int(manifest["top_k"]), windows=tuple(int(r) for r in manifest["windows"]),
+                   kept_blocks=int(manifest["kept_blocks"]), grid=int(manifest["grid"]),
+                   blur_sigma=float(manifest["blur_sigma"]), top_t=int(manifest["top_t"]),
+                   use_foreground=bool(manifest["use_foreground"]), threshold=float(manifest["threshold"]),
+                   pixel_normal=tuple(float(v) for v in manifest.get("pixel_normal", (0.0, 1.0))))
+
+    @classmethod
+    def required_keys(cls) -> tuple[str, ...]:
+        """Manifest keys without a default (an artifact without one of them is incomplete)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from . import ops
+from . import ops, tail
 from .config import CPRConfig
 from .foreground import foreground_map
 from .lrb import LocalRetrievalBranch, RawTapHead
@@ -105,23 +105,24 @@ class CPRModel(nn.Module):
         """(B, C4, h, w) stride-4 features -> (B, grid^2, M+1) block histograms of codebook ids."""
         return ops.codebook_histogram(feature4, self.centers, self.config.grid, impl=self.ops_impl)[1]
 
+    @property
+    def tail_state(self) -> tail.TailState:
+        """The training state the scoring tail searches (this model's buffers)."""
+        return tail.TailState(self.train_hists, self.banks, self.bank_fg)
+
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""
-        dist = ops.hist_match(self.histograms(feature4), self.train_hists, self.config.kept_blocks,
-                              impl=self.ops_impl)
-        return ops.top_k(dist, self.config.top_k, exclude, impl=self.ops_impl)
+        return tail.retrieve(self.histograms(feature4), self.tail_state, self.config, exclude, self.ops_impl)
 
-    def foreground(self, feature4: torch.Tensor, index: torch.Tensor,
-                   enabled: bool | None = None) -> torch.Tensor | None:
-        """max(foreground of the query, of each retrieved image): (B, h, w) float32, or None.
+    def foreground(self, feature4: torch.Tensor, enabled: bool | None = None) -> torch.Tensor | None:
+        """The query's own foreground (B, h, w) float32, or None when the foreground branch is off.
 
-        ``enabled``: whether the foreground branch is on; None reads the ``use_foreground`` buffer,
-        which synchronises with the device (a CUDA graph reads it once, before capture).
+        ``enabled``: whether the branch is on; None reads the ``use_foreground`` buffer, which
+        synchronises with the device (a CUDA graph reads it once, before capture).
         """
         if not (bool(self.use_foreground) if enabled is None else enabled):
             return None
-        own = foreground_map(feature4, self.fg_weight, self.fg_bias)
-        return torch.maximum(own, self.bank_fg[index].amax(1))
+        return foreground_map(feature4, self.fg_weight, self.fg_bias)
 
     def forward(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> CPROutput:
         """Score a batch.
@@ -134,10 +135,6 @@ class CPRModel(nn.Module):
             CPROutput(pred_score (B,), anomaly_map (B, S, S)).
         """
         feats = self.features(images)
-        index = self.retrieve(feats[0], exclude)
-        descs = self.descriptors(feats)
-        local = ops.nn_search(descs, self.banks, index, list(self.config.windows), impl=self.ops_impl)
-        fg = self.foreground(feats[0], index)
-        anomaly_map, score = ops.postprocess(local, fg, self.config.image_size, self.config.blur_sigma,
-                                             self.config.top_t, impl=self.ops_impl)
+        anomaly_map, score = tail.score(self.descriptors(feats), self.histograms(feats[0]), self.foreground(feats[0]),
+                                        self.tail_state, self.config, exclude, self.ops_impl)
         return CPROutput(score, anomaly_map)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import ops
+from .. import tail
 from ..contract import HISTOGRAM_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
@@ -46,12 +46,12 @@ def torch_stages(det) -> list[tuple[str, Stage]]:
             st["index"] = model.retrieve(st["feats"][0])
 
     def local(st):
-        st["local"] = ops.nn_search(st["descs"], model.banks, st["index"], list(cfg.windows), impl=model.ops_impl)
+        st["local"] = tail.local_search(st["descs"], st["index"], model.tail_state, cfg, model.ops_impl)
 
     def post(st):
         with torch.no_grad():
-            fg = model.foreground(st["feats"][0], st["index"])
-            maps, scores = ops.postprocess(st["local"], fg, size, cfg.blur_sigma, cfg.top_t, impl=model.ops_impl)
+            maps, scores = tail.postprocess(st["local"], model.foreground(st["feats"][0]), st["index"],
+                                            model.tail_state, cfg, model.ops_impl)
         st["scores"] = scores.float().cpu().numpy()
         st["maps"] = [resize_map(m, im.shape[:2]) for m, im in zip(maps.float().cpu().numpy(), st["images"])]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import ops
+from .. import ops, tail
 from .network import HalfNetwork
 from .resize import image_matrices, map_matrices, resize, round_to_uint8
 
@@ -114,11 +114,8 @@ class GraphPipeline:
             feats = self.network.features(self.preprocess(images))
             descs = [d.float() for d in self.network.descriptors(feats)]
             feature4 = feats[0].float()
-            index = model.retrieve(feature4)
-            local = ops.nn_search(descs, model.banks, index, list(cfg.windows), impl=model.ops_impl,
-                                  check_index=False)
-            fg = model.foreground(feature4, index, enabled=self._foreground)
-            maps, scores = ops.postprocess(local, fg, cfg.image_size, cfg.blur_sigma, cfg.top_t, impl=model.ops_impl)
+            maps, scores = tail.score(descs, model.histograms(feature4), model.foreground(feature4, self._foreground),
+                                      model.tail_state, cfg, impl=model.ops_impl, check_index=False)
             if self._resize_out is not None:
                 maps = resize(maps, *self._resize_out)
         return scores, maps

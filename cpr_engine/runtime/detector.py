@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ops
+from .. import ops, tail
 from ..contract import (BANK_FOREGROUND, BANKS, DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, HISTOGRAM_OUTPUT,
                         REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
@@ -115,21 +115,26 @@ class ArtifactDetector:
         """(median, max) pixel score of the good training images (scales heat-map overlays)."""
         return self.settings.pixel_normal
 
+    @property
+    def tail_state(self) -> tail.TailState:
+        """The training state the scoring tail searches (this artifact's arrays)."""
+        return tail.TailState(self.train_hists, self.banks, self.bank_fg)
+
     def retrieve(self, hist: np.ndarray) -> np.ndarray:
         """(B, grid^2, M+1) float32 block histograms -> (B, K) int64 closest training images."""
-        return ops.top_k(ops.hist_match(hist, self.train_hists, self.settings.kept_blocks), self.settings.top_k)
+        return tail.retrieve(hist, self.tail_state, self.settings)
 
     def local_search(self, out: dict[str, np.ndarray], index: np.ndarray) -> list[np.ndarray]:
         """Network outputs and (B, K) retrieved indices -> per-scale (B, h, w) float32 patch scores."""
-        return ops.nn_search([out[name] for name in DESCRIPTOR_OUTPUTS], self.banks, index, list(self.settings.windows))
+        return tail.local_search([out[name] for name in DESCRIPTOR_OUTPUTS], index, self.tail_state, self.settings)
 
     def postprocess(self, out: dict[str, np.ndarray], index: np.ndarray,
                     local: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Foreground weighting, fusion, blur, top-T: -> maps (B, S, S) float32, scores (B,) float32."""
-        settings, foreground = self.settings, None
-        if settings.use_foreground:
-            foreground = np.maximum(out[FOREGROUND_OUTPUT], self.bank_fg[index].max(axis=1))
-        return ops.postprocess(local, foreground, self.image_size, settings.blur_sigma, settings.top_t)
+        return tail.postprocess(local, self._foreground(out), index, self.tail_state, self.settings)
+
+    def _foreground(self, out: dict[str, np.ndarray]) -> np.ndarray | None:
+        return out[FOREGROUND_OUTPUT] if self.settings.use_foreground else None
 
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of (H, W, 3) uint8 RGB images.
@@ -138,8 +143,8 @@ class ArtifactDetector:
             scores (B,) float32, maps (B, S, S) float32.
         """
         out = self.network(to_model_input(images, self.image_size))
-        index = self.retrieve(out[HISTOGRAM_OUTPUT])
-        maps, scores = self.postprocess(out, index, self.local_search(out, index))
+        maps, scores = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[HISTOGRAM_OUTPUT],
+                                  self._foreground(out), self.tail_state, self.settings)
         return scores, maps
 
     def predict(self, images, batch_size: int = 8, color: str = "RGB"):

@@ -392,7 +392,11 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
     return list(outs) if multi else outs[0]
 
 
-GLOBAL_QUERY_CHUNK = 1024  # query locations per matrix product of the whole-map search
+# Floats of one similarity block of the whole-map search (4 MiB): the block stays in cache between
+# its matrix product and its row maximum. One 1024-row block per product was 3.3x slower at K = 10,
+# 40 x 40 maps, D = 40 (2-core VM; benchmarks/RESULTS.md).
+GLOBAL_BLOCK_FLOATS = 1 << 20
+GLOBAL_MIN_ROWS = 16
 
 
 def covers_map(window: int, height: int, width: int) -> bool:
@@ -434,8 +438,9 @@ def _whole_map_search(query: np.ndarray, bank: np.ndarray, index: np.ndarray) ->
     for i in range(b):
         refs = bank[index[i]].astype(np.float32, copy=False).transpose(1, 0, 2, 3).reshape(d, -1)  # (D, K*H*W)
         q = query[i].reshape(d, h * w).T  # (H*W, D)
-        best = np.concatenate([(q[s:s + GLOBAL_QUERY_CHUNK] @ refs).max(1)
-                               for s in range(0, h * w, GLOBAL_QUERY_CHUNK)]) if h * w else np.empty(0, np.float32)
+        rows = max(GLOBAL_MIN_ROWS, GLOBAL_BLOCK_FLOATS // max(1, refs.shape[1]))  # query locations per block
+        best = np.concatenate([(q[s:s + rows] @ refs).max(1)
+                               for s in range(0, h * w, rows)]) if h * w else np.empty(0, np.float32)
         out[i] = (1.0 - best).reshape(h, w)
     return out
 

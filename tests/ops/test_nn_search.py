@@ -158,12 +158,17 @@ def test_unchecked_index(device):
 # K > N (repeated references), a window exactly at the bound and one above it, fp16 banks, NumPy in
 WHOLE_MAP_CASES = [  # b, d, h, w, n, k, r
     (1, 3, 1, 1, 1, 1, 1), (2, 5, 7, 3, 4, 6, 13), (3, 40, 9, 11, 5, 3, 21), (1, 112, 4, 4, 2, 2, 99),
-    (2, 17, 13, 1, 3, 2, 25)]
+    (2, 17, 13, 1, 3, 2, 25), (1, 6, 7, 5, 2, 2, 13)]
 
 
 @pytest.mark.parametrize("b,d,h,w,n,k,r", WHOLE_MAP_CASES)
 @pytest.mark.parametrize("half", [False, True])
-def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half):
+@pytest.mark.parametrize("block_floats", [None, 7])
+def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half, block_floats, monkeypatch):
+    """``block_floats``: 7 splits the query locations into blocks of GLOBAL_MIN_ROWS rows (a last,
+    shorter one on awkward sizes), as large maps are split."""
+    if block_floats is not None:
+        monkeypatch.setattr(ops, "GLOBAL_BLOCK_FLOATS", block_floats)
     assert ops.covers_map(r, h, w)
     q, bank, index = _inputs(b, d, h, w, n, k, seed=11 * h + w)
     bank = bank.half() if half else bank

@@ -1,4 +1,4 @@
-"""Timing and accuracy of the GPU pipeline (``cpr_engine.gpu.GraphPipeline``) against PyTorch eager.
+"""Timing and accuracy of the GPU pipeline (``cpr_engine.graph_pipeline.GraphPipeline``) against PyTorch eager.
 
 Run by ``benchmarks/gpu_check.sh`` on a GPU machine, after it has built the CUDA kernels and run the
 CUDA tests. For each variant (faster, fast, cpr) it trains a short demo model on the device (its
@@ -37,9 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cpr_engine import Detector, ops  # noqa: E402
-from cpr_engine.benchmark.run import bench, machine, percentile  # noqa: E402
+from cpr_engine.timing.run import bench, machine, percentile  # noqa: E402
 from cpr_engine.data import build_demo, read_image  # noqa: E402
-from cpr_engine.gpu import GraphPipeline  # noqa: E402
+from cpr_engine.graph_pipeline import GraphPipeline  # noqa: E402
 from cpr_engine.preprocess import resize_image  # noqa: E402
 
 VARIANTS = ("faster", "fast", "cpr")

@@ -37,7 +37,7 @@ def build_artifact(out: Path) -> Path:
     """Train a ``faster`` model for a few steps on the demo grass category and export it."""
     from cpr_engine import Detector
     from cpr_engine.data import build_demo
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
 
     root = build_demo(out / "demo", seed=0, categories=("grass",), n_train=8, n_test_good=1, n_test_defect=1)
     det = Detector("faster", device="cpu", steps=4, batch_size=4).fit(f"{root}/grass", texture=True, category="grass")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .config import CPRConfig
 from .preprocess import to_model_input
-from .scoring import postprocess
+from .reference import postprocess
 
 BANK_CHUNK = 32_768  # training patches per matrix product (bounds memory to ~B*h*w*BANK_CHUNK floats)
 

@@ -1,6 +1,6 @@
 """The artifact contract: every name an exported artifact is written and read by, defined once.
 
-The exporter (``cpr_engine.export``), the torch-free runtime (``cpr_engine.runtime``), the serving
+The exporter (``cpr_engine.exporter``), the torch-free runtime (``cpr_engine.runtime``), the serving
 code and the tools read these names from here; the C++ runtime reads the same ones from
 ``csrc/runtime/contract.h``, and ``tests/test_contract.py`` compares the two files, so neither can
 drift. No torch, no NumPy.

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cpr_engine.export.tensorrt import MAX_BATCH, build_plan, tensorrt_unavailable_reason
+from cpr_engine.exporter.tensorrt import MAX_BATCH, build_plan, tensorrt_unavailable_reason
 from cpr_engine.contract import NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_PLAN
 from cpr_engine.runtime.artifact import add_file, read_manifest
 

@@ -99,7 +99,7 @@ def test_choose_windows_aligned_small_shifted_wide():
 
 
 def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_path):
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
 
     options = dict(TINY, descriptor="raw")
     variant = options.pop("variant")

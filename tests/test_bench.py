@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpr_engine.benchmark.run import bench, demo_model, percentile
-from cpr_engine.benchmark.stages import GRAPH_STAGES, STAGES, artifact_stages, graph_stages, run_stages, torch_stages
+from cpr_engine.timing.run import bench, demo_model, percentile
+from cpr_engine.timing.stages import GRAPH_STAGES, STAGES, artifact_stages, graph_stages, run_stages, torch_stages
 from cpr_engine.cli import bench as bench_cli
 from cpr_engine.data import read_image
 from cpr_engine.data.imageio import write_image
@@ -28,7 +28,7 @@ def model_pt(tiny_detector, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def artifact(tiny_detector, tmp_path_factory):
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
     return Path(export_artifact(tiny_detector, tmp_path_factory.mktemp("bench_art") / "a", trt="no")["artifact"])
 
 
@@ -57,7 +57,7 @@ def test_artifact_stages_equal_predict(artifact, images):
 
 
 def test_graph_stages_equal_predict(tiny_detector, images):
-    from cpr_engine.gpu import GraphPipeline
+    from cpr_engine.graph_pipeline import GraphPipeline
 
     same_size = images[:4]
     pipe = GraphPipeline(tiny_detector, 4, same_size[0].shape[:2], map_size="input")

@@ -80,7 +80,7 @@ def test_runtime_settings_from_manifest():
 
 
 def test_network_output_follows_the_contract():
-    from cpr_engine.export.network import NetworkOutput
+    from cpr_engine.exporter.network import NetworkOutput
 
     assert NetworkOutput._fields == contract.GRAPH_OUTPUTS
 
@@ -88,7 +88,7 @@ def test_network_output_follows_the_contract():
 @pytest.mark.needs_native
 def test_exported_artifact_follows_the_contract(tiny_detector, tmp_path):
     onnx = pytest.importorskip("onnx")
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
     from cpr_engine.runtime.artifact import read_manifest
 
     folder = Path(export_artifact(tiny_detector, tmp_path / "artifact", trt="no")["artifact"])

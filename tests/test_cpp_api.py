@@ -54,7 +54,7 @@ def images(demo_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def artifacts(model_path, tmp_path_factory):
     from cpr_engine import Detector
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
 
     det = Detector.load(model_path, device="cpu")
     root = tmp_path_factory.mktemp("cpp_artifacts")

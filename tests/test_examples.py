@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_watch_folder_example_scores_and_survives_a_corrupt_file(kind, tiny_detector, demo_root, tmp_path):
     if kind == "artifact":
         pytest.importorskip("onnxruntime")
-        from cpr_engine.export import export_artifact
+        from cpr_engine.exporter import export_artifact
         model = export_artifact(tiny_detector, tmp_path / "artifact", trt="no")["artifact"]
     else:
         model = tiny_detector.save(tmp_path / "model.pt")

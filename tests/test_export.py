@@ -5,8 +5,8 @@ import pytest
 
 from cpr_engine.cli import export as export_cli
 from cpr_engine.errors import OutputError
-from cpr_engine.export import export_artifact
-from cpr_engine.export.artifact import parity_limits
+from cpr_engine.exporter import export_artifact
+from cpr_engine.exporter.artifact import parity_limits
 from cpr_engine.runtime.artifact import (ARTIFACT_FORMAT_VERSION, MANIFEST, ArtifactError, add_file, load_array,
                                          read_manifest)
 
@@ -51,7 +51,7 @@ def test_block_histogram_exports_to_onnx_exactly(h, w, grid, tmp_path):
     import onnxruntime as ort
     import torch
 
-    from cpr_engine.retrieval import block_histogram
+    from cpr_engine.reference.retrieval import block_histogram
 
     class Hist(torch.nn.Module):
         def forward(self, ids):
@@ -172,7 +172,7 @@ def test_build_plan_script_says_why_not(artifact, capsys):
         "build_plan", pathlib.Path(__file__).resolve().parents[1] / "export" / "build_plan.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    from cpr_engine.export.tensorrt import tensorrt_unavailable_reason
+    from cpr_engine.exporter.tensorrt import tensorrt_unavailable_reason
     if tensorrt_unavailable_reason() is None:
         pytest.skip("TensorRT and a GPU are present: the plan would really be built")
     assert module.main([str(artifact[0])]) == 2

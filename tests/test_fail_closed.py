@@ -29,7 +29,7 @@ def image(demo_root):
 @pytest.fixture(scope="module")
 def artifact(tiny_detector, tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    from cpr_engine.export import export_artifact
+    from cpr_engine.exporter import export_artifact
 
     out = tmp_path_factory.mktemp("fail_closed") / "artifact"
     export_artifact(tiny_detector, out, trt="no")

@@ -1,4 +1,4 @@
-"""GraphPipeline (cpr_engine.gpu): on-device resize == OpenCV, pipeline == Detector.score_batch, bad input.
+"""GraphPipeline (cpr_engine.graph_pipeline): on-device resize == OpenCV, pipeline == Detector.score_batch, bad input.
 
 Tolerances:
 * resize matrices vs ``cv2.resize`` on float32 images: 1e-5 of the value range (summation order);
@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.gpu import GraphPipeline
-from cpr_engine.gpu.resize import image_matrices, map_matrices, resize, round_to_uint8
+from cpr_engine.graph_pipeline import GraphPipeline
+from cpr_engine.graph_pipeline.resize import image_matrices, map_matrices, resize, round_to_uint8
 from cpr_engine.preprocess import resize_image, resize_map, to_model_input
 
 pytestmark = pytest.mark.needs_native

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cpr_engine.nn_search import nn_search
+from cpr_engine.reference.nn_search import nn_search
 from tests.helpers.cases import NN_SEARCH_CASES, unit_descriptors
 
 

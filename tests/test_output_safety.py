@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import cpr_engine.data
-import cpr_engine.export
+import cpr_engine.exporter
 from cpr_engine.cli import export as export_cli, train
 from cpr_engine.detector import Detector
 from cpr_engine.errors import OutputError
@@ -44,14 +44,14 @@ def no_export(monkeypatch):
     def export_ran(*_, **__):
         raise AssertionError("export_artifact ran before the output folder was checked")
 
-    monkeypatch.setattr(cpr_engine.export, "export_artifact", export_ran)
+    monkeypatch.setattr(cpr_engine.exporter, "export_artifact", export_ran)
 
 
 @pytest.fixture(scope="module")
 def earlier_artifact(tiny_detector, tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    return Path(cpr_engine.export.export_artifact(tiny_detector, tmp_path_factory.mktemp("earlier") / "artifact",
+    return Path(cpr_engine.exporter.export_artifact(tiny_detector, tmp_path_factory.mktemp("earlier") / "artifact",
                                                   trt="no")["artifact"])
 
 
@@ -95,7 +95,7 @@ def test_export_replaces_an_earlier_artifact_only_with_force(model_pt, earlier_a
     before = (out / MANIFEST).read_bytes()
 
     with monkeypatch.context() as m:  # refused before exporting (and before loading the model)
-        m.setattr(cpr_engine.export, "export_artifact", lambda *_, **__: pytest.fail("exported"))
+        m.setattr(cpr_engine.exporter, "export_artifact", lambda *_, **__: pytest.fail("exported"))
         m.setattr(Detector, "load", classmethod(lambda *_, **__: pytest.fail("model loaded")))
         line = cli_error(export_cli.main, [str(model_pt), "-o", str(out), "--trt", "no", "--quiet"], capsys)
     assert str(out) in line and "already exists" in line and "--force replaces an artifact folder" in line
@@ -138,7 +138,7 @@ def test_export_force_keeps_non_triton_content_of_the_triton_repo(model_pt, tmp_
 
 
 def test_export_api_is_equally_safe(tiny_detector, model_pt, earlier_artifact, tmp_path, monkeypatch):
-    from cpr_engine.export import artifact as export_module
+    from cpr_engine.exporter import artifact as export_module
 
     monkeypatch.setattr(export_module, "export_onnx", lambda *_, **__: pytest.fail("exported"))  # refused first
     notes = _user_file(tmp_path / "mine" / "notes.txt")

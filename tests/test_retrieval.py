@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cpr_engine.retrieval import KL_EPS, block_histogram, codebook_assign, hist_match, top_k_references
+from cpr_engine.reference.retrieval import KL_EPS, block_histogram, codebook_assign, hist_match, top_k
 from tests.helpers.cases import HIST_CASES, random_hists
 
 
@@ -82,12 +82,12 @@ def test_hist_match_robust_to_outlier_blocks():
 
 def test_top_k_references_order_ties_exclude():
     d = torch.tensor([[3.0, 1.0, 1.0, 0.5], [0.0, 2.0, 1.0, 1.0]])
-    assert top_k_references(d, 3).tolist() == [[3, 1, 2], [0, 2, 3]]
-    assert top_k_references(d, 10).shape == (2, 4)  # K > N clips
-    ex = top_k_references(d, 10, exclude=torch.tensor([3, 0]))
+    assert top_k(d, 3).tolist() == [[3, 1, 2], [0, 2, 3]]
+    assert top_k(d, 10).shape == (2, 4)  # K > N clips
+    ex = top_k(d, 10, exclude=torch.tensor([3, 0]))
     assert ex.tolist() == [[1, 2, 0], [2, 3, 1]]
     with pytest.raises(ValueError, match="no reference left"):
-        top_k_references(torch.zeros(1, 1), 1, exclude=torch.tensor([0]))
+        top_k(torch.zeros(1, 1), 1, exclude=torch.tensor([0]))
 
 
 def test_retrieval_errors_name_shapes():

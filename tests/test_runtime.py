@@ -10,7 +10,7 @@ import pytest
 
 from cpr_engine import Detector
 from cpr_engine.data import ImageReadError, read_image
-from cpr_engine.export import export_artifact
+from cpr_engine.exporter import export_artifact
 from cpr_engine.contract import MANIFEST
 from cpr_engine.runtime.artifact import ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector

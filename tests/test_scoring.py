@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cpr_engine.scoring import fuse_scales, gaussian_blur, gaussian_kernel1d, image_score, postprocess
+from cpr_engine.reference.scoring import fuse_scales, gaussian_blur, gaussian_kernel1d, image_score, postprocess
 
 
 def test_gaussian_kernel_33_taps_for_sigma_4():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cpr_engine.data import read_image
-from cpr_engine.export import export_artifact
+from cpr_engine.exporter import export_artifact
 from cpr_engine.runtime.detector import ArtifactDetector
 
 pytestmark = pytest.mark.needs_native

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="a model.pt or an artifact folder to time instead of the demo model")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (model.pt), onnxruntime or tensorrt (an artifact; a model.pt is exported to a "
-                        "temporary one first), or graph (model.pt through cpr_engine.gpu.GraphPipeline: fixed "
+                        "temporary one first), or graph (model.pt through cpr_engine.graph_pipeline.GraphPipeline: fixed "
                         "shapes, float16 network, one CUDA graph with --device cuda; eager float32 on CPU; the "
                         "images must all have one size) (default torch)")
     p.add_argument("--device", default="cpu", help="torch device of the torch and graph backends: cpu or cuda "
@@ -54,7 +54,7 @@ def load_detector(model: Path, backend: str, device: str, fp16: bool, tmp: str):
                              f"--backend onnxruntime or tensorrt")
         return Detector.load(model, device=device)
     if not model.is_dir():
-        from ..export import export_artifact
+        from ..exporter import export_artifact
         trt = "yes" if backend == "tensorrt" else "no"
         model = Path(export_artifact(Detector.load(model, device="cpu"), Path(tmp) / "artifact", fp16=fp16,
                                      trt=trt)["artifact"])
@@ -63,7 +63,7 @@ def load_detector(model: Path, backend: str, device: str, fp16: bool, tmp: str):
 
 def graph_pipeline(det, images: list, batch: int):
     """The ``GraphPipeline`` that ``--backend graph`` times: built for the images' one size, maps at that size."""
-    from ..gpu import GraphPipeline
+    from ..graph_pipeline import GraphPipeline
 
     sizes = sorted({im.shape[:2] for im in images})
     if len(sizes) != 1:
@@ -89,7 +89,7 @@ def format_report(report: dict) -> str:
 
 @cli_main("cpr-bench")
 def main(argv=None) -> int:
-    from ..benchmark.run import bench, cache_dir, demo_images, demo_model, machine
+    from ..timing.run import bench, cache_dir, demo_images, demo_model, machine
     from ..data import read_image
     from ..data.samples import list_image_files
 

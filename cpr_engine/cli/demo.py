@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from ..data import build_demo
     from ..data.demo import DEMO_CATEGORIES
     from ..detector import Detector
-    from ..export import export_artifact
+    from ..exporter import export_artifact
     from .eval import eval_categories
     from .export import onnx_errors
     from .predict import predict_paths

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     from ..data import read_image
     from ..data.samples import list_image_files
     from ..detector import Detector
-    from ..export import export_artifact
+    from ..exporter import export_artifact
     from ..preprocess import to_model_input
     from ..runtime.artifact import check_artifact_target
 

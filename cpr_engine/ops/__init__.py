@@ -234,11 +234,10 @@ def codebook_histogram(features, centers, grid: int, impl: str | None = None):
     op = "codebook_histogram"
     kind = _kind(op, [features, centers])
     if _choose(op, impl, kind, [features, centers]) == "reference":
-        from ..retrieval import block_histogram, codebook_assign
+        from ..reference import codebook_histogram as reference
 
         f, c = _to_torch([features, centers]) if kind == "numpy" else (features, centers)
-        ids = codebook_assign(f, c)
-        hists = block_histogram(ids, c.shape[0], grid)
+        ids, hists = reference(f, c, grid)
         return (ids.numpy(), hists.numpy()) if kind == "numpy" else (ids, hists)
     if kind == "numpy":
         return _C.codebook_histogram(features, centers, grid)
@@ -272,7 +271,7 @@ def hist_match(query, refs, kept_blocks: int, impl: str | None = None):
     op = "hist_match"
     kind = _kind(op, [query, refs])
     if _choose(op, impl, kind, [query, refs]) == "reference":
-        from ..retrieval import hist_match as reference
+        from ..reference import hist_match as reference
 
         if kind == "numpy":
             return reference(*_to_torch([query, refs]), kept_blocks).numpy()
@@ -309,12 +308,12 @@ def top_k(distances, k: int, exclude=None, impl: str | None = None):
     op = "top_k"
     kind = _kind(op, [distances, exclude])
     if _choose(op, impl, kind, [distances, exclude]) == "reference":
-        from ..retrieval import top_k_references
+        from ..reference import top_k as reference
 
         if kind == "numpy":
             d, ex = _to_torch([distances, exclude])
-            return top_k_references(d, k, ex).numpy()
-        return top_k_references(distances, k, exclude)
+            return reference(d, k, ex).numpy()
+        return reference(distances, k, exclude)
     if kind == "numpy":
         return _C.top_k(distances, k, exclude)
     torch = _torch()
@@ -362,7 +361,7 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
                          f"got {len(queries)}, {len(banks)}, {len(windows)}")
     kind = _kind(op, [*queries, *banks, index])
     if _choose(op, impl, kind, [*queries, *banks, index]) == "reference":
-        from ..nn_search import nn_search as reference
+        from ..reference import nn_search as reference
 
         if kind == "numpy":
             ix = _to_torch([index])[0]
@@ -463,7 +462,7 @@ def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: in
     maps = list(local_maps)
     kind = _kind(op, [*maps, foreground])
     if _choose(op, impl, kind, [*maps, foreground]) == "reference":
-        from ..scoring import postprocess as reference
+        from ..reference import postprocess as reference
 
         if kind == "numpy":
             converted = _to_torch([*maps, foreground])

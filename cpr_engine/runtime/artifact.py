@@ -82,7 +82,7 @@ def unlisted_entries(folder: Path, manifest: dict) -> list[str]:
 def check_artifact_target(out: str | Path, model_path: str | Path | None = None, force: bool = False) -> Path:
     """Refuse an artifact folder an export must not write: nothing of the user's is deleted or replaced.
 
-    Called before any export work (``cpr-export``, :func:`cpr_engine.export.export_artifact`) and
+    Called before any export work (``cpr-export``, :func:`cpr_engine.exporter.export_artifact`) and
     again by :func:`write_artifact`.
 
     Allowed: a path that does not exist; an empty folder; with ``force``, a folder that holds an

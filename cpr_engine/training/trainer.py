@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..config import CPRConfig
 from ..foreground import fit_foreground, foreground_map
-from ..retrieval import hist_match, top_k_references
+from ..reference import hist_match, top_k
 from ..lrb import RawTapHead
 from ..preprocess import channels_first
 from ..torch_model import CPRModel, descriptor_heads
@@ -97,7 +97,7 @@ def fit_retrieval(model: CPRModel, feature4: torch.Tensor, seed: int) -> torch.T
     hists = torch.cat([model.histograms(feature4[i:i + FEATURE_CHUNK]) for i in range(0, n, FEATURE_CHUNK)])
     model.train_hists.copy_(hists)
     dist = hist_match(hists, hists, cfg.kept_blocks)
-    return top_k_references(dist, cfg.top_k, exclude=torch.arange(n, device=dist.device))
+    return top_k(dist, cfg.top_k, exclude=torch.arange(n, device=dist.device))
 
 
 def fit_foreground_state(model: CPRModel, feature4: torch.Tensor, seed: int) -> bool:

@@ -1,4 +1,4 @@
-"""codebook_histogram: native == ``codebook_assign`` + ``block_histogram`` of cpr_engine.retrieval.
+"""codebook_histogram: native == ``codebook_assign`` + ``block_histogram`` of cpr_engine.reference.retrieval.
 
 Ids: equal except where two centers are tied up to float rounding (the reference's matmul sums in
 another order): there the two squared distances, computed in float64, must agree to 1e-4 relative.
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.retrieval import block_histogram, codebook_assign
+from cpr_engine.reference.retrieval import block_histogram, codebook_assign
 from tests.helpers.cases import HIST_CASES
 from tests.ops.common import DEVICES, cpu_isa, needs_native  # noqa: F401 (fixture)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import cpr_engine.nn_search
+import cpr_engine.reference
 from cpr_engine import ops
 from tests.helpers.cases import random_hists
 from tests.ops.common import needs_native
@@ -65,13 +65,13 @@ def test_logs_choice_once(caplog, monkeypatch):
 
 def _spy_reference(monkeypatch):
     calls = []
-    original = cpr_engine.nn_search.nn_search
+    original = cpr_engine.reference.nn_search  # the function ops.nn_search falls back to
 
     def spy(*args):
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(cpr_engine.nn_search, "nn_search", spy)
+    monkeypatch.setattr(cpr_engine.reference, "nn_search", spy)
     return calls
 
 

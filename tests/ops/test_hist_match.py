@@ -1,4 +1,4 @@
-"""hist_match: native == PyTorch reference ``cpr_engine.retrieval.hist_match``.
+"""hist_match: native == PyTorch reference ``cpr_engine.reference.retrieval.hist_match``.
 
 Tolerance: rtol 1e-5, atol 1e-5 (float32 sums of KL terms in another order; the native log is a
 ~1 ulp polynomial). Histograms with exact zeros and many equal blocks (ties in the block sort)
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.retrieval import hist_match as reference
+from cpr_engine.reference.retrieval import hist_match as reference
 from tests.helpers.cases import random_hists, tied_hists
 from tests.ops.common import DEVICES, assert_close, cpu_isa, needs_native  # noqa: F401 (fixture)
 

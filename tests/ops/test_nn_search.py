@@ -1,4 +1,4 @@
-"""nn_search: native (C++ / CUDA) == PyTorch reference ``cpr_engine.nn_search.nn_search``.
+"""nn_search: native (C++ / CUDA) == PyTorch reference ``cpr_engine.reference.nn_search.nn_search``.
 
 Tolerances: float32 bank 1e-5 absolute (dot products of unit vectors summed in another order);
 float16 bank 1e-5 against the reference on the same float16 bank, 2e-3 against the float32 bank.
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.nn_search import nn_search as reference
+from cpr_engine.reference.nn_search import nn_search as reference
 from tests.helpers.cases import NN_SEARCH_MULTI_CASES, NN_SEARCH_NATIVE_CASES, unit_descriptors
 from tests.ops.common import DEVICES, assert_close, cpu_isa, needs_native  # noqa: F401 (fixture)
 

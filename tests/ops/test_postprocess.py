@@ -1,4 +1,4 @@
-"""postprocess: native == PyTorch reference ``cpr_engine.scoring.postprocess``.
+"""postprocess: native == PyTorch reference ``cpr_engine.reference.scoring.postprocess``.
 
 Tolerances: maps 2e-5 x the map's scale (bilinear weights as torch computes them in float32;
 blur taps computed in double, torch's in float32), scores rtol 2e-5 (native sums the top T in
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.scoring import postprocess as reference
+from cpr_engine.reference.scoring import postprocess as reference
 from tests.helpers.cases import POSTPROCESS_CASES
 from tests.ops.common import DEVICES, assert_close, needs_native
 

@@ -1,4 +1,4 @@
-"""top_k: native == PyTorch reference ``cpr_engine.retrieval.top_k_references`` (exact indices).
+"""top_k: native == PyTorch reference ``cpr_engine.reference.retrieval.top_k`` (exact indices).
 
 Ties go to the lower index (stable sort); distances drawn from a few integers make many ties.
 """
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cpr_engine import ops
-from cpr_engine.retrieval import top_k_references as reference
+from cpr_engine.reference.retrieval import top_k as reference
 from tests.helpers.cases import TOP_K_CASES
 from tests.ops.common import DEVICES, needs_native
 

@@ -7,7 +7,7 @@ search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> h
 to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
 what ``predict`` gives (``tests/test_bench.py`` checks it).
 
-The graph backend (:class:`~cpr_engine.gpu.GraphPipeline`) has three coarse stages instead
+The graph backend (:class:`~cpr_engine.graph_pipeline.GraphPipeline`) has three coarse stages instead
 (``GRAPH_STAGES``): the five above run inside one captured CUDA graph (eager on CPU), so they are
 timed together.
 """
@@ -81,7 +81,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
 
 
 def graph_stages(pipe) -> list[tuple[str, Stage]]:
-    """Stages of a :class:`~cpr_engine.gpu.GraphPipeline` built with ``map_size="input"``: the images
+    """Stages of a :class:`~cpr_engine.graph_pipeline.GraphPipeline` built with ``map_size="input"``: the images
     (one size, the pipeline's batch size) are stacked into its pinned input, the graph is replayed (the
     eager pipeline on CPU), the results are copied back (maps at the image size)."""
 

@@ -74,7 +74,7 @@ def export_opencv_graph(network_onnx: str | Path, model, path: str | Path) -> Pa
     """Write the OpenCV DNN graph of a trained ``CPRModel`` from its exported ``network.onnx``.
 
     Args:
-        network_onnx: the fp32 graph written by :func:`cpr_engine.export.onnx.export_onnx`.
+        network_onnx: the fp32 graph written by :func:`cpr_engine.exporter.onnx.export_onnx`.
         model: the CPRModel it came from (sizes of the outputs).
         path: output file.
     Returns:

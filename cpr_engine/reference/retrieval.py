@@ -53,6 +53,12 @@ def block_histogram(ids: torch.Tensor, n_codes: int, grid: int) -> torch.Tensor:
     return counts / float(bh * bw)
 
 
+def codebook_histogram(features: torch.Tensor, centers: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``codebook_histogram`` op: (B, C, H, W) features -> (ids (B, H, W) int64, hists (B, grid^2, M+1) float32)."""
+    ids = codebook_assign(features, centers)
+    return ids, block_histogram(ids, centers.shape[0], grid)
+
+
 def hist_match(query: torch.Tensor, refs: torch.Tensor, kept_blocks: int) -> torch.Tensor:
     """Robust block-wise KL distance of each query to each reference.
 
@@ -81,7 +87,7 @@ def hist_match(query: torch.Tensor, refs: torch.Tensor, kept_blocks: int) -> tor
     return per_block.sort(dim=-1).values[..., :kept_blocks].sum(-1)
 
 
-def top_k_references(distances: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+def top_k(distances: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Indices of the k closest references per query, closest first; ties go to the lower index.
 
     Args:
@@ -98,5 +104,5 @@ def top_k_references(distances: torch.Tensor, k: int, exclude: torch.Tensor | No
         d[torch.arange(b, device=d.device), exclude] = float("inf")
         n -= 1
     if n < 1:
-        raise ValueError("top_k_references: no reference left to retrieve (N = 1 with exclude)")
+        raise ValueError("top_k: no reference left to retrieve (N = 1 with exclude)")
     return d.sort(dim=1, stable=True).indices[:, : min(k, n)]

@@ -52,6 +52,11 @@ class KNNBaseline:
         self.std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.banks: list[torch.Tensor] = []
 
+    @property
+    def image_size(self) -> int:
+        """S: side of the square model input (as ``Detector.image_size``)."""
+        return self.config.image_size
+
     @torch.no_grad()
     def _taps(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         x = torch.from_numpy(to_model_input(images, self.config.image_size)).to(self.device)

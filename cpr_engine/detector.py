@@ -83,6 +83,11 @@ class Detector:
         return float(self.meta["threshold"])
 
     @property
+    def image_size(self) -> int:
+        """S: side of the square model input."""
+        return self.config.image_size
+
+    @property
     def pixel_normal(self) -> tuple[float, float]:
         """(median, max) pixel score of the good training images (scales heat-map overlays)."""
         self._require_model()

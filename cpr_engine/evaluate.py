@@ -32,7 +32,7 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
     """Score every test sample and compute the metrics.
 
     Args:
-        detector: a trained ``Detector`` (anything with ``score_batch`` and ``config``).
+        detector: a trained ``inputs.AnomalyDetector`` (``Detector`` or ``ArtifactDetector``).
         samples: list of ``cpr_engine.data.Sample`` (label 0 good / 1 defective, optional mask).
     Returns:
         {"metrics": {name: float}, "images": [{"path", "label", "defect_type", "score"}]}.
@@ -46,7 +46,7 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
     """
     if not samples:
         raise ValueError("evaluate_samples: the test split is empty")
-    size = detector.config.image_size
+    size = detector.image_size
     scores, maps, masks, rows = [], [], [], []
     failed = []  # one-line messages of the samples that could not be read
     for i in tqdm(range(0, len(samples), batch_size), desc="evaluate", disable=not progress):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,24 @@ class Prediction(NamedTuple):
     score: float  # image anomaly score (sum of the top-T blurred pixel scores)
     anomaly_map: np.ndarray  # (H, W) float32 pixel scores at the input image's resolution
     is_anomalous: bool  # score > threshold (calibrated on good training images only)
+
+
+@runtime_checkable
+class AnomalyDetector(Protocol):
+    """What every in-process detector offers: ``Detector`` (PyTorch) and ``ArtifactDetector``
+    (torch-free; ``Detector.load`` of an artifact folder returns one). Evaluation, prediction tools
+    and the servers take any object with these members.
+    """
+
+    image_size: int  # S: side of the square model input (maps of score_batch are S x S)
+    threshold: float  # score above it -> anomalous
+    pixel_normal: tuple[float, float]  # (median, max) pixel score of the good training images
+
+    def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 RGB images -> scores (B,) float32, maps (B, S, S) float32."""
+
+    def predict(self, images, batch_size: int = 8, color: str = "RGB"):
+        """One ``Prediction`` for one image, a list for several (maps at each input's size)."""
 
 
 #: Channel orders an array input may have; files are always decoded to RGB.

@@ -18,6 +18,7 @@ import torch
 
 from cpr_engine import ops
 from cpr_engine.graph_pipeline import GraphPipeline
+from cpr_engine.inputs import Prediction
 from cpr_engine.graph_pipeline.resize import image_matrices, map_matrices, resize, round_to_uint8
 from cpr_engine.preprocess import resize_image, resize_map, to_model_input
 
@@ -124,6 +125,18 @@ def test_entry_points_agree(tiny_detector, photos):
     dev_scores, dev_maps = pipe.run_device(torch.from_numpy(batch))
     np.testing.assert_array_equal(dev_scores.numpy(), want_scores)
     np.testing.assert_array_equal(dev_maps.numpy(), want_maps)
+
+
+@pytest.mark.parametrize("map_size", ["model", "input"])
+def test_predict_gives_the_predictions_of_detector_predict(tiny_detector, photos, map_size):
+    batch = batch_of(photos, (96, 96))
+    got = GraphPipeline(tiny_detector, 4, (96, 96), map_size=map_size).predict(batch)
+    want = tiny_detector.predict(list(batch))
+    assert len(got) == len(want) and all(isinstance(p, Prediction) for p in got)
+    for g, w in zip(got, want):
+        assert g.score == pytest.approx(w.score, rel=1e-5) and g.is_anomalous == w.is_anomalous
+        assert g.anomaly_map.shape == (96, 96)
+        np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, rtol=1e-4, atol=1e-4 * float(w.anomaly_map.max()))
 
 
 @pytest.mark.parametrize("bad,error,match", [

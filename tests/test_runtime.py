@@ -11,6 +11,7 @@ import pytest
 from cpr_engine import Detector
 from cpr_engine.data import ImageReadError, read_image
 from cpr_engine.exporter import export_artifact
+from cpr_engine.inputs import AnomalyDetector
 from cpr_engine.contract import MANIFEST
 from cpr_engine.runtime.artifact import ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector
@@ -61,6 +62,14 @@ def test_artifact_scores_equal_pytorch(artifacts, test_images, name, fp16):
         assert g.anomaly_map.shape == image.shape[:2] and g.anomaly_map.dtype == np.float32
         np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, rtol=RTOL[fp16], atol=RTOL[fp16] * w.anomaly_map.max())
         assert g.is_anomalous == w.is_anomalous or abs(w.score - det.threshold) < RTOL[fp16] * det.threshold
+
+
+def test_both_detector_classes_implement_the_protocol(artifacts, tiny_detector):
+    runtime = Detector.load(artifacts[("texture", False)][1])
+    for detector in (tiny_detector, runtime):
+        assert isinstance(detector, AnomalyDetector), type(detector)
+    assert (runtime.image_size, runtime.threshold) == (tiny_detector.image_size, pytest.approx(tiny_detector.threshold))
+    assert not isinstance(object(), AnomalyDetector)
 
 
 def test_inputs_paths_bgr_batches(artifacts, demo_root):

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from .. import ops, tail
+from ..inputs import Prediction, verdict
+from ..preprocess import resize_map
 from .network import HalfNetwork
 from .resize import image_matrices, map_matrices, resize, round_to_uint8
 
@@ -58,6 +60,7 @@ class GraphPipeline:
                                f"({ops.native_error() or 'built without CUDA'}); rebuild with `pip install -e .`")
         self.model = detector.model.eval()
         self.config = detector.config
+        self.threshold = detector.threshold  # for predict's verdicts
         self.batch_size, self.image_size, self.fp16, self.graph = int(batch_size), (height, width), fp16, graph
         self.network = HalfNetwork(self.model) if fp16 else self.model
         self._dtype = torch.float16 if fp16 else torch.float32
@@ -184,6 +187,14 @@ class GraphPipeline:
         self.upload(images)
         self.launch()
         return self.download()
+
+    def predict(self, images: np.ndarray | None = None) -> list[Prediction]:
+        """``run`` as ``Prediction``s, like ``Detector.predict`` of the same batch: scores, maps at the input
+        size (new arrays) and verdicts at the detector's threshold (failing closed on NaN/inf)."""
+        scores, maps = self.run(images)
+        size = self.image_size
+        return [Prediction(float(s), m.copy() if m.shape == size else resize_map(m, size),
+                           verdict(s, self.threshold, m, index=i)) for i, (s, m) in enumerate(zip(scores, maps))]
 
     def run_device(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Device in, device out: (B, H, W, 3) uint8 tensor on the pipeline's device -> scores (B,)

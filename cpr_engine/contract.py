@@ -73,13 +73,19 @@ class RuntimeSettings:
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "RuntimeSettings":
-        """The settings of a checked manifest; KeyError names a missing required key."""
-        return cls(image_size=int(manifest["image_size"]), strides=tuple(int(s) for s in manifest["strides"]),
-                   top_k=int(manifest["top_k"]), windows=tuple(int(r) for r in manifest["windows"]),
-                   kept_blocks=int(manifest["kept_blocks"]), grid=int(manifest["grid"]),
-                   blur_sigma=float(manifest["blur_sigma"]), top_t=int(manifest["top_t"]),
-                   use_foreground=bool(manifest["use_foreground"]), threshold=float(manifest["threshold"]),
-                   pixel_normal=tuple(float(v) for v in manifest.get("pixel_normal", (0.0, 1.0))))
+        """The settings of a checked manifest (each key is a field name); KeyError names a missing required key."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in manifest and f.default is not dataclasses.MISSING:
+                continue
+            value, kind = manifest[f.name], f.type.split("[")[0]
+            values[f.name] = (tuple(float(v) if "float" in f.type else int(v) for v in value) if kind == "tuple"
+                              else {"int": int, "float": float, "bool": bool}[kind](value))
+        return cls(**values)
+
+    def to_manifest(self) -> dict:
+        """The manifest entries of these settings (JSON types: lists for tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def required_keys(cls) -> tuple[str, ...]:

@@ -75,6 +75,7 @@ def test_runtime_settings_from_manifest():
     settings = contract.RuntimeSettings.from_manifest(manifest)
     assert settings.windows == (79, 39) and settings.blur_sigma == 4.0 and settings.pixel_normal == (0.0, 1.0)
     assert set(contract.RuntimeSettings.required_keys()) == set(manifest)
+    assert contract.RuntimeSettings.from_manifest(settings.to_manifest()) == settings  # the exporter writes to_manifest()
     with pytest.raises(KeyError, match="threshold"):
         contract.RuntimeSettings.from_manifest({k: v for k, v in manifest.items() if k != "threshold"})
 

@@ -11,7 +11,7 @@ import numpy as np
 from .. import __version__
 from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, GRAPH_INPUT,
                         HISTOGRAM_OUTPUT, NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_OPENCV_ONNX, NETWORK_PLAN,
-                        TRAIN_HISTS)
+                        TRAIN_HISTS, RuntimeSettings)
 from ..runtime.artifact import check_artifact_target, write_artifact
 from .onnx import export_onnx, onnx_parity
 from .opencv_graph import export_opencv_graph, opencv_graph_parity
@@ -43,22 +43,16 @@ def _manifest(det, fp16: bool) -> dict:
         "category": meta.get("category", ""),
         "backbone": cfg.backbone,
         "taps": list(bb.tap_names),
-        "strides": list(bb.strides),
         "input": {"name": GRAPH_INPUT, "shape": ["B", 3, cfg.image_size, cfg.image_size], "color": "RGB",
                   "range": [0.0, 1.0], "resize": "area when shrinking, bilinear when enlarging",
                   "normalization": "inside the graph (mean/std of the backbone)"},
-        "image_size": cfg.image_size,
+        **RuntimeSettings(image_size=cfg.image_size, strides=tuple(bb.strides), top_k=cfg.top_k,
+                          windows=tuple(cfg.windows), kept_blocks=cfg.kept_blocks, grid=cfg.grid,
+                          blur_sigma=float(cfg.blur_sigma), top_t=cfg.top_t,
+                          use_foreground=bool(det.model.use_foreground), threshold=float(meta["threshold"]),
+                          pixel_normal=tuple(meta.get("pixel_normal", (0.0, 1.0)))).to_manifest(),
         "descriptor_dim": det.model.descriptor_dim,
-        "top_k": cfg.top_k,
-        "windows": list(cfg.windows),
-        "kept_blocks": cfg.kept_blocks,
         "n_clusters": cfg.n_clusters,
-        "grid": cfg.grid,
-        "blur_sigma": cfg.blur_sigma,
-        "top_t": cfg.top_t,
-        "use_foreground": bool(det.model.use_foreground),
-        "threshold": float(meta["threshold"]),
-        "pixel_normal": list(meta.get("pixel_normal", (0.0, 1.0))),
         "bank_dtype": "float16" if fp16 else "float32",
         "n_train": int(meta["n_train"]),
         "config": cfg.to_dict(),

@@ -25,7 +25,7 @@ RTOL = {"fp32": 1e-3, "fp16": 5e-3}
 @pytest.fixture(scope="module")
 def binary():
     if not BINARY.is_file():
-        reason = f"{BINARY} not built (apt-get install libopencv-dev nlohmann-json3-dev libssl-dev; bash scripts/build_cpp.sh)"
+        reason = f"{BINARY} not built (apt-get install libopencv-dev nlohmann-json3-dev libssl-dev libopenblas-dev; bash scripts/build_cpp.sh)"
         if os.environ.get("CPR_REQUIRE_CPP") == "1":
             pytest.fail(f"CPR_REQUIRE_CPP=1 but {reason}", pytrace=False)
         pytest.skip(reason)
@@ -215,3 +215,26 @@ def test_corrupt_image_is_reported_and_others_scored(binary, artifacts, images, 
     assert result.returncode == 1
     assert "broken.png: cannot read or decode the image" in result.stderr
     assert set(parse(result.stdout)) == {p.name for p in images.iterdir()}
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16"])
+@pytest.mark.parametrize("which", ["both", "coarse"])
+def test_whole_map_windows_match_the_python_runtime(binary, artifacts, images, tmp_path, kind, which):
+    """Windows covering the map (the global search chosen on most real data) run as matrix products in
+    both runtimes; the C++ scores equal the torch-free Python runtime's on the same edited artifact."""
+    from cpr_engine.data import read_image
+    from cpr_engine.runtime.detector import ArtifactDetector
+
+    art = _broken_copy(artifacts[kind], tmp_path)
+    manifest = json.loads((art / "manifest.json").read_text())
+    sides = [manifest["image_size"] // s for s in manifest["strides"]]
+    windows = [2 * side - 1 for side in sides] if which == "both" else [3, 2 * sides[1] - 1]
+    _edit_manifest(art, windows=windows)
+    result = run(binary, art, images, tmp_path / "heat")
+    assert result.returncode == 0, result.stderr
+    got = parse(result.stdout)
+    runtime = ArtifactDetector.load(art)
+    assert list(runtime.settings.windows) == windows
+    files = sorted(images.iterdir())
+    for path, pred in zip(files, runtime.predict([read_image(p) for p in files])):
+        assert got[path.name][0] == pytest.approx(pred.score, rel=RTOL[kind]), path.name

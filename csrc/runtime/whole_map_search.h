@@ -1,0 +1,27 @@
+// Nearest-neighbour search with a window that covers the whole map, as matrix products (private header).
+#pragma once
+
+#include <cstdint>
+
+#include "cpr/ops.h"
+
+namespace cpr {
+namespace runtime {
+
+// True when an r x r window around any location reaches every location of an H x W map
+// (cpr_engine.ops.covers_map).
+bool covers_map(int64_t window, int64_t height, int64_t width);
+
+// Whether whole_map_search is built in: it needs a CBLAS (CPR_WITH_BLAS; OpenCV's own cv::gemm was
+// 4x slower than the windowed kernel here). Without it every scale runs in the nn_search kernel.
+bool whole_map_search_available();
+
+// What nn_search gives one query for a window covering the map: scale.out (H, W) = 1 - max cosine
+// of each query location over every location of the K bank images index[0..k) (float32 or
+// float16), computed as sgemm products in blocks of query rows that stay in cache (as
+// cpr_engine.ops._whole_map_search). scale.query is (D, H, W) float32 (batch 1). Throws
+// std::logic_error when not built in.
+void whole_map_search(const NNSearchScale& scale, const int64_t* index, int64_t k);
+
+}  // namespace runtime
+}  // namespace cpr

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
-ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_VERSION = 2
+ARTIFACT_MIN_FORMAT_VERSION = 2  # version 1 graphs output block histograms instead of FEATURES_OUTPUT
 
 # -- files of an artifact folder -------------------------------------------------------------------
 MANIFEST = "manifest.json"
@@ -26,12 +27,9 @@ NETWORK_PLAN = "network.plan"  # optional TensorRT engine, built on the target G
 GRAPH_INPUT = "images"  # (B, 3, S, S) float32 RGB in [0, 1]; normalisation is inside the graph
 DESCRIPTOR_OUTPUTS = ("desc_4", "desc_8")  # (B, D, h_s, w_s) unit-norm local descriptors per scale
 FOREGROUND_OUTPUT = "foreground"  # (B, h_0, w_0) foreground probability at the fine scale
-HISTOGRAM_OUTPUT = "hist"  # (B, grid^2, n_clusters + 1) codebook block histograms
-FEATURES_OUTPUT = "feat_4"  # (B, C, h_0, w_0) fine backbone taps; the runtime computes ``hist`` from them
-#: outputs of network.onnx, network_fp16.onnx and network.plan
-GRAPH_OUTPUTS = (*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, HISTOGRAM_OUTPUT)
-#: outputs of network_opencv.onnx (OpenCV DNN lacks the ops of the codebook stage)
-OPENCV_GRAPH_OUTPUTS = (*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, FEATURES_OUTPUT)
+FEATURES_OUTPUT = "feat_4"  # (B, C, h_0, w_0) fine backbone taps: the scoring tail's codebook stage reads them
+#: outputs of every graph (network.onnx, network_fp16.onnx, network_opencv.onnx, network.plan)
+GRAPH_OUTPUTS = (*DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, FEATURES_OUTPUT)
 
 # -- arrays (``<name>.npy``, never pickled) --------------------------------------------------------
 BANKS = ("bank_4", "bank_8")  # (N, D, h_s, w_s) descriptors of the N training images per scale
@@ -47,8 +45,8 @@ def array_file(name: str) -> str:
     return f"{name}.npy"
 
 
-#: files every runtime needs (the C++ runtime also needs NETWORK_OPENCV_ONNX and CENTERS)
-REQUIRED_FILES = (NETWORK_ONNX, *(array_file(name) for name in (*BANKS, TRAIN_HISTS, BANK_FOREGROUND)))
+#: files every runtime needs (the C++ runtime reads NETWORK_OPENCV_ONNX or NETWORK_PLAN instead of NETWORK_ONNX)
+REQUIRED_FILES = (NETWORK_ONNX, *(array_file(name) for name in ARRAYS))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,11 +108,11 @@ class CPRModel(nn.Module):
     @property
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this model's buffers)."""
-        return tail.TailState(self.train_hists, self.banks, self.bank_fg)
+        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg)
 
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""
-        return tail.retrieve(self.histograms(feature4), self.tail_state, self.config, exclude, self.ops_impl)
+        return tail.retrieve(feature4, self.tail_state, self.config, exclude, self.ops_impl)
 
     def foreground(self, feature4: torch.Tensor, enabled: bool | None = None) -> torch.Tensor | None:
         """The query's own foreground (B, h, w) float32, or None when the foreground branch is off.
@@ -135,6 +135,6 @@ class CPRModel(nn.Module):
             CPROutput(pred_score (B,), anomaly_map (B, S, S)).
         """
         feats = self.features(images)
-        anomaly_map, score = tail.score(self.descriptors(feats), self.histograms(feats[0]), self.foreground(feats[0]),
+        anomaly_map, score = tail.score(self.descriptors(feats), feats[0], self.foreground(feats[0]),
                                         self.tail_state, self.config, exclude, self.ops_impl)
         return CPROutput(score, anomaly_map)

@@ -16,15 +16,15 @@ MANIFEST_HEADER = ROOT / "csrc" / "runtime" / "manifest.h"
 # C++ constant -> Python constant (every constant of either file must be here)
 PAIRS = {
     "kArtifactFormat": "ARTIFACT_FORMAT", "kArtifactFormatVersion": "ARTIFACT_FORMAT_VERSION",
+    "kArtifactMinFormatVersion": "ARTIFACT_MIN_FORMAT_VERSION",
     "kManifest": "MANIFEST", "kManifestDigest": "MANIFEST_DIGEST", "kNetworkOnnx": "NETWORK_ONNX",
     "kNetworkFp16Onnx": "NETWORK_FP16_ONNX", "kNetworkOpenCVOnnx": "NETWORK_OPENCV_ONNX",
     "kNetworkPlan": "NETWORK_PLAN", "kGraphInput": "GRAPH_INPUT", "kDescriptorOutputs": "DESCRIPTOR_OUTPUTS",
-    "kForegroundOutput": "FOREGROUND_OUTPUT", "kHistogramOutput": "HISTOGRAM_OUTPUT",
-    "kFeaturesOutput": "FEATURES_OUTPUT", "kBanks": "BANKS", "kTrainHists": "TRAIN_HISTS",
+    "kForegroundOutput": "FOREGROUND_OUTPUT", "kFeaturesOutput": "FEATURES_OUTPUT", "kBanks": "BANKS", "kTrainHists": "TRAIN_HISTS",
     "kBankForeground": "BANK_FOREGROUND", "kCenters": "CENTERS",
 }
 # Python constants built from the others (no C++ twin needed), and the suffix of array_file
-DERIVED = {"GRAPH_OUTPUTS", "OPENCV_GRAPH_OUTPUTS", "ARRAYS", "BANK_DTYPES", "REQUIRED_FILES"}
+DERIVED = {"GRAPH_OUTPUTS", "ARRAYS", "BANK_DTYPES", "REQUIRED_FILES"}
 
 
 def header_constants() -> dict:
@@ -54,8 +54,8 @@ def test_header_and_module_define_the_same_names():
 
 
 def test_derived_names():
-    assert contract.GRAPH_OUTPUTS == (*contract.DESCRIPTOR_OUTPUTS, contract.FOREGROUND_OUTPUT, contract.HISTOGRAM_OUTPUT)
-    assert contract.OPENCV_GRAPH_OUTPUTS[-1] == contract.FEATURES_OUTPUT
+    assert contract.GRAPH_OUTPUTS == (*contract.DESCRIPTOR_OUTPUTS, contract.FOREGROUND_OUTPUT, contract.FEATURES_OUTPUT)
+    assert contract.ARTIFACT_MIN_FORMAT_VERSION <= contract.ARTIFACT_FORMAT_VERSION
     assert len(set(contract.ARRAYS)) == len(contract.ARRAYS) == 5
 
 
@@ -97,8 +97,7 @@ def test_exported_artifact_follows_the_contract(tiny_detector, tmp_path):
     assert set(manifest["files"]) == {contract.NETWORK_ONNX, contract.NETWORK_OPENCV_ONNX,
                                       *map(contract.array_file, contract.ARRAYS)}
     assert all(key in manifest for key in contract.RuntimeSettings.required_keys())
-    for graph, outputs in ((contract.NETWORK_ONNX, contract.GRAPH_OUTPUTS),
-                           (contract.NETWORK_OPENCV_ONNX, contract.OPENCV_GRAPH_OUTPUTS)):
+    for graph in (contract.NETWORK_ONNX, contract.NETWORK_OPENCV_ONNX):  # one output set for every graph
         model = onnx.load(str(folder / graph))
         assert [i.name for i in model.graph.input] == [contract.GRAPH_INPUT]
-        assert tuple(o.name for o in model.graph.output) == outputs
+        assert tuple(o.name for o in model.graph.output) == contract.GRAPH_OUTPUTS

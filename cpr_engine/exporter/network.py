@@ -1,9 +1,9 @@
 """The network part of CPR as one ONNX-exportable module.
 
 Everything with learned weights runs in the graph (backbone taps, both Local Retrieval Branch heads,
-the foreground 1x1 map, the codebook assignment and block histograms); the retrieval over the
-training set (histogram matching, top-K, location-restricted NN search) and post-processing run in
-the native kernels of the runtime, against the bank stored beside the graph.
+the foreground 1x1 map); the scoring tail (codebook histograms of ``feat_4``, histogram matching,
+top-K, location-restricted NN search, post-processing) runs in the native kernels of the runtime,
+against the codebook and the bank stored beside the graph.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class NetworkOutput(NamedTuple):
     desc_4: torch.Tensor  # (B, D, S/4, S/4) L2-normalized descriptors
     desc_8: torch.Tensor  # (B, D, S/8, S/8)
     foreground: torch.Tensor  # (B, S/4, S/4) in [0, 1] (meaningless when the model has no foreground)
-    hist: torch.Tensor  # (B, grid^2, M+1) block histograms of codebook ids
+    feat_4: torch.Tensor  # (B, C, S/4, S/4) fine backbone taps (the codebook stage's input)
 
 
 
@@ -43,4 +43,4 @@ class NetworkPart(nn.Module):
         feats = self.model.features(images)
         desc_4, desc_8 = self.model.descriptors(feats)
         fg = foreground_map(feats[0], self.model.fg_weight, self.model.fg_bias)
-        return NetworkOutput(desc_4, desc_8, fg, self.model.histograms(feats[0]).to(images.dtype))
+        return NetworkOutput(desc_4, desc_8, fg, feats[0])

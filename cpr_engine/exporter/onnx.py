@@ -23,8 +23,8 @@ def export_onnx(model: CPRModel, path: str | Path, fp16: bool = False) -> Path:
         fp16: export the graph in float16 (input ``images`` then float16 too), for TensorRT's
             strongly typed networks.
     Returns:
-        ``path``. Input ``images`` (B, 3, S, S) in [0, 1]; outputs ``desc_4``, ``desc_8``,
-        ``foreground``, ``hist``; the batch axis is dynamic.
+        ``path``. Input ``images`` (B, 3, S, S) in [0, 1]; outputs ``contract.GRAPH_OUTPUTS``; the batch
+        axis is dynamic.
     """
     import onnx
 
@@ -48,8 +48,7 @@ def onnx_parity(model: CPRModel, path: str | Path, images: np.ndarray) -> dict[s
     Args:
         images: (B, 3, S, S) float32 in [0, 1].
     Returns:
-        {output name: max |onnx - torch|}; ``hist`` is compared like the rest (the ids of
-        near-tied codebook centres can differ: see ``artifact.parity_limits``).
+        {output name: max |onnx - torch|}.
     """
     import onnxruntime as ort
 

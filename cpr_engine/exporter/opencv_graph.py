@@ -2,11 +2,9 @@
 
 OpenCV 4.6 DNN (Debian 12) cannot import ``network.onnx`` as exported: dynamic "same" padding
 (Shape/Gather/ConstantOfShape chains), an Identity of an initializer, Pad with an empty optional
-input, Clip with min/max as inputs, Einsum, and the int64 codebook-histogram tail (ArgMin, Equal,
-int Pad). This writes ``network_opencv.onnx`` (batch 1, constant-folded, Clip min/max as attributes,
-the foreground Einsum as a 1x1 Conv, the histogram tail replaced by the stride-4 features output
-``feat_4``); the C++ runtime computes the histograms from ``feat_4`` and the artifact's
-``centers.npy`` with ``cpr::codebook_histogram``. Needs ``onnx`` and ``onnxruntime``.
+input, Clip with min/max as inputs and Einsum. This writes ``network_opencv.onnx`` (batch 1,
+constant-folded, Clip min/max as attributes, the foreground Einsum as a 1x1 Conv), with the same
+outputs as ``network.onnx`` (``contract.GRAPH_OUTPUTS``). Needs ``onnx`` and ``onnxruntime``.
 """
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import FEATURES_OUTPUT, GRAPH_INPUT, OPENCV_GRAPH_OUTPUTS
+from ..contract import GRAPH_INPUT, GRAPH_OUTPUTS
 
 
 def _fold_batch_1(src: Path, dst: Path) -> None:
@@ -53,8 +51,7 @@ def _opencv_nodes(graph, side: int) -> list:
                 numpy_helper.from_array(values[weight].reshape(1, -1, 1, 1).astype(np.float32), "fg_conv_weight"),
                 numpy_helper.from_array(np.array([1, side, side], np.int64), "fg_shape")])
             nodes += [helper.make_node("Conv", [features, "fg_conv_weight"], ["fg_conv"], kernel_shape=[1, 1]),
-                      helper.make_node("Reshape", ["fg_conv", "fg_shape"], [node.output[0]]),
-                      helper.make_node("Identity", [features], [FEATURES_OUTPUT])]
+                      helper.make_node("Reshape", ["fg_conv", "fg_shape"], [node.output[0]])]
             continue
         nodes.append(node)
     return nodes
@@ -90,11 +87,11 @@ def export_opencv_graph(network_onnx: str | Path, model, path: str | Path) -> Pa
         folded = Path(tmp) / "folded.onnx"
         _fold_batch_1(Path(network_onnx), folded)
         graph = onnx.load(str(folded)).graph
-    nodes = _prune(_opencv_nodes(graph, side), OPENCV_GRAPH_OUTPUTS)
+    nodes = _prune(_opencv_nodes(graph, side), GRAPH_OUTPUTS)
     used = {name for node in nodes for name in node.input}
     out_graph = helper.make_graph(
         nodes, "cpr_opencv", list(graph.input),
-        [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape) for name, shape in zip(OPENCV_GRAPH_OUTPUTS, shapes)],
+        [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape) for name, shape in zip(GRAPH_OUTPUTS, shapes)],
         [init for init in graph.initializer if init.name in used])
     # not onnx.checker-valid: Clip keeps min/max as attributes (opset 6 style), which OpenCV 4.6 needs
     onnx.save(helper.make_model(out_graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -116,15 +113,15 @@ def opencv_graph_parity(model, path: str | Path, images: np.ndarray) -> dict[str
 
     model = NetworkPart(model).model  # a CPU float32 copy in eval mode
     net = cv2.dnn.readNetFromONNX(str(path))
-    worst = dict.fromkeys(OPENCV_GRAPH_OUTPUTS, 0.0)
+    worst = dict.fromkeys(GRAPH_OUTPUTS, 0.0)
     for image in images:
         net.setInput(np.ascontiguousarray(image[None], dtype=np.float32), GRAPH_INPUT)
-        got = net.forward(list(OPENCV_GRAPH_OUTPUTS))
+        got = net.forward(list(GRAPH_OUTPUTS))
         with torch.no_grad():
             feats = model.features(torch.from_numpy(image[None].astype(np.float32)))
             desc_4, desc_8 = model.descriptors(feats)
             want = (desc_4, desc_8, foreground_map(feats[0], model.fg_weight, model.fg_bias), feats[0])
-        for name, g, w in zip(OPENCV_GRAPH_OUTPUTS, got, want):
+        for name, g, w in zip(GRAPH_OUTPUTS, got, want):
             w = w.float().numpy()
             worst[name] = max(worst[name], float(np.abs(g.reshape(w.shape) - w).max()))
     return worst

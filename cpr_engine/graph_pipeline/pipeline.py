@@ -117,7 +117,7 @@ class GraphPipeline:
             feats = self.network.features(self.preprocess(images))
             descs = [d.float() for d in self.network.descriptors(feats)]
             feature4 = feats[0].float()
-            maps, scores = tail.score(descs, model.histograms(feature4), model.foreground(feature4, self._foreground),
+            maps, scores = tail.score(descs, feature4, model.foreground(feature4, self._foreground),
                                       model.tail_state, cfg, impl=model.ops_impl, check_index=False)
             if self._resize_out is not None:
                 maps = resize(maps, *self._resize_out)

@@ -1,12 +1,12 @@
 """The deployable artifact: a folder with a manifest, an ONNX graph, NumPy arrays and a SHA-256 of each.
 
-Layout (format version 1; every name from :mod:`cpr_engine.contract`)::
+Layout (format version 2; every name from :mod:`cpr_engine.contract`)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
     manifest.sha256     SHA-256 of manifest.json's bytes (``sha256sum -c`` format); the manifest is
                         covered by the integrity check too (not listed in the manifest itself)
     network.onnx        the network part (fp32)
-    network_opencv.onnx the network part for OpenCV DNN (C++ runtime; outputs feat_4 instead of hist)
+    network_opencv.onnx the network part in the ONNX subset OpenCV DNN imports (C++ runtime), same outputs
     network_fp16.onnx   with --fp16: the same graph in fp16 (input for a TensorRT build)
     network.plan        optional TensorRT engine (built on the target GPU)
     bank_4.npy, bank_8.npy, train_hists.npy, bank_fg.npy, centers.npy   (fp16 banks and hists with --fp16)
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import VARIANTS
-from ..contract import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, BANK_DTYPES, MANIFEST, MANIFEST_DIGEST, array_file
+from ..contract import (ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, ARTIFACT_MIN_FORMAT_VERSION, BANK_DTYPES, MANIFEST,
+                        MANIFEST_DIGEST, array_file)
 from ..errors import ModelFileError, OutputError, first_few
 # Relative slack of the threshold's upper bound (top_t x the largest leave-one-out pixel score).
 THRESHOLD_BOUND_SLACK = 1e-3
@@ -195,9 +196,10 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not a cpr-engine artifact manifest (format tag {ARTIFACT_FORMAT!r} missing)")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > ARTIFACT_FORMAT_VERSION or version < 1:
+    if not isinstance(version, int) or version > ARTIFACT_FORMAT_VERSION or version < ARTIFACT_MIN_FORMAT_VERSION:
         raise ArtifactError(f"{folder}: artifact format version {version!r}; this engine reads versions "
-                            f"1..{ARTIFACT_FORMAT_VERSION} (re-export the model, or upgrade cpr-engine)")
+                            f"{ARTIFACT_MIN_FORMAT_VERSION}..{ARTIFACT_FORMAT_VERSION} (re-export the model with "
+                            f"this engine, or upgrade cpr-engine)")
     if verify:
         _check_manifest_digest(folder, data)
     files = manifest.get("files")

@@ -1,8 +1,9 @@
 """``ArtifactDetector``: run an exported artifact without torch (NumPy, OpenCV, ``cpr_engine._C``, a network backend).
 
-The pipeline is the one of ``CPRModel.forward``: the graph gives descriptors, foreground and
-codebook histograms; the native kernels do histogram matching, top-K, the location-restricted NN
-search against the stored bank and the post-processing. ``cpr_engine.Detector.load(folder)``
+The pipeline is the one of ``CPRModel.forward``: the graph gives descriptors, foreground and the
+fine taps; the scoring tail (``cpr_engine.tail``, native kernels) does the codebook histograms,
+histogram matching, top-K, the location-restricted NN search against the stored bank and the
+post-processing. ``cpr_engine.Detector.load(folder)``
 returns one of these for an artifact folder.
 
 Thread safety: one ``ArtifactDetector`` may be shared by several threads calling :meth:`predict`
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import ops, tail
-from ..contract import (BANK_FOREGROUND, BANKS, DESCRIPTOR_OUTPUTS, FOREGROUND_OUTPUT, HISTOGRAM_OUTPUT,
+from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT,
                         REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
 from ..preprocess import to_model_input
@@ -39,6 +40,7 @@ class ArtifactDetector:
         self.banks = [load_array(folder, name) for name in BANKS]
         self.train_hists = np.ascontiguousarray(load_array(folder, TRAIN_HISTS, mmap=False), dtype=np.float32)
         self.bank_fg = load_array(folder, BANK_FOREGROUND, mmap=False).astype(np.float32, copy=False)
+        self.centers = np.ascontiguousarray(load_array(folder, CENTERS, mmap=False), dtype=np.float32)
         self._check_arrays()
 
     @classmethod
@@ -91,15 +93,19 @@ class ArtifactDetector:
         if settings.top_k > n:
             raise ArtifactError(f"{self.folder}: manifest setting 'top_k' = {m['top_k']!r} is not allowed: must be "
                                 f"an integer in [1, {n}] (the number of training images)")
-        if "n_clusters" in m:
-            hist_shape = (n, settings.grid ** 2, int(m["n_clusters"]) + 1)
-            if self.train_hists.shape != hist_shape:
-                raise ArtifactError(f"{self.folder}: {array_file(TRAIN_HISTS)} has shape {self.train_hists.shape}; "
-                                    f"expected {hist_shape} (N, grid^2, n_clusters + 1)")
+        n_codes = self.centers.shape[0] if self.centers.ndim == 2 else -1
+        if "n_clusters" in m and n_codes != m["n_clusters"]:
+            raise ArtifactError(f"{self.folder}: {array_file(CENTERS)} has shape {self.centers.shape}; expected "
+                                f"(n_clusters = {m['n_clusters']}, C)")
+        hist_shape = (n, settings.grid ** 2, n_codes + 1)
+        if self.train_hists.shape != hist_shape:
+            raise ArtifactError(f"{self.folder}: {array_file(TRAIN_HISTS)} has shape {self.train_hists.shape}; "
+                                f"expected {hist_shape} (N, grid^2, n_clusters + 1)")
         if "bank_dtype" in m and any(str(b.dtype) != m["bank_dtype"] for b in self.banks):
             raise ArtifactError(f"{self.folder}: manifest setting 'bank_dtype' = {m['bank_dtype']!r} does not match "
                                 f"the banks ({self.banks[0].dtype}, {self.banks[1].dtype})")
-        for name, array in (*zip(BANKS, self.banks), (TRAIN_HISTS, self.train_hists), (BANK_FOREGROUND, self.bank_fg)):
+        for name, array in (*zip(BANKS, self.banks), (TRAIN_HISTS, self.train_hists), (BANK_FOREGROUND, self.bank_fg),
+                            (CENTERS, self.centers)):
             for i in range(len(array)):  # one training image at a time: no full-bank temporary
                 if not np.isfinite(array[i]).all():
                     raise ArtifactError(f"{self.folder}: {array_file(name)} holds NaN or inf (training image {i}); "
@@ -118,11 +124,11 @@ class ArtifactDetector:
     @property
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this artifact's arrays)."""
-        return tail.TailState(self.train_hists, self.banks, self.bank_fg)
+        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg)
 
-    def retrieve(self, hist: np.ndarray) -> np.ndarray:
-        """(B, grid^2, M+1) float32 block histograms -> (B, K) int64 closest training images."""
-        return tail.retrieve(hist, self.tail_state, self.settings)
+    def retrieve(self, features: np.ndarray) -> np.ndarray:
+        """(B, C, h_0, w_0) float32 fine taps (graph output ``feat_4``) -> (B, K) int64 closest training images."""
+        return tail.retrieve(features, self.tail_state, self.settings)
 
     def local_search(self, out: dict[str, np.ndarray], index: np.ndarray) -> list[np.ndarray]:
         """Network outputs and (B, K) retrieved indices -> per-scale (B, h, w) float32 patch scores."""
@@ -143,7 +149,7 @@ class ArtifactDetector:
             scores (B,) float32, maps (B, S, S) float32.
         """
         out = self.network(to_model_input(images, self.image_size))
-        maps, scores = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[HISTOGRAM_OUTPUT],
+        maps, scores = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[FEATURES_OUTPUT],
                                   self._foreground(out), self.tail_state, self.settings)
         return scores, maps
 

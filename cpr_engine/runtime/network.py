@@ -2,7 +2,7 @@
 
 Every backend maps a (B, 3, S, S) float32 RGB batch in [0, 1] to the outputs of
 ``cpr_engine.exporter.network.NetworkOutput`` as float32 NumPy arrays: ``desc_4`` (B, D, S/4, S/4),
-``desc_8`` (B, D, S/8, S/8), ``foreground`` (B, S/4, S/4), ``hist`` (B, grid^2, M+1).
+``desc_8`` (B, D, S/8, S/8), ``foreground`` (B, S/4, S/4), ``feat_4`` (B, C, S/4, S/4).
 
 * :class:`OnnxRuntimeNetwork` (default): ONNX Runtime, CPU by default; with onnxruntime-gpu the
   CUDA / TensorRT execution providers run ``network_fp16.onnx`` when the artifact has it.

@@ -1,8 +1,8 @@
 """The inference pipeline cut into the five stages that ``cpr-bench`` times.
 
 ``preprocessing`` (resize + scale to [0, 1], host -> device), ``network`` (backbone taps, Local
-Retrieval Branch, foreground map; the ONNX graph also computes the codebook histograms),
-``global retrieval`` (histogram matching + top-K), ``local search`` (location-restricted NN
+Retrieval Branch, foreground map), ``global retrieval`` (codebook histograms, histogram matching,
+top-K), ``local search`` (location-restricted NN
 search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> host, map resized
 to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
 what ``predict`` gives (``tests/test_bench.py`` checks it).
@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .. import tail
-from ..contract import HISTOGRAM_OUTPUT
+from ..contract import FEATURES_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
 STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
@@ -68,7 +68,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
         st["out"] = det.network(st["x"])
 
     def retrieval(st):
-        st["index"] = det.retrieve(st["out"][HISTOGRAM_OUTPUT])
+        st["index"] = det.retrieve(st["out"][FEATURES_OUTPUT])
 
     def local(st):
         st["local"] = det.local_search(st["out"], st["index"])

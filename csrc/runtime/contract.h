@@ -7,7 +7,8 @@ namespace cpr {
 namespace contract {
 
 constexpr const char* kArtifactFormat = "cpr-engine-artifact";
-constexpr int kArtifactFormatVersion = 1;
+constexpr int kArtifactFormatVersion = 2;
+constexpr int kArtifactMinFormatVersion = 2;  // version 1 graphs output block histograms instead of feat_4
 
 // files of an artifact folder
 constexpr const char* kManifest = "manifest.json";
@@ -21,8 +22,7 @@ constexpr const char* kNetworkPlan = "network.plan";
 constexpr const char* kGraphInput = "images";  // (1, 3, S, S) float32 RGB in [0, 1]
 constexpr const char* kDescriptorOutputs[] = {"desc_4", "desc_8"};  // (1, D, h_s, w_s) per scale
 constexpr const char* kForegroundOutput = "foreground";               // (1, h_0, w_0)
-constexpr const char* kHistogramOutput = "hist";                      // (1, grid^2, n_clusters + 1)
-constexpr const char* kFeaturesOutput = "feat_4";                     // (1, C, h_0, w_0): hist from the codebook
+constexpr const char* kFeaturesOutput = "feat_4";                     // (1, C, h_0, w_0) fine taps -> codebook
 
 // arrays (<name>.npy)
 constexpr const char* kBanks[] = {"bank_4", "bank_8"};  // (N, D, h_s, w_s)

@@ -30,7 +30,7 @@ using contract::kTrainHists;
 std::string npy_file(const char* array) { return std::string(array) + contract::kNpySuffix; }
 
 const std::vector<std::string> kArrayFiles = {npy_file(kBanks[0]), npy_file(kBanks[1]), npy_file(kTrainHists),
-                                              npy_file(kBankForeground)};
+                                              npy_file(kBankForeground), npy_file(kCenters)};
 #if CPR_WITH_TENSORRT
 constexpr bool kWithTensorRT = true;
 #else
@@ -154,8 +154,7 @@ struct Detector::Impl {
     }
   }
 
-  // Runs the network once on a blank image and checks its output shapes (loads the codebook when
-  // the histograms are left to codebook_histogram).
+  // Runs the network once on a blank image and checks its output shapes against the arrays.
   void check_network() {
     const cv::Mat blank(std::vector<int>{1, 3, int(side(1)), int(side(1))}, CV_32F, cv::Scalar(0.5));
     const runtime::NetworkOutput out = network->run(blank);
@@ -163,26 +162,16 @@ struct Detector::Impl {
     expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, fine_side(), fine_side()});
     expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, coarse_side(), coarse_side()});
     expect_shape(where, "output foreground", blob_shape(out.foreground), {1, fine_side(), fine_side()});
-    if (!out.hist.empty()) {
-      expect_shape(where, "output hist", blob_shape(out.hist), {1, manifest.grid * manifest.grid, n_codes + 1});
-      return;
-    }
-    load_centers();
     expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, fine_side(), fine_side()});
   }
 
-  // (1, K) indices of the training images closest to the query's block histograms.
+  // (1, K) indices of the training images closest to the query's codebook block histograms.
   std::vector<int64_t> retrieve(const runtime::NetworkOutput& out) const {
     const int64_t blocks = manifest.grid * manifest.grid, bins = n_codes + 1;
-    std::vector<float> own_hist, distances(n_train);
-    const float* hist = out.hist.empty() ? nullptr : out.hist.ptr<float>();
-    if (!hist) {
-      own_hist.resize(blocks * bins);
-      codebook_histogram(out.feat_4.ptr<float>(), 1, channels, fine_side(), fine_side(), centers.data(), n_codes,
-                         manifest.grid, nullptr, own_hist.data());
-      hist = own_hist.data();
-    }
-    hist_match(hist, 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
+    std::vector<float> hist(blocks * bins), distances(n_train);
+    codebook_histogram(out.feat_4.ptr<float>(), 1, channels, fine_side(), fine_side(), centers.data(), n_codes,
+                       manifest.grid, nullptr, hist.data());
+    hist_match(hist.data(), 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
     std::vector<int64_t> index(top_k_count(n_train, manifest.top_k, false));
     top_k(distances.data(), 1, n_train, manifest.top_k, nullptr, index.data());
     return index;
@@ -248,9 +237,9 @@ Detector Detector::load(const std::string& dir, Backend backend) {
     require_file(impl->manifest, contract::kNetworkPlan, "needed by the TensorRT backend; build it with export/build_plan.py");
   } else {
     require_file(impl->manifest, contract::kNetworkOpenCVOnnx, "needed by the OpenCV DNN backend");
-    require_file(impl->manifest, npy_file(kCenters), "needed by the OpenCV DNN backend");
   }
   impl->load_arrays();
+  impl->load_centers();
   impl->open_network();
   return Detector(std::move(impl));
 }

@@ -33,7 +33,8 @@ void check_format(const json& manifest, const Manifest& m, const std::string& ma
                         std::string(contract::kArtifactFormat) + "' missing)");
   }
   const json version = manifest.value("format_version", json());
-  if (!version.is_number_integer() || version.get<int64_t>() < 1 || version.get<int64_t>() > contract::kArtifactFormatVersion) {
+  if (!version.is_number_integer() || version.get<int64_t>() < contract::kArtifactMinFormatVersion ||
+      version.get<int64_t>() > contract::kArtifactFormatVersion) {
     throw ArtifactError(m.folder + ": artifact format version " + version.dump() + "; this engine reads versions 1.." +
                         std::to_string(contract::kArtifactFormatVersion) + " (re-export the model, or upgrade cpr-engine)");
   }

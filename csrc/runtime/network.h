@@ -9,15 +9,13 @@
 namespace cpr {
 namespace runtime {
 
-// Network outputs for one image, each a dense CV_32F blob with the batch axis of size 1. The
-// histogram stage comes either from the network (`hist`) or from `feat_4` with the codebook; a
-// backend fills exactly one of the two.
+// Network outputs for one image (contract.h's graph outputs), each a dense CV_32F blob with the
+// batch axis of size 1.
 struct NetworkOutput {
-  cv::Mat desc_4;      // (1, D, S/4, S/4) L2-normalized descriptors
-  cv::Mat desc_8;      // (1, D, S/8, S/8)
-  cv::Mat foreground;  // (1, S/4, S/4) in [0, 1]
-  cv::Mat feat_4;      // (1, C, S/4, S/4) stride-4 backbone features, or empty
-  cv::Mat hist;        // (1, grid^2, M+1) block histograms computed in the graph, or empty
+  cv::Mat desc_4;      // (1, D, h_0, w_0) L2-normalized descriptors
+  cv::Mat desc_8;      // (1, D, h_1, w_1)
+  cv::Mat foreground;  // (1, h_0, w_0) in [0, 1]
+  cv::Mat feat_4;      // (1, C, h_0, w_0) fine backbone taps: the codebook histograms are computed from them
 };
 
 class Network {
@@ -36,7 +34,7 @@ std::unique_ptr<Network> make_opencv_network(const std::string& onnx_path);
 std::string cuda_device_unavailable_reason();
 
 // TensorRT over a serialized plan, run with batch 1 at `image_size`; float32 or float16 I/O (as the
-// engine declares it), outputs desc_4, desc_8, foreground and hist or feat_4. Throws
+// engine declares it), outputs desc_4, desc_8, foreground and feat_4. Throws
 // cpr::ArtifactError for a plan this TensorRT cannot use, std::runtime_error for a CUDA failure.
 std::unique_ptr<Network> make_tensorrt_network(const std::string& plan_path, int image_size);
 #endif

@@ -31,7 +31,7 @@ class OpenCVNetwork : public Network {
     std::vector<cv::Mat> outs;
     net_.setInput(images, kGraphInput);
     net_.forward(outs, kOutputs);
-    return {outs[0], outs[1], outs[2], outs[3], cv::Mat()};
+    return {outs[0], outs[1], outs[2], outs[3]};
   }
 
  private:

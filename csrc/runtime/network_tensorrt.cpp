@@ -22,7 +22,7 @@ namespace {
 
 using namespace contract;  // NOLINT: the graph's names
 
-const char* const kOutputs[] = {kDescriptorOutputs[0], kDescriptorOutputs[1], kForegroundOutput};  // + hist or feat_4
+const char* const kOutputs[] = {kDescriptorOutputs[0], kDescriptorOutputs[1], kForegroundOutput, kFeaturesOutput};
 
 void cuda_check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(status));
@@ -102,10 +102,6 @@ class TensorRTNetwork : public Network {
     set_input_shape(image_size);
     for (int32_t i = 0; i < engine_->getNbIOTensors(); ++i) bind(engine_->getIOTensorName(i));
     for (const char* name : kOutputs) output(name);
-    if (!tensors_.count(kHistogramOutput) && !tensors_.count(kFeaturesOutput)) {
-      throw ArtifactError(path_ + ": the plan has neither a '" + kHistogramOutput + "' nor a '" + kFeaturesOutput +
-                          "' output");
-    }
   }
 
   ~TensorRTNetwork() override { cudaStreamSynchronize(stream_.get()); }
@@ -128,14 +124,8 @@ class TensorRTNetwork : public Network {
       }
     }
     cuda_check(cudaStreamSynchronize(stream_.get()), "the network run");
-    NetworkOutput out{as_float(kDescriptorOutputs[0]), as_float(kDescriptorOutputs[1]), as_float(kForegroundOutput),
-                      cv::Mat(), cv::Mat()};
-    if (tensors_.count(kHistogramOutput)) {
-      out.hist = as_float(kHistogramOutput);
-    } else {
-      out.feat_4 = as_float(kFeaturesOutput);
-    }
-    return out;
+    return {as_float(kDescriptorOutputs[0]), as_float(kDescriptorOutputs[1]), as_float(kForegroundOutput),
+            as_float(kFeaturesOutput)};
   }
 
  private:

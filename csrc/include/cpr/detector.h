@@ -4,25 +4,24 @@
 //   cpr::Prediction p = det.predict(cv::imread("part.png"));   // BGR, as cv::imread gives it
 //   p.score, p.anomaly_map (CV_32F, image size), p.is_anomalous
 //
-// Pipeline (the same as cpr_engine's CPRModel.forward): the network gives the stride-4/8
-// descriptors, the foreground map and either the codebook histograms (TensorRT plan) or the
-// stride-4 backbone features (OpenCV graph, histograms then by codebook_histogram); the kernels of
-// <cpr/ops.h> do the rest: hist_match, top_k, nn_search, postprocess.
+// Pipeline (the same as cpr_engine's CPRModel.forward): the network gives the descriptors of both
+// scales, the foreground map and the fine backbone taps (feat_4); the kernels of <cpr/ops.h> do the
+// rest: codebook_histogram, hist_match, top_k, nn_search, postprocess.
 //
 // Backends (Backend below): OpenCV DNN on the CPU, always built; TensorRT (10 or newer) on the
 // GPU, built when CMake finds TensorRT and the CUDA toolkit (CPR_WITH_TENSORRT=AUTO|ON). kAuto
 // takes TensorRT when it is built in, the artifact has network.plan and the CUDA runtime sees a
 // device; OpenCV DNN otherwise.
 //
-// Artifact files read: manifest.json (format "cpr-engine-artifact", format_version 1),
-// bank_4.npy / bank_8.npy (N, D, S/4|8, S/4|8) float32 or float16, train_hists.npy
-// (N, grid^2, M+1) float32 or float16, bank_fg.npy (N, S/4, S/4) float32, and per backend:
-//   OpenCV DNN: network_opencv.onnx (input "images" (1, 3, S, S) float32 RGB in [0, 1]; outputs
-//     desc_4 (1, D, S/4, S/4), desc_8 (1, D, S/8, S/8), foreground (1, S/4, S/4), feat_4
-//     (1, C, S/4, S/4)) and centers.npy (M, C) float32;
-//   TensorRT: network.plan (built on the target GPU by export/build_plan.py; input "images"
-//     (B, 3, S, S), run at B = 1, outputs desc_4, desc_8, foreground and hist (1, grid^2, M+1);
-//     each tensor float32 or float16 as the engine declares it, converted on the host).
+// Artifact files read (names: csrc/runtime/contract.h): manifest.json (format
+// "cpr-engine-artifact", format_version 2), bank_4.npy / bank_8.npy (N, D, h_s, w_s) float32 or
+// float16, train_hists.npy (N, grid^2, M+1) float32 or float16, bank_fg.npy (N, h_0, w_0) float32,
+// centers.npy (M, C) float32, and per backend one graph with input "images" (1, 3, S, S) float32 RGB
+// in [0, 1] and outputs desc_4 (1, D, h_0, w_0), desc_8 (1, D, h_1, w_1), foreground (1, h_0, w_0),
+// feat_4 (1, C, h_0, w_0):
+//   OpenCV DNN: network_opencv.onnx;
+//   TensorRT: network.plan (built on the target GPU by export/build_plan.py; run at B = 1; each
+//     tensor float32 or float16 as the engine declares it, converted on the host).
 // Every file listed in the manifest is checked against its SHA-256 at load.
 //
 // Errors: cpr::ArtifactError for an unusable artifact (message names the folder and the file:

@@ -26,6 +26,7 @@ import re
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from .codec import BAD_REQUEST
 
@@ -36,8 +37,6 @@ REQUEST_TIMEOUT_S = 120.0  # to receive one request body / get Triton's answer
 DRAIN_LIMIT = 64 * 2**20  # a refused body up to this size is read and dropped, so the client sees the answer
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
               "content-length", "expect"}
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Payload Too Large",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 INFER_PATH = re.compile(r"^/v2/models/[^/?]+(/versions/[^/?]+)?/infer/?(\?.*)?$")
 #: bytes per element of each KServe v2 data type (BYTES: at least its 4-byte length prefix)
 ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
@@ -223,7 +222,7 @@ class _HttpGateway:
 
     @staticmethod
     async def _answer(writer, status: int, headers: list, body: bytes, keep_alive: bool) -> None:
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+        lines = [f"HTTP/1.1 {status} {_reason(status)}"]
         lines += [f"{k}: {v}" for k, v in headers]
         lines += [f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -240,6 +239,14 @@ class Headers(dict):
     def forwarded(self) -> list[tuple[str, str]]:
         """The fields a proxy passes on (hop-by-hop ones and Content-Length dropped)."""
         return [(k, v) for k, v in self.fields if k.lower() not in HOP_BY_HOP]
+
+
+def _reason(status: int) -> str:
+    """The reason phrase of an HTTP status code ("Status" for one the standard library does not know)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 def _parse_head(head: bytes) -> tuple[str, Headers]:

@@ -244,7 +244,9 @@ class Detector:
         det = cls(config.variant, device=device, pretrained=False)
         det.config, det.meta = config, meta
         backbone = build_backbone(config.backbone, pretrained=False)
-        model = CPRModel(config, backbone, int(meta["n_train"]))
+        widths = tuple(int(state[k].shape[1]) for k in ("bank_4", "bank_8")) if all(
+            k in state and state[k].dim() == 4 for k in ("bank_4", "bank_8")) else None
+        model = CPRModel(config, backbone, int(meta["n_train"]), widths)
         expected = model.state_dict()
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or extra:

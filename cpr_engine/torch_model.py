@@ -29,15 +29,18 @@ class CPROutput(NamedTuple):
     anomaly_map: torch.Tensor  # (B, S, S) float32 pixel scores at the model's input size
 
 
-def descriptor_width(config: CPRConfig, channels: tuple[int, int]) -> int:
-    """D of the descriptors: ``config.descriptor_dim``; raw taps need no more than the widest tap."""
-    return min(config.descriptor_dim, max(channels)) if config.descriptor == "raw" else config.descriptor_dim
+def descriptor_widths(config: CPRConfig, channels: tuple[int, int]) -> tuple[int, int]:
+    """D of the descriptors per scale: ``config.descriptor_dim``; raw taps keep at most their own
+    channels (zero padding would only add search work: cosines are unchanged by it)."""
+    if config.descriptor == "raw":
+        return tuple(min(config.descriptor_dim, c) for c in channels)
+    return (config.descriptor_dim,) * len(channels)
 
 
 def descriptor_heads(config: CPRConfig, channels: tuple[int, int]) -> nn.ModuleList:
     """One descriptor head per tap: LRB heads, or raw-tap heads when ``config.descriptor == "raw"``."""
     if config.descriptor == "raw":
-        heads = [RawTapHead(c, descriptor_width(config, channels)) for c in channels]
+        heads = [RawTapHead(c, d) for c, d in zip(channels, descriptor_widths(config, channels))]
     else:
         heads = [LocalRetrievalBranch(c, config.lrb_hidden, config.descriptor_dim) for c in channels]
     return nn.ModuleList(heads).to(memory_format=torch.channels_last)
@@ -50,46 +53,49 @@ class CPRModel(nn.Module):
         config: hyper-parameters.
         backbone: a ``cpr_engine.backbones.FeatureExtractor`` (stride-4 and stride-8 taps).
         n_train: number of training images N (sizes the bank buffers).
+        widths: descriptor D per scale of the raw heads and banks (default ``descriptor_widths``; a
+            saved model gives its own, so files written with other widths load as they were).
     Attributes:
         ops_impl: None (default choice of :mod:`cpr_engine.ops`), "native" or "reference"; not saved.
     """
 
-    def __init__(self, config: CPRConfig, backbone: nn.Module, n_train: int):
+    def __init__(self, config: CPRConfig, backbone: nn.Module, n_train: int, widths: tuple[int, int] | None = None):
         super().__init__()
         self.config = config
         self.backbone = backbone
         c4, c8 = backbone.channels
-        d, s = descriptor_width(config, backbone.channels), config.image_size
-        self.lrb = descriptor_heads(config, backbone.channels)
+        (d4, d8), s = widths or descriptor_widths(config, backbone.channels), config.image_size
+        self.lrb = (nn.ModuleList([RawTapHead(c, d) for c, d in zip(backbone.channels, (d4, d8))])
+                    .to(memory_format=torch.channels_last) if widths and config.descriptor == "raw"
+                    else descriptor_heads(config, backbone.channels))
         self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("centers", torch.zeros(config.n_clusters, c4))
         self.register_buffer("train_hists", torch.zeros(n_train, config.grid ** 2, config.n_clusters + 1))
         fine, coarse = (s // stride for stride in backbone.strides)
-        self.register_buffer("bank_4", torch.zeros(n_train, d, fine, fine))
-        self.register_buffer("bank_8", torch.zeros(n_train, d, coarse, coarse))
+        self.register_buffer("bank_4", torch.zeros(n_train, d4, fine, fine))
+        self.register_buffer("bank_8", torch.zeros(n_train, d8, coarse, coarse))
         self.register_buffer("fg_weight", torch.zeros(c4))
         self.register_buffer("fg_bias", torch.zeros(()))
         self.register_buffer("bank_fg", torch.ones(n_train, fine, fine))
         self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
         self.ops_impl: str | None = None
 
-    def set_descriptor_heads(self, heads: nn.ModuleList, descriptor_dim: int) -> None:
-        """Replace the descriptor heads (LRB or raw) and size the banks for their ``descriptor_dim``."""
+    def set_descriptor_heads(self, heads: nn.ModuleList, widths: tuple[int, int]) -> None:
+        """Replace the descriptor heads (LRB or raw) and size the banks for their output D per scale."""
         self.lrb = heads.to(self.bank_4.device)
-        n, _, h4, w4 = self.bank_4.shape
         dev = self.bank_4.device
-        self.bank_4 = torch.zeros(n, descriptor_dim, h4, w4, device=dev)
-        self.bank_8 = torch.zeros(n, descriptor_dim, *self.bank_8.shape[2:], device=dev)
+        self.bank_4 = torch.zeros(self.bank_4.shape[0], widths[0], *self.bank_4.shape[2:], device=dev)
+        self.bank_8 = torch.zeros(self.bank_8.shape[0], widths[1], *self.bank_8.shape[2:], device=dev)
 
     @property
-    def descriptor_dim(self) -> int:
-        """D of the banks and of the descriptor heads' output."""
-        return self.bank_4.shape[1]
+    def descriptor_dims(self) -> tuple[int, int]:
+        """D of the banks and of the descriptor heads' output, per scale (finest first)."""
+        return self.bank_4.shape[1], self.bank_8.shape[1]
 
     @property
     def banks(self) -> list[torch.Tensor]:
-        """Descriptor banks, finest scale first: (N, D, S/4, S/4), (N, D, S/8, S/8)."""
+        """Descriptor banks, finest scale first: (N, D_0, h_0, w_0), (N, D_1, h_1, w_1)."""
         return [self.bank_4, self.bank_8]
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -98,6 +98,23 @@ def test_choose_windows_aligned_small_shifted_wide():
     assert choose_windows(shifted, refs, (9, 5)) == (9, 5)  # capped at max_windows
 
 
+def test_raw_descriptors_keep_each_taps_own_width():
+    """Raw taps are not zero-padded to a common D (same cosines, more search work); models saved with
+    other widths load with theirs."""
+    from cpr_engine.backbones import build_backbone
+    from cpr_engine.config import CPRConfig
+    from cpr_engine.torch_model import CPRModel, descriptor_widths
+
+    raw = CPRConfig(descriptor="raw", descriptor_dim=384)
+    assert descriptor_widths(raw, (40, 112)) == (40, 112)
+    assert descriptor_widths(CPRConfig(descriptor="raw", descriptor_dim=64), (40, 112)) == (40, 64)
+    assert descriptor_widths(CPRConfig(descriptor="learned", descriptor_dim=64), (40, 112)) == (64, 64)
+    backbone = build_backbone(raw.backbone, pretrained=False)
+    assert CPRModel(raw, backbone, 2).descriptor_dims == tuple(backbone.channels)
+    padded = CPRModel(raw, backbone, 2, widths=(112, 112))
+    assert padded.descriptor_dims == (112, 112) and [h.projection.shape[0] for h in padded.lrb] == [112, 112]
+
+
 def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_path):
     from cpr_engine.exporter import export_artifact
 
@@ -105,14 +122,14 @@ def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_pa
     variant = options.pop("variant")
     det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
     assert det.config.descriptor == "raw" and det.meta["descriptor"] == "raw" and det.meta["steps"] == 0
-    assert det.model.descriptor_dim == 16 and det.model.bank_4.shape[1] == 16
+    assert det.model.descriptor_dims == (16, 16) and det.model.bank_4.shape[1] == 16
     path = det.save(tmp_path / "model.pt")
     again = Detector.load(path, device="cpu")
     images = [read_image(s.image_path) for s in load_split(demo_root, "mvtec", "coffee", "test")[:3]]
     assert np.allclose(det.score_batch(images)[0], again.score_batch(images)[0], atol=1e-5)
     report = export_artifact(det, tmp_path / "artifact")
     assert report["onnx_max_error"]["desc_4"] < 1e-3 and report["opencv_graph_max_error"]["desc_8"] < 1e-3
-    assert json.loads((tmp_path / "artifact" / "manifest.json").read_text())["descriptor_dim"] == 16
+    assert json.loads((tmp_path / "artifact" / "manifest.json").read_text())["descriptor_dims"] == [16, 16]
     runtime = Detector.load(tmp_path / "artifact")
     assert np.allclose(runtime.score_batch(images)[0], det.score_batch(images)[0], rtol=1e-3, atol=1e-3)
 

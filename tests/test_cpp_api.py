@@ -238,3 +238,24 @@ def test_whole_map_windows_match_the_python_runtime(binary, artifacts, images, t
     files = sorted(images.iterdir())
     for path, pred in zip(files, runtime.predict([read_image(p) for p in files])):
         assert got[path.name][0] == pytest.approx(pred.score, rel=RTOL[kind]), path.name
+
+
+def test_scales_with_different_descriptor_widths(binary, demo_root, images, tmp_path):
+    """Raw taps keep each tap's width (here 40 and 64): banks, graph outputs and the search differ per
+    scale in both runtimes, and the C++ scores equal the Python ones."""
+    from cpr_engine import Detector
+    from cpr_engine.data import read_image
+    from cpr_engine.exporter import export_artifact
+    from tests.conftest import TINY
+
+    options = dict(TINY, descriptor="raw", descriptor_dim=64)
+    det = Detector(options.pop("variant"), device="cpu", **options).fit(f"{demo_root}/coffee")
+    assert det.model.descriptor_dims == (40, 64)
+    art = Path(export_artifact(det, tmp_path / "artifact", trt="no")["artifact"])
+    assert json.loads((art / "manifest.json").read_text())["descriptor_dims"] == [40, 64]
+    result = run(binary, art, images, tmp_path / "heat")
+    assert result.returncode == 0, result.stderr
+    got = parse(result.stdout)
+    files = sorted(images.iterdir())
+    for path, pred in zip(files, det.predict([read_image(p) for p in files])):
+        assert got[path.name][0] == pytest.approx(pred.score, rel=RTOL["fp32"]), path.name

@@ -192,7 +192,8 @@ BAD_SETTINGS = [
     ("kept_blocks", 0),
     ("pixel_normal", [0.0, float("nan")]),
     ("bank_dtype", "int8"),
-    ("descriptor_dim", 0),
+    ("descriptor_dims", [0, 1]),
+    ("descriptor_dims", 16),
 ]
 
 
@@ -210,7 +211,7 @@ def test_bad_manifest_setting_is_refused(artifact, tmp_path, key, value):
 
 
 @pytest.mark.needs_native
-@pytest.mark.parametrize("key,value", [("descriptor_dim", 7), ("n_train", 5), ("n_clusters", 3),
+@pytest.mark.parametrize("key,value", [("descriptor_dims", [7, 7]), ("n_train", 5), ("n_clusters", 3),
                                        ("bank_dtype", "float16")])
 def test_setting_that_does_not_fit_the_arrays_is_refused(artifact, tmp_path, key, value):
     folder = _copy(artifact, tmp_path / "bad")

@@ -38,7 +38,7 @@ def _manifest(det, fp16: bool) -> dict:
                           blur_sigma=float(cfg.blur_sigma), top_t=cfg.top_t,
                           use_foreground=bool(det.model.use_foreground), threshold=float(meta["threshold"]),
                           pixel_normal=tuple(meta.get("pixel_normal", (0.0, 1.0)))).to_manifest(),
-        "descriptor_dim": det.model.descriptor_dim,
+        "descriptor_dims": list(det.model.descriptor_dims),
         "n_clusters": cfg.n_clusters,
         "bank_dtype": "float16" if fp16 else "float32",
         "n_train": int(meta["n_train"]),

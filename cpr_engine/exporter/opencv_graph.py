@@ -81,8 +81,8 @@ def export_opencv_graph(network_onnx: str | Path, model, path: str | Path) -> Pa
     import onnx
     from onnx import helper
 
-    side, dim = model.config.image_size // model.backbone.strides[0], model.descriptor_dim
-    shapes = [(1, dim, side, side), (1, dim, side // 2, side // 2), (1, side, side), (1, model.centers.shape[1], side, side)]
+    side, (d4, d8) = model.config.image_size // model.backbone.strides[0], model.descriptor_dims
+    shapes = [(1, d4, side, side), (1, d8, side // 2, side // 2), (1, side, side), (1, model.centers.shape[1], side, side)]
     with tempfile.TemporaryDirectory() as tmp:
         folded = Path(tmp) / "folded.onnx"
         _fold_batch_1(Path(network_onnx), folded)

@@ -230,7 +230,7 @@ def check_settings(folder: str | Path, manifest: dict) -> None:
 
     Settings that are absent are not checked here (``ArtifactDetector.load`` requires its own);
     each present one must hold a value the engine can run. The array files are checked against
-    these settings by ``ArtifactDetector`` (shapes, dtype, descriptor_dim, finite values).
+    these settings by ``ArtifactDetector`` (shapes, dtype, descriptor_dims, finite values).
 
     Raises:
         ArtifactError naming the folder, the key, the value and what is allowed.
@@ -253,9 +253,12 @@ def check_settings(folder: str | Path, manifest: dict) -> None:
         largest = strides[1] if strides else 1
         if not (_is_int(size) and size > 0 and size % largest == 0):
             raise bad("image_size", f"a positive multiple of the largest stride ({largest})")
-    for key in ("descriptor_dim", "n_train", "grid"):
+    for key in ("n_train", "grid"):
         if key in m and not (_is_int(m[key]) and m[key] >= 1):
             raise bad(key, "an integer >= 1")
+    dims = m.get("descriptor_dims")
+    if dims is not None and not (isinstance(dims, list) and len(dims) == 2 and all(_is_int(d) and d >= 1 for d in dims)):
+        raise bad("descriptor_dims", "two integers >= 1 (D of the fine and the coarse descriptors)")
     if "n_clusters" in m and not (_is_int(m["n_clusters"]) and m["n_clusters"] >= 2):
         raise bad("n_clusters", "an integer >= 2")
     if "top_k" in m:

@@ -72,21 +72,21 @@ class ArtifactDetector:
         return cls(folder, manifest, open_network(folder, manifest, backend, providers))
 
     def _check_arrays(self) -> None:
-        """The arrays against each other and the manifest: shapes, descriptor_dim, n_train, dtype, finite values."""
+        """The arrays against each other and the manifest: shapes, descriptor_dims, n_train, dtype, finite values."""
         m, settings, n = self.manifest, self.settings, len(self.train_hists)
         sides = [settings.image_size // stride for stride in settings.strides]
         for name, bank, side in zip(BANKS, self.banks, sides):
-            if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != (n, side, side) or bank.shape[1] != self.banks[0].shape[1]:
+            if bank.ndim != 4 or (bank.shape[0], *bank.shape[2:]) != (n, side, side):
                 raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {bank.shape}; expected (N={n}, D, "
                                     f"{side}, {side}) for image_size {settings.image_size}")
         fine = sides[0]
         if self.bank_fg.shape != (n, fine, fine):
             raise ArtifactError(f"{self.folder}: {array_file(BANK_FOREGROUND)} has shape {self.bank_fg.shape}; "
                                 f"expected {(n, fine, fine)}")
-        dim = self.banks[0].shape[1]
-        if "descriptor_dim" in m and m["descriptor_dim"] != dim:
-            raise ArtifactError(f"{self.folder}: manifest setting 'descriptor_dim' = {m['descriptor_dim']!r} does not "
-                                f"match the banks (D = {dim} in {' and '.join(map(array_file, BANKS))})")
+        dims = [bank.shape[1] for bank in self.banks]
+        if "descriptor_dims" in m and m["descriptor_dims"] != dims:
+            raise ArtifactError(f"{self.folder}: manifest setting 'descriptor_dims' = {m['descriptor_dims']!r} does "
+                                f"not match the banks (D = {dims} in {' and '.join(map(array_file, BANKS))})")
         if "n_train" in m and m["n_train"] != n:
             raise ArtifactError(f"{self.folder}: manifest setting 'n_train' = {m['n_train']!r} does not match the "
                                 f"arrays ({n} training images in {array_file(TRAIN_HISTS)})")

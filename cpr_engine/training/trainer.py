@@ -351,7 +351,7 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
     for candidate in candidates:
         if candidate["descriptor"] != current:
             current = candidate["descriptor"]
-            model.set_descriptor_heads(heads[current], heads_width(heads[current]))
+            model.set_descriptor_heads(heads[current], heads_widths(heads[current]))
             fill_bank(model, feats)
         model.use_foreground.fill_(candidate["foreground"])
         model.config.windows = tuple(candidate["windows"])
@@ -361,10 +361,10 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
     return {k: best[k] for k in ("descriptor", "foreground", "windows")}, rows
 
 
-def heads_width(heads: torch.nn.ModuleList) -> int:
-    """Output D of a pair of descriptor heads."""
-    head = heads[0]
-    return head.projection.shape[0] if isinstance(head, RawTapHead) else head.head.out_channels
+def heads_widths(heads: torch.nn.ModuleList) -> tuple[int, int]:
+    """Output D of each of a pair of descriptor heads."""
+    return tuple(head.projection.shape[0] if isinstance(head, RawTapHead) else head.head.out_channels
+                 for head in heads)
 
 
 def raw_heads(config: CPRConfig, channels: tuple[int, int], feats, device: torch.device) -> torch.nn.ModuleList:
@@ -449,7 +449,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
                  row["foreground"], row["windows"], row["mean"])
     descriptor, keep_fg = best["descriptor"], best["foreground"]
     config.descriptor, config.windows = descriptor, tuple(best["windows"])
-    model.set_descriptor_heads(heads[descriptor], heads_width(heads[descriptor]))
+    model.set_descriptor_heads(heads[descriptor], heads_widths(heads[descriptor]))
     model.use_foreground.fill_(keep_fg)
     fill_bank(model, feats)
     loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)

@@ -87,7 +87,7 @@ struct Detector::Impl {
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
-  int64_t n_train = 0, dim = 0, n_codes = 0, channels = 0;
+  int64_t n_train = 0, dim_4 = 0, dim_8 = 0, n_codes = 0, channels = 0;  // D per scale: own widths
 
   int64_t side(int64_t stride) const { return manifest.image_size / stride; }
   // Map sides of the finest and the coarsest scale (manifest "strides"); side(1) is the input's.
@@ -109,10 +109,14 @@ struct Detector::Impl {
                           " must be 4-d and " + npy_file(kTrainHists) + " " + runtime::shape_string(hists_npy.shape) +
                           " 3-d");
     }
-    n_train = bank_4.shape[0], dim = bank_4.shape[1];
+    if (bank_8.shape.size() != 4) {
+      throw ArtifactError(m.folder + ": " + npy_file(kBanks[1]) + " " + runtime::shape_string(bank_8.shape) +
+                          " must be 4-d");
+    }
+    n_train = bank_4.shape[0], dim_4 = bank_4.shape[1], dim_8 = bank_8.shape[1];
     n_codes = hists_npy.shape[2] - 1;
-    expect_shape(m.path(npy_file(kBanks[0])), kBanks[0], bank_4.shape, {n_train, dim, fine_side(), fine_side()});
-    expect_shape(m.path(npy_file(kBanks[1])), kBanks[1], bank_8.shape, {n_train, dim, coarse_side(), coarse_side()});
+    expect_shape(m.path(npy_file(kBanks[0])), kBanks[0], bank_4.shape, {n_train, dim_4, fine_side(), fine_side()});
+    expect_shape(m.path(npy_file(kBanks[1])), kBanks[1], bank_8.shape, {n_train, dim_8, coarse_side(), coarse_side()});
     expect_shape(m.path(npy_file(kBankForeground)), kBankForeground, bank_fg.shape, {n_train, fine_side(), fine_side()});
     expect_shape(m.path(npy_file(kTrainHists)), kTrainHists, hists_npy.shape, {n_train, m.grid * m.grid, n_codes + 1});
     if (bank_8.dtype != bank_4.dtype || bank_fg.dtype != DType::kFloat32) {
@@ -159,8 +163,8 @@ struct Detector::Impl {
     const cv::Mat blank(std::vector<int>{1, 3, int(side(1)), int(side(1))}, CV_32F, cv::Scalar(0.5));
     const runtime::NetworkOutput out = network->run(blank);
     const std::string where = manifest.path(network_file());
-    expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim, fine_side(), fine_side()});
-    expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim, coarse_side(), coarse_side()});
+    expect_shape(where, "output desc_4", blob_shape(out.desc_4), {1, dim_4, fine_side(), fine_side()});
+    expect_shape(where, "output desc_8", blob_shape(out.desc_8), {1, dim_8, coarse_side(), coarse_side()});
     expect_shape(where, "output foreground", blob_shape(out.foreground), {1, fine_side(), fine_side()});
     expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, fine_side(), fine_side()});
   }
@@ -195,9 +199,9 @@ struct Detector::Impl {
     const int64_t fine = fine_side(), coarse = coarse_side();
     std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
     const NNSearchScale scales[2] = {
-        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim, fine, fine, manifest.windows[0],
+        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim_4, fine, fine, manifest.windows[0],
          local_4.data()},
-        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim, coarse, coarse, manifest.windows[1],
+        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim_8, coarse, coarse, manifest.windows[1],
          local_8.data()}};
     // a window covering the map runs as matrix products (several times faster than the kernel there)
     std::vector<NNSearchScale> windowed;

@@ -600,6 +600,48 @@ def test_folder_multi_category(tmp_path):
         load_split(r, "folder", "alpha", "train")
 
 
+def make_mvtec_ad2_category(c: Path) -> None:
+    """A tiny MVTec AD 2 category: train, validation, test_public (good, bad, ground_truth), test_private."""
+    for n in ("000_regular", "001_regular"):
+        put(c / "train" / "good" / f"{n}.png")
+    put(c / "validation" / "good" / "000_regular.png")
+    put(c / "test_public" / "good" / "000_regular.png")
+    for n in ("000_regular", "001_overexposed"):
+        put(c / "test_public" / "bad" / f"{n}.png")
+        put(c / "test_public" / "ground_truth" / "bad" / f"{n}_mask.png", 255)
+    put(c / "test_private" / "000_regular.png")
+
+
+def test_mvtec_ad2_layout(tmp_path):
+    root = tmp_path / "mvtec_ad2"
+    for cat in ("can", "fabric"):
+        make_mvtec_ad2_category(root / cat)
+    assert detect_dataset(root) == "mvtec_ad2"
+    assert list_categories(root, "mvtec_ad2") == ["can", "fabric"]
+    train = load_split(root, "mvtec_ad2", "can", "train")
+    assert names(train) == ["000_regular.png", "001_regular.png"] and {s.label for s in train} == {0}
+    test = load_split(root, "mvtec_ad2", "can", "test")  # test_public only; validation and test_private unused
+    assert [(Path(s.image_path).parent.name, s.label, s.defect_type) for s in test] == [
+        ("good", 0, "good"), ("bad", 1, "bad"), ("bad", 1, "bad")]
+    assert [Path(s.mask_path).name for s in test if s.label] == ["000_regular_mask.png", "001_overexposed_mask.png"]
+    (root / "can" / "test_public" / "ground_truth" / "bad" / "001_overexposed_mask.png").unlink()
+    with pytest.raises(FileNotFoundError, match="MVTec AD 2: defective image .*001_overexposed.png.* no ground-truth mask"):
+        load_split(root, "mvtec_ad2", "can", "test")
+
+
+def test_mpdd_is_the_mvtec_layout(tmp_path):
+    """MPDD (metal parts) ships in the MVTec AD layout: detected and loaded as such."""
+    root = tmp_path / "mpdd"
+    for cat in ("bracket_black", "tubes"):
+        put(root / cat / "train" / "good" / "000.png")
+        put(root / cat / "test" / "good" / "000.png")
+        put(root / cat / "test" / "hole" / "000.png")
+        put(root / cat / "ground_truth" / "hole" / "000_mask.png", 255)
+    assert detect_dataset(root) == "mvtec"
+    test = load_split(root, "mvtec", "tubes", "test")
+    assert [(s.label, s.defect_type) for s in test] == [(0, "good"), (1, "hole")]
+
+
 def test_detect_dataset_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=esc(tmp_path / "missing")):
         detect_dataset(tmp_path / "missing")

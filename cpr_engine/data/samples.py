@@ -195,8 +195,10 @@ def missing_masks_error(missing: list[tuple[Path, FileNotFoundError]]) -> FileNo
 
 
 def scan_test_folders(test_dir: Path, category: str, what: str,
-                      find_mask: Callable[[Path, Path], str | None], image_subdir: str = "") -> list[Sample]:
-    """Samples of ``test_dir/<good|defect>/[image_subdir]/*``, sorted.
+                      find_mask: Callable[[Path, Path], str | None], image_subdir: str = "",
+                      skip: tuple[str, ...] = ()) -> list[Sample]:
+    """Samples of ``test_dir/<good|defect>/[image_subdir]/*``, sorted; sub-folders named in ``skip``
+    (e.g. a ground-truth folder inside the test folder) are not image folders.
 
     ``find_mask(defect_dir, image)`` returns the mask path of a defective image, ``None`` where the
     layout allows a missing mask, or raises ``FileNotFoundError`` where it does not: every image
@@ -205,7 +207,7 @@ def scan_test_folders(test_dir: Path, category: str, what: str,
     """
     out: list[Sample] = []
     missing: list[tuple[Path, FileNotFoundError]] = []
-    for d in subdirs(test_dir):
+    for d in (d for d in subdirs(test_dir) if d.name not in skip):
         folder = d / image_subdir if image_subdir else d
         if image_subdir and not folder.is_dir():
             raise FileNotFoundError(f"{what} {str(d)!r} has no {image_subdir!r} sub-folder")

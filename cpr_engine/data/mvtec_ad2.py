@@ -1,0 +1,57 @@
+"""MVTec AD 2 layout (2025).
+
+::
+
+    root/<category>/train/good/*.png
+    root/<category>/validation/good/*.png            (good images held out of training: not used here)
+    root/<category>/test_public/good/*.png
+    root/<category>/test_public/bad/*.png
+    root/<category>/test_public/ground_truth/bad/<stem>_mask.png
+
+The public test split is the one with labels and masks (``test_private*`` folders have none and are
+ignored). A ``bad`` image without its mask is an error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .samples import (GOOD, DirIndex, Sample, abs_root, check_category, check_split, list_image_files,
+                      mask_candidates, missing_mask_error, require_dir, scan_test_folders, subdirs)
+
+NAME = "mvtec_ad2"
+TEST, GROUND_TRUTH = "test_public", "ground_truth"
+__all__ = ["list_categories", "load_split", "looks_like"]
+
+
+def list_categories(root) -> list[str]:
+    """Sub-folders of ``root`` that have ``train/`` or ``test_public/``, in natural order."""
+    r = abs_root(root, "MVTec AD 2")
+    return [d.name for d in subdirs(r) if (d / "train").is_dir() or (d / TEST).is_dir()]
+
+
+def looks_like(root: Path) -> bool:
+    """A category with ``train/good`` has a ``test_public/`` folder."""
+    return any((d / "train" / GOOD).is_dir() and (d / TEST).is_dir() for d in subdirs(root))
+
+
+def load_split(root, category: str, split: str) -> list[Sample]:
+    check_split(split)
+    r = abs_root(root, "MVTec AD 2")
+    check_category(category, list_categories(r), r, "MVTec AD 2")
+    cat_dir = r / category
+    if split == "train":
+        files = list_image_files(cat_dir / "train" / GOOD, "MVTec AD 2 train folder")
+        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+
+    test_dir = require_dir(cat_dir / TEST, "MVTec AD 2 test_public folder")
+    index = DirIndex()
+
+    def find_mask(defect_dir: Path, image: Path) -> str:
+        gt_dir = test_dir / GROUND_TRUTH / defect_dir.name
+        names = mask_candidates(image.stem, "_mask")
+        m = index.find(gt_dir, names)
+        if m is None:
+            raise missing_mask_error(image, [gt_dir / names[0]], "MVTec AD 2")
+        return str(m)
+
+    return scan_test_folders(test_dir, category, "MVTec AD 2 test_public folder", find_mask, skip=(GROUND_TRUTH,))

@@ -629,6 +629,42 @@ def test_mvtec_ad2_layout(tmp_path):
         load_split(root, "mvtec_ad2", "can", "test")
 
 
+def test_mvtec_loco_layout_and_mask_folders(tmp_path):
+    """LOCO keeps one mask per defect region in ground_truth/<type>/<stem>/: the mask is their union."""
+    root = tmp_path / "loco"
+    for cat in ("breakfast_box", "juice_bottle"):
+        c = root / cat
+        put(c / "train" / "good" / "000.png")
+        put(c / "validation" / "good" / "000.png")
+        put(c / "test" / "good" / "000.png")
+        for kind in ("logical_anomalies", "structural_anomalies"):
+            put(c / "test" / kind / "000.png")
+            region = np.zeros((8, 8), np.uint8)
+            region[:2] = 255
+            Image.fromarray(region).save(_mkdir(c / "ground_truth" / kind / "000") / "000.png")
+            Image.fromarray(region.T.copy()).save(c / "ground_truth" / kind / "000" / "001.png")
+    assert detect_dataset(root) == "mvtec_loco"
+    test = load_split(root, "mvtec_loco", "juice_bottle", "test")
+    assert [(s.label, s.defect_type) for s in test] == [(0, "good"), (1, "logical_anomalies"),
+                                                        (1, "structural_anomalies")]
+    mask = read_mask(test[1].mask_path, (8, 8))
+    assert mask.sum() == 2 * 8 + 2 * 8 - 4 and mask[:2].all() and mask[:, :2].all()  # union of both regions
+    with pytest.raises(ImageReadError, match="differs from the size"):
+        read_mask(test[1].mask_path, (8, 9))
+    for f in Path(test[2].mask_path).iterdir():
+        f.unlink()
+    with pytest.raises(ImageReadError, match="mask folder holds no mask images"):
+        read_mask(test[2].mask_path)
+    Path(test[2].mask_path).rmdir()
+    with pytest.raises(FileNotFoundError, match="MVTec LOCO: defective image .*structural_anomalies.*000.png"):
+        load_split(root, "mvtec_loco", "juice_bottle", "test")
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def test_mpdd_is_the_mvtec_layout(tmp_path):
     """MPDD (metal parts) ships in the MVTec AD layout: detected and loaded as such."""
     root = tmp_path / "mpdd"
@@ -822,3 +858,4 @@ def test_data_package_is_torch_free():
     code = ("import sys, cpr_engine.data, cpr_engine.data.demo, cpr_engine.data.imageio; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import btad, folder, mvtec, mvtec3d, mvtec_ad2, visa
+from . import btad, folder, mvtec, mvtec3d, mvtec_ad2, mvtec_loco, visa
 from .samples import Sample, require_dir
 
 __all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split"]
@@ -11,6 +11,7 @@ __all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split"]
 _LAYOUTS = {
     "mvtec": mvtec,
     "mvtec_ad2": mvtec_ad2,
+    "mvtec_loco": mvtec_loco,
     "btad": btad,
     "mvtec3d": mvtec3d,
     "visa": visa,
@@ -28,11 +29,11 @@ def _layout(dataset: str):
 
 
 def detect_dataset(root) -> str:
-    """Guess the layout of ``root``: ``"mvtec" | "mvtec_ad2" | "btad" | "mvtec3d" | "visa" | "folder"``.
+    """Guess the layout of ``root``: one of :data:`DATASETS`.
 
     Checked in this order: ``split_csv/1cls.csv`` -> visa; a ``<cat>/train/good/rgb`` folder ->
     mvtec3d; a ``<cat>/train/ok`` folder -> btad; ``<cat>/train/good`` with ``<cat>/test_public/`` ->
-    mvtec_ad2; categories with ``train/good`` that all have ``test/`` and ``ground_truth/`` -> mvtec
+    mvtec_ad2; ``<cat>/ground_truth/<type>/<stem>/`` mask folders -> mvtec_loco; categories with ``train/good`` that all have ``test/`` and ``ground_truth/`` -> mvtec
     (MPDD has this layout too); ``train/good`` in root or in a sub-folder -> folder.
     Raises ``FileNotFoundError`` for a missing root and ``ValueError`` if nothing matches.
     """
@@ -49,6 +50,8 @@ def detect_dataset(root) -> str:
             return "btad"
         if mvtec_ad2.looks_like(r):
             return "mvtec_ad2"
+        if mvtec_loco.looks_like(r):
+            return "mvtec_loco"
         if mvtec.looks_like(r):
             return "mvtec"
         if folder.looks_like(r):
@@ -56,6 +59,7 @@ def detect_dataset(root) -> str:
     raise ValueError(
         f"cannot tell the dataset layout of {str(r)!r}: expected split_csv/1cls.csv (VisA), "
         f"<cat>/train/good/rgb (MVTec 3D-AD), <cat>/train/ok (BTAD), <cat>/train/good + test_public (MVTec AD 2), "
+        f"<cat>/ground_truth/<type>/<stem>/ (MVTec LOCO), "
         f"<cat>/train/good + test + ground_truth (MVTec AD) or [<cat>/]train/good (folder)")
 
 

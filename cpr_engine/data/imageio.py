@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import InputError
+from .samples import list_image_files
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -411,10 +412,19 @@ def read_mask(path, shape: tuple[int, int] | None = None, *, image_path=None,
               max_pixels: int | None = None) -> np.ndarray:
     """Read a ground-truth mask as ``(H, W) bool``: a pixel is defective where any colour channel > 0.
 
-    ``shape`` is the ``(H, W)`` the mask must have (that of its image); a mismatch raises
+    ``path`` may be a folder of mask images (MVTec LOCO: one per defect region): the mask is their
+    union. ``shape`` is the ``(H, W)`` the mask must have (that of its image); a mismatch raises
     :class:`ImageReadError` giving both sizes, the mask path and ``image_path`` when passed. The pixel
     budget (``max_pixels``) is that of :func:`read_image`.
     """
+    if Path(os.fspath(path)).is_dir():
+        files = list_image_files(Path(os.fspath(path)), "mask folder", allow_empty=True)
+        if not files:
+            raise ImageReadError(path, "mask folder holds no mask images")
+        masks = [read_mask(f, shape, image_path=image_path, max_pixels=max_pixels) for f in files]
+        if shape is None and len({m.shape for m in masks}) > 1:
+            raise ImageReadError(path, f"the masks of this folder differ in size: {sorted({m.shape for m in masks})}")
+        return np.logical_or.reduce(masks)
     p, arr = _decode(path, max_pixels)
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]

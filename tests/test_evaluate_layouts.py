@@ -1,0 +1,34 @@
+"""Evaluation over the newer dataset layouts equals evaluation over the MVTec AD layout of the same data."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cpr_engine.data import load_split, read_mask, write_mask
+from cpr_engine.evaluate import evaluate_samples
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_mvtec_loco_evaluates_as_the_union_of_its_masks(tiny_detector, demo_root, tmp_path):
+    """The demo category rewritten in the LOCO layout, each mask split into two region files: the
+    metrics equal those of the MVTec AD layout with whole masks."""
+    src, cat = Path(demo_root) / "coffee", tmp_path / "loco" / "coffee"
+    shutil.copytree(src / "train", cat / "train")
+    shutil.copytree(src / "test" / "good", cat / "test" / "good")
+    for image in sorted(p for p in (src / "test").glob("*/*.png") if p.parent.name != "good"):
+        kind = f"{image.parent.name}_anomalies"
+        shutil.copy(image, _mkdir(cat / "test" / kind) / image.name)
+        whole = read_mask(src / "ground_truth" / image.parent.name / f"{image.stem}_mask.png")
+        top, bottom = whole.copy(), whole.copy()
+        top[whole.shape[0] // 2:], bottom[:whole.shape[0] // 2] = False, False
+        regions = _mkdir(cat / "ground_truth" / kind / image.stem)
+        write_mask(regions / "000.png", top)
+        write_mask(regions / "001.png", bottom)
+    loco = evaluate_samples(tiny_detector, load_split(tmp_path / "loco", "mvtec_loco", "coffee", "test"))["metrics"]
+    mvtec = evaluate_samples(tiny_detector, load_split(demo_root, "mvtec", "coffee", "test"))["metrics"]
+    for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP"):
+        assert loco[key] == pytest.approx(mvtec[key], abs=1e-9), key

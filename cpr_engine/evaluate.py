@@ -35,7 +35,8 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
         detector: a trained ``inputs.AnomalyDetector`` (``Detector`` or ``ArtifactDetector``).
         samples: list of ``cpr_engine.data.Sample`` (label 0 good / 1 defective, optional mask).
     Returns:
-        {"metrics": {name: float}, "images": [{"path", "label", "defect_type", "score"}]}.
+        {"metrics": {name: float}, "by_type": {defect type: metrics over the good images and that
+        type} (empty with fewer than two types), "images": [{"path", "label", "defect_type", "score"}]}.
         Pixel metrics use the good images and the defective images that have a mask; they are
         left out when no defective image has one.
     Raises:
@@ -47,7 +48,7 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
     if not samples:
         raise ValueError("evaluate_samples: the test split is empty")
     size = detector.image_size
-    scores, maps, masks, rows = [], [], [], []
+    maps, masks, rows, pixel_rows = [], [], [], []  # pixel_rows: the row of each map
     failed = []  # one-line messages of the samples that could not be read
     for i in tqdm(range(0, len(samples), batch_size), desc="evaluate", disable=not progress):
         loaded = []
@@ -60,21 +61,33 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
             continue
         chunk_scores, chunk_maps = detector.score_batch([image for _, image, _ in loaded])
         for (s, _, mask), score, amap in zip(loaded, chunk_scores, chunk_maps):
-            scores.append(float(score))
             rows.append({"path": str(s.image_path), "label": int(s.label), "defect_type": s.defect_type,
                          "score": float(score)})
             if mask is not None:
+                pixel_rows.append(len(rows) - 1)
                 maps.append(amap.astype(np.float32))
                 masks.append(mask)
     if failed:
         raise InputError(f"{len(failed)} of the {len(samples)} test images cannot be read (the image or its "
                          f"ground-truth mask); no metrics computed, as they would be over a smaller test set; "
                          f"replace or remove them: {first_few(failed, sep='; ')}")
-    labels = np.array([r["label"] for r in rows])
+    metrics = _metrics(rows, range(len(rows)), maps, masks)
+    types = sorted({r["defect_type"] for r in rows if r["label"] == 1})
+    by_type = {}
+    if len(types) > 1:  # good images + one defect type at a time (MVTec LOCO: logical vs structural)
+        for t in types:
+            keep = {i for i, r in enumerate(rows) if r["label"] == 0 or r["defect_type"] == t}
+            pixel = [j for j, i in enumerate(pixel_rows) if i in keep]
+            by_type[t] = _metrics(rows, sorted(keep), [maps[j] for j in pixel], [masks[j] for j in pixel])
+    return {"metrics": metrics, "by_type": by_type, "images": rows}
+
+
+def _metrics(rows: list[dict], keep, maps: list, masks: list) -> dict:
+    """``compute_all`` over the rows ``keep`` (image metrics) and the given maps / masks (pixel metrics)."""
+    keep = list(keep)
     has_pixels = any(m.any() for m in masks)
-    metrics = compute_all(np.array(scores), labels, np.stack(maps) if has_pixels else None,
-                          np.stack(masks) if has_pixels else None)
-    return {"metrics": metrics, "images": rows}
+    return compute_all(np.array([rows[i]["score"] for i in keep]), np.array([rows[i]["label"] for i in keep]),
+                       np.stack(maps) if has_pixels else None, np.stack(masks) if has_pixels else None)
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = METRIC_COLUMNS, key: str = "category") -> str:

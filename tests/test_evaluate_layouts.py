@@ -32,3 +32,23 @@ def test_mvtec_loco_evaluates_as_the_union_of_its_masks(tiny_detector, demo_root
     mvtec = evaluate_samples(tiny_detector, load_split(demo_root, "mvtec", "coffee", "test"))["metrics"]
     for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP"):
         assert loco[key] == pytest.approx(mvtec[key], abs=1e-9), key
+
+
+def test_metrics_by_defect_type(tiny_detector, demo_root, tmp_path, capsys):
+    """evaluate_samples splits the metrics by defect type (each type with the good images); cpr-eval
+    --by-type prints those rows and keeps them out of the mean."""
+    from cpr_engine.cli.eval import main as eval_main
+
+    samples = load_split(demo_root, "mvtec", "coffee", "test")
+    result = evaluate_samples(tiny_detector, samples)
+    types = sorted({s.defect_type for s in samples if s.label})
+    assert sorted(result["by_type"]) == types and len(types) > 1
+    for t in types:
+        alone = [s for s in samples if s.label == 0 or s.defect_type == t]
+        assert result["by_type"][t] == pytest.approx(evaluate_samples(tiny_detector, alone)["metrics"]), t
+    runs = tmp_path / "runs"
+    tiny_detector.save(runs / "coffee" / "model.pt")
+    assert eval_main(["--data", str(demo_root), "--category", "coffee", "--models", str(runs), "--by-type",
+                      "--quiet", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"coffee/{t}" in printed for t in types) and "mean" not in printed

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
     p.add_argument("--out", default=None, help="where eval.json / eval.csv go (default: --models)")
+    p.add_argument("--by-type", action="store_true",
+                   help="also a row per defect type of each category (its defective images with the good ones), "
+                        "e.g. MVTec LOCO's logical and structural anomalies")
     p.add_argument("--baseline", choices=("none", "knn"), default="none",
                    help="knn: also score a plain full-bank nearest neighbour over the model's own backbone taps "
                         "(same input size, same post-processing, trained on the same good images) and print its "
@@ -81,11 +84,14 @@ def knn_baseline(det, train_images: list):
 
 def eval_categories(data: str, dataset: str, categories: list[str] | None, models: str, out: str | None = None,
                     device: str | None = None, batch_size: int = 8, progress: bool = True,
-                    n_anomaly: int | None = None, split_seed: int | None = None, baseline: str = "none") -> list[dict]:
+                    n_anomaly: int | None = None, split_seed: int | None = None, baseline: str = "none",
+                    by_type: bool = False) -> list[dict]:
     """Evaluate each category's model; print the table, write eval.json / eval.csv; return the rows.
 
     ``n_anomaly`` / ``split_seed``: leave out the defective test images moved into training by the
     supervised protocol (see :func:`evaluation_split`); eval.json records them per category.
+    ``by_type``: also a row ``<category>/<defect type>`` per defect type (its images and the good
+    ones; MVTec LOCO's logical vs structural anomalies), left out of the mean.
     Every category's test split is listed before any model is loaded (defective images without a
     ground-truth mask are refused then); a split with unreadable images or masks is refused with
     one error naming them all (:func:`~cpr_engine.evaluate.evaluate_samples`). Nothing is written
@@ -106,6 +112,8 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         test, split = evaluation_split(det.meta, splits[cat], data, n_anomaly, split_seed, model_path)
         result = evaluate_samples(det, test, batch_size, progress)
         rows.append({"category": cat, **result["metrics"]})
+        if by_type:
+            rows += [{"category": f"{cat}/{t}", **m} for t, m in result["by_type"].items()]
         details[cat] = {"model": str(model_path), "supervised_model": bool(det.meta.get("supervised")),
                         "split": split, **result}
         if baseline == "knn":
@@ -113,7 +121,7 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
             base = evaluate_samples(knn, test, batch_size, progress)
             rows.append({"category": f"{cat}[1-NN]", **base["metrics"]})
             details[f"{cat}[1-NN]"] = {"baseline": "knn", "split": split, **base}
-    model_rows = [r for r in rows if not r["category"].endswith("[1-NN]")]
+    model_rows = [r for r in rows if not r["category"].endswith("[1-NN]") and "/" not in r["category"]]
     if len(model_rows) > 1:
         rows.append(mean_row(model_rows))
         if baseline == "knn":
@@ -135,7 +143,7 @@ def main(argv=None) -> int:
     setup_logging(args.quiet)
     eval_categories(args.data, args.dataset, args.category, args.models, args.out, args.device, args.batch_size,
                     progress=not args.quiet, n_anomaly=args.n_anomaly, split_seed=args.split_seed,
-                    baseline=args.baseline)
+                    baseline=args.baseline, by_type=args.by_type)
     return 0
 
 

@@ -110,7 +110,8 @@ setup(
     # an artifact); `[train]` adds what training, evaluation, export and the demo need.
     install_requires=RUNTIME_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "serve": SERVE_REQUIRES,
-                    "dev": TRAIN_REQUIRES + SERVE_REQUIRES + ["pytest>=7", "pytest-benchmark>=4"]},
+                    "dev": TRAIN_REQUIRES + SERVE_REQUIRES + ["pytest>=7", "pytest-benchmark>=4",
+                                                              "kubernetes-validate==1.31.0"]},
     entry_points={
         "console_scripts": [
             "cpr-train=cpr_engine.cli.train:main",

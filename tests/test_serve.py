@@ -342,7 +342,7 @@ def test_killed_triton_comes_back(served, local, images):
 
 
 def test_deploy_probes_answer(served):
-    """The Kubernetes probes of examples/deploy answer 200 through cpr-serve's gateway."""
+    """The Kubernetes probes of deploy/cpr-serve answer 200 through cpr-serve's gateway."""
     import urllib.request
 
     from tests.helpers.deploy import probe_paths

@@ -2,7 +2,7 @@
 
 Triton is started again when it dies (at most 5 times in 5 minutes; then cpr-serve exits 1 so
 that a supervisor such as systemd or Kubernetes restarts the whole service, see
-examples/deploy/).
+deploy/cpr-serve/).
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Read the commands and probes of examples/deploy (shared by the deploy and serving tests)."""
+"""Read the commands and probes of deploy/cpr-serve (shared by the deploy and serving tests)."""
 import json
 import re
 import shlex
 from pathlib import Path
 
-DEPLOY = Path(__file__).resolve().parents[2] / "examples" / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "cpr-serve"
 SYSTEMD_UNIT = DEPLOY / "cpr-serve.service"
 KUBERNETES = DEPLOY / "cpr-serve-k8s.yaml"
 

@@ -16,6 +16,7 @@ from PIL import Image, ImageFile
 from cpr_engine.data import (DEMO_CATEGORIES, TEXTURE_CATEGORIES, ImageNotFoundError, ImageReadError,
                              Sample, build_demo, detect_dataset, list_categories, load_split,
                              read_image, read_mask, to_rgb_uint8, write_image, write_mask)
+from tests.helpers.cases import made_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -641,7 +642,7 @@ def test_mvtec_loco_layout_and_mask_folders(tmp_path):
             put(c / "test" / kind / "000.png")
             region = np.zeros((8, 8), np.uint8)
             region[:2] = 255
-            Image.fromarray(region).save(_mkdir(c / "ground_truth" / kind / "000") / "000.png")
+            Image.fromarray(region).save(made_dir(c / "ground_truth" / kind / "000") / "000.png")
             Image.fromarray(region.T.copy()).save(c / "ground_truth" / kind / "000" / "001.png")
     assert detect_dataset(root) == "mvtec_loco"
     test = load_split(root, "mvtec_loco", "juice_bottle", "test")
@@ -658,11 +659,6 @@ def test_mvtec_loco_layout_and_mask_folders(tmp_path):
     Path(test[2].mask_path).rmdir()
     with pytest.raises(FileNotFoundError, match="MVTec LOCO: defective image .*structural_anomalies.*000.png"):
         load_split(root, "mvtec_loco", "juice_bottle", "test")
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def test_mpdd_is_the_mvtec_layout(tmp_path):

@@ -6,11 +6,7 @@ import pytest
 
 from cpr_engine.data import load_split, read_mask, write_mask
 from cpr_engine.evaluate import evaluate_samples
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+from tests.helpers.cases import made_dir
 
 
 def test_mvtec_loco_evaluates_as_the_union_of_its_masks(tiny_detector, demo_root, tmp_path):
@@ -21,11 +17,11 @@ def test_mvtec_loco_evaluates_as_the_union_of_its_masks(tiny_detector, demo_root
     shutil.copytree(src / "test" / "good", cat / "test" / "good")
     for image in sorted(p for p in (src / "test").glob("*/*.png") if p.parent.name != "good"):
         kind = f"{image.parent.name}_anomalies"
-        shutil.copy(image, _mkdir(cat / "test" / kind) / image.name)
+        shutil.copy(image, made_dir(cat / "test" / kind) / image.name)
         whole = read_mask(src / "ground_truth" / image.parent.name / f"{image.stem}_mask.png")
         top, bottom = whole.copy(), whole.copy()
         top[whole.shape[0] // 2:], bottom[:whole.shape[0] // 2] = False, False
-        regions = _mkdir(cat / "ground_truth" / kind / image.stem)
+        regions = made_dir(cat / "ground_truth" / kind / image.stem)
         write_mask(regions / "000.png", top)
         write_mask(regions / "001.png", bottom)
     loco = evaluate_samples(tiny_detector, load_split(tmp_path / "loco", "mvtec_loco", "coffee", "test"))["metrics"]

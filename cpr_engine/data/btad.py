@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
-                      list_image_files, mask_candidates, missing_mask_error, missing_masks_error, require_dir,
-                      sort_samples, subdirs)
+from .samples import (GOOD, abs_root, category_dir, DirIndex, good_samples, list_image_files, mask_candidates,
+                      missing_mask_error, missing_masks_error, require_dir, Sample, sort_samples, subdirs)
 
 NAME = "btad"
 OK, KO = "ok", "ko"
@@ -34,13 +33,9 @@ def looks_like(root: Path) -> bool:
 
 
 def load_split(root, category: str, split: str) -> list[Sample]:
-    check_split(split)
-    r = abs_root(root, "BTAD")
-    check_category(category, list_categories(r), r, "BTAD")
-    cat_dir = r / category
+    cat_dir = category_dir(root, category, split, "BTAD", list_categories)
     if split == "train":
-        files = list_image_files(cat_dir / "train" / OK, "BTAD train folder")
-        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+        return good_samples(cat_dir / "train" / OK, category, "BTAD train folder")
 
     test_dir = require_dir(cat_dir / "test", "BTAD test folder")
     index = DirIndex()

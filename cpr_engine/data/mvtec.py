@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
-                      list_image_files, mask_candidates, missing_mask_error, require_dir,
-                      scan_test_folders, subdirs)
+from .samples import (GOOD, abs_root, category_dir, DirIndex, good_samples, mask_candidates,
+                      missing_mask_error, require_dir, Sample, scan_test_folders, subdirs)
 
 NAME = "mvtec"
 __all__ = ["list_categories", "load_split", "looks_like"]
@@ -38,13 +37,9 @@ def looks_like(root: Path) -> bool:
 
 
 def load_split(root, category: str, split: str) -> list[Sample]:
-    check_split(split)
-    r = abs_root(root, "MVTec AD")
-    check_category(category, list_categories(r), r, "MVTec AD")
-    cat_dir = r / category
+    cat_dir = category_dir(root, category, split, "MVTec AD", list_categories)
     if split == "train":
-        files = list_image_files(cat_dir / "train" / GOOD, "MVTec AD train folder")
-        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+        return good_samples(cat_dir / "train" / GOOD, category, "MVTec AD train folder")
 
     test_dir = require_dir(cat_dir / "test", "MVTec AD test folder")
     index = DirIndex()

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .samples import (GOOD, Sample, abs_root, check_category, check_split, DirIndex,
-                      list_image_files, mask_candidates, missing_mask_error, require_dir,
-                      scan_test_folders, subdirs)
+from .samples import (GOOD, abs_root, category_dir, DirIndex, good_samples, mask_candidates,
+                      missing_mask_error, require_dir, Sample, scan_test_folders, subdirs)
 
 NAME = "mvtec3d"
 __all__ = ["list_categories", "load_split", "looks_like"]
@@ -33,13 +32,9 @@ def looks_like(root: Path) -> bool:
 
 
 def load_split(root, category: str, split: str) -> list[Sample]:
-    check_split(split)
-    r = abs_root(root, "MVTec 3D-AD")
-    check_category(category, list_categories(r), r, "MVTec 3D-AD")
-    cat_dir = r / category
+    cat_dir = category_dir(root, category, split, "MVTec 3D-AD", list_categories)
     if split == "train":
-        files = list_image_files(cat_dir / "train" / GOOD / "rgb", "MVTec 3D-AD train folder")
-        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+        return good_samples(cat_dir / "train" / GOOD / "rgb", category, "MVTec 3D-AD train folder")
 
     test_dir = require_dir(cat_dir / "test", "MVTec 3D-AD test folder")
     index = DirIndex()

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .samples import (GOOD, DirIndex, Sample, abs_root, check_category, check_split, list_image_files,
-                      mask_candidates, missing_mask_error, require_dir, scan_test_folders, subdirs)
+from .samples import (GOOD, abs_root, category_dir, DirIndex, good_samples, mask_candidates,
+                      missing_mask_error, require_dir, Sample, scan_test_folders, subdirs)
 
 NAME = "mvtec_ad2"
 TEST, GROUND_TRUTH = "test_public", "ground_truth"
@@ -35,13 +35,9 @@ def looks_like(root: Path) -> bool:
 
 
 def load_split(root, category: str, split: str) -> list[Sample]:
-    check_split(split)
-    r = abs_root(root, "MVTec AD 2")
-    check_category(category, list_categories(r), r, "MVTec AD 2")
-    cat_dir = r / category
+    cat_dir = category_dir(root, category, split, "MVTec AD 2", list_categories)
     if split == "train":
-        files = list_image_files(cat_dir / "train" / GOOD, "MVTec AD 2 train folder")
-        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+        return good_samples(cat_dir / "train" / GOOD, category, "MVTec AD 2 train folder")
 
     test_dir = require_dir(cat_dir / TEST, "MVTec AD 2 test_public folder")
     index = DirIndex()

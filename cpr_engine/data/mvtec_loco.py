@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .samples import (GOOD, Sample, abs_root, check_category, check_split, list_image_files, missing_mask_error,
-                      require_dir, scan_test_folders, subdirs)
+from .samples import (GOOD, abs_root, category_dir, good_samples, missing_mask_error, require_dir, Sample,
+                      scan_test_folders, subdirs)
 
 NAME = "mvtec_loco"
 __all__ = ["list_categories", "load_split", "looks_like"]
@@ -37,13 +37,9 @@ def looks_like(root: Path) -> bool:
 
 
 def load_split(root, category: str, split: str) -> list[Sample]:
-    check_split(split)
-    r = abs_root(root, "MVTec LOCO")
-    check_category(category, list_categories(r), r, "MVTec LOCO")
-    cat_dir = r / category
+    cat_dir = category_dir(root, category, split, "MVTec LOCO", list_categories)
     if split == "train":
-        files = list_image_files(cat_dir / "train" / GOOD, "MVTec LOCO train folder")
-        return [Sample(str(f), 0, None, GOOD, category) for f in files]
+        return good_samples(cat_dir / "train" / GOOD, category, "MVTec LOCO train folder")
 
     def find_mask(defect_dir: Path, image: Path) -> str:
         masks = cat_dir / "ground_truth" / defect_dir.name / image.stem

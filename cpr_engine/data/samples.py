@@ -27,6 +27,8 @@ __all__ = [
     "check_category",
     "subdirs",
     "abs_root",
+    "category_dir",
+    "good_samples",
     "mask_candidates",
     "missing_mask_error",
     "missing_masks_error",
@@ -166,6 +168,20 @@ def check_category(category: str, available: list[str], root: str | os.PathLike,
 def abs_root(root: str | os.PathLike, dataset: str) -> Path:
     """Absolute root path (not symlink-resolved), which must be a directory."""
     return require_dir(os.path.abspath(os.fspath(root)), f"{dataset} dataset root")
+
+
+def category_dir(root, category: str, split: str, dataset: str,
+                 list_categories: Callable[[Path], list[str]]) -> Path:
+    """``root/category`` after checking the split name, the root and that the category exists."""
+    check_split(split)
+    r = abs_root(root, dataset)
+    check_category(category, list_categories(r), r, dataset)
+    return r / category
+
+
+def good_samples(folder: Path, category: str, what: str) -> list[Sample]:
+    """Label-0 samples of every image in ``folder`` (a train split), in natural order."""
+    return [Sample(str(f), 0, None, GOOD, category) for f in list_image_files(folder, what)]
 
 
 def mask_candidates(stem: str, suffix: str = "") -> list[str]:

@@ -78,3 +78,9 @@ def tied_hists(n, blocks, bins, rng) -> np.ndarray:
     counts = rng.integers(0, 4, size=(n, blocks, bins)).astype(np.float64)
     counts[..., 0] += counts.sum(-1) == 0
     return (counts / counts.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def made_dir(path):
+    """``path`` as a folder that exists (parents made), returned for chaining: ``made_dir(p) / "x.png"``."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path

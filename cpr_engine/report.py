@@ -1,0 +1,195 @@
+"""``cpr-eval --report DIR``: one self-contained HTML page per evaluation run.
+
+Per category: the field's metrics, F1 and the confusion counts at the model's own threshold, the
+model's settings, a ROC curve and the score histograms of good and defective images with the
+threshold (matplotlib, PNG files beside the page), and galleries of the worst false positives, the
+missed defects and a few correct ones (image with its ground-truth outline, heat map). No network:
+every file is local; tables sort on a click; thumbnails load lazily.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .data import read_image, read_mask
+from .evaluate import METRIC_COLUMNS
+from .overlay import heatmap_overlay
+
+GALLERY_SIZE = 6  # images per gallery
+THUMB_SIDE = 224  # thumbnail width in pixels
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0];
+  const up = th.dataset.order !== "up"; th.dataset.order = up ? "up" : "down";
+  const key = row => { const v = row.cells[col].dataset.value ?? row.cells[col].textContent;
+                       return isNaN(parseFloat(v)) ? v : parseFloat(v); };
+  [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1))
+    .forEach(row => body.appendChild(row));
+}));
+"""
+
+
+@dataclass
+class CategoryReport:
+    """What the page shows of one category (``evaluate_samples`` rows + the model's threshold)."""
+
+    name: str
+    metrics: dict
+    threshold: float
+    images: list[dict]  # {"path", "label", "defect_type", "score"}
+    settings: dict = field(default_factory=dict)
+    galleries: dict = field(default_factory=dict)  # title -> [(thumbnail file, caption)]
+
+
+def confusion(images: list[dict], threshold: float) -> dict[str, float]:
+    """Counts and F1 of the verdicts ``score > threshold`` against the labels."""
+    labels = np.array([r["label"] for r in images], bool)
+    flagged = np.array([r["score"] > threshold for r in images], bool)
+    tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
+    fn, tn = int((~flagged & labels).sum()), int((~flagged & ~labels).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return {"TP": tp, "FP": fp, "FN": fn, "TN": tn, "F1": f1}
+
+
+def gallery_picks(images: list[dict], threshold: float, n: int = GALLERY_SIZE) -> dict[str, list[dict]]:
+    """The worst false positives (highest-scored good images above the threshold), the missed
+    defects (lowest-scored defective images at or below it) and the first ``n`` correct verdicts."""
+    good = sorted((r for r in images if r["label"] == 0), key=lambda r: -r["score"])
+    bad = sorted((r for r in images if r["label"] == 1), key=lambda r: r["score"])
+    correct = [r for r in images if (r["score"] > threshold) == bool(r["label"])]
+    return {"false positives": [r for r in good if r["score"] > threshold][:n],
+            "missed defects": [r for r in bad if r["score"] <= threshold][:n],
+            "correct": correct[:n]}
+
+
+def _thumbnail(detector, row: dict, mask_path: str | None, out: Path) -> None:
+    """Image with the ground-truth outline (white) beside its heat map, as one JPEG thumbnail."""
+    image = read_image(row["path"])
+    prediction = detector.predict(image)
+    heat = heatmap_overlay(image, prediction.anomaly_map, detector.pixel_normal)
+    outlined = image.copy()
+    if mask_path:
+        contours, _ = cv2.findContours(read_mask(mask_path, image.shape[:2]).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(outlined, contours, -1, (255, 255, 255), max(1, image.shape[1] // 150))
+    pair = np.concatenate([outlined, heat], axis=1)
+    scale = 2 * THUMB_SIDE / pair.shape[1]
+    pair = cv2.resize(pair, (2 * THUMB_SIDE, max(1, round(pair.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(out), pair[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def add_galleries(report: CategoryReport, detector, masks: dict[str, str | None], folder: Path) -> None:
+    """Render the gallery thumbnails of ``report`` into ``folder`` (``masks``: image path -> mask path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for title, rows in gallery_picks(report.images, report.threshold).items():
+        items = []
+        for i, row in enumerate(rows):
+            name = f"{report.name}_{title.replace(' ', '_')}_{i}.jpg"
+            _thumbnail(detector, row, masks.get(row["path"]), folder / name)
+            items.append((f"{folder.name}/{name}", f"{Path(row['path']).name} ({row['defect_type']}): "
+                                                  f"score {row['score']:.4g}"))
+        report.galleries[title] = items
+
+
+def _plots(report: CategoryReport, folder: Path) -> list[str]:
+    """ROC curve and score histograms with the threshold, as PNG files; returns their relative paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scores = np.array([r["score"] for r in report.images])
+    labels = np.array([r["label"] for r in report.images], bool)
+    order = np.argsort(-scores, kind="stable")
+    tpr = np.concatenate([[0], np.cumsum(labels[order]) / max(1, labels.sum())])
+    fpr = np.concatenate([[0], np.cumsum(~labels[order]) / max(1, (~labels).sum())])
+    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
+    roc.plot(fpr, tpr, color="C0")
+    roc.plot([0, 1], [0, 1], color="0.7", linestyle=":")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate",
+            title=f"ROC (image AUROC {100 * report.metrics['image_AUROC']:.1f})")
+    bins = np.linspace(scores.min(), scores.max(), 30) if scores.max() > scores.min() else 10
+    hist.hist(scores[~labels], bins=bins, alpha=0.6, label="good", color="C2")
+    hist.hist(scores[labels], bins=bins, alpha=0.6, label="defective", color="C3")
+    hist.axvline(report.threshold, color="k", linestyle="--", label="threshold")
+    hist.set(xlabel="image score", ylabel="images", title="scores")
+    hist.legend()
+    fig.tight_layout()
+    path = folder / f"{report.name}_curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return [f"{folder.name}/{path.name}"]
+
+
+def _table(header: list[str], rows: list[list], sortable: bool = True) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td data-value="{html.escape(str(v))}">{html.escape(_fmt(v))}</td>' for v in row)
+                   + "</tr>" for row in rows)
+    return f'<table class="{"sortable" if sortable else ""}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fmt(value) -> str:
+    return f"{100 * value:.1f}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
+
+
+REPORT_ENTRIES = {"index.html", "plots", "thumbs"}
+
+
+def check_report_target(folder: str | Path) -> Path:
+    """A report folder may be new, empty or an earlier report (only ``REPORT_ENTRIES``); else OutputError.
+    InputError when matplotlib (the ``report`` extra) is missing."""
+    from .errors import InputError, OutputError
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("--report needs matplotlib: pip install 'cpr-engine[report]'") from None
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--report {folder} is an existing file, not a folder")
+    stray = sorted(p.name for p in folder.iterdir() if p.name not in REPORT_ENTRIES) if folder.is_dir() else []
+    if stray:
+        raise OutputError(f"--report {folder} holds other files ({', '.join(stray[:3])}); give a new or empty folder")
+    return folder
+
+
+def write_report(folder: str | Path, reports: list[CategoryReport], title: str = "cpr-engine evaluation") -> Path:
+    """Write ``folder/index.html`` (+ ``plots/``, and the ``thumbs/`` of :func:`add_galleries`); returns its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for r in reports:
+        counts = confusion(r.images, r.threshold)
+        summary.append([r.name, *(r.metrics.get(c) if r.metrics.get(c) is not None else "-" for c in METRIC_COLUMNS),
+                        counts["F1"], counts["TP"], counts["FP"], counts["FN"], counts["TN"], len(r.images)])
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>",
+             _table(["category", *METRIC_COLUMNS, "F1 at threshold", "TP", "FP", "FN", "TN", "images"], summary)]
+    for r in reports:
+        parts.append(f'<h2 id="{html.escape(r.name)}">{html.escape(r.name)}</h2>')
+        parts.append(f"<p>threshold {r.threshold:.6g}; settings: "
+                     f"{html.escape(', '.join(f'{k} {v}' for k, v in r.settings.items()))}</p>")
+        parts += [f'<img class="plot" src="{html.escape(p)}" alt="curves of {html.escape(r.name)}">'
+                  for p in _plots(r, folder / "plots")]
+        for gallery, items in r.galleries.items():
+            cells = "".join(f'<figure><img loading="lazy" src="{html.escape(src)}" alt="{html.escape(cap)}">'
+                            f"<figcaption>{html.escape(cap)}</figcaption></figure>" for src, cap in items)
+            parts.append(f"<h3>{html.escape(gallery)} ({len(items)})</h3><div class=\"gallery\">{cells or 'none'}</div>")
+        parts.append("<h3>All images</h3>")
+        parts.append(_table(["image", "defect type", "label", "score", "verdict"],
+                            [[Path(i["path"]).name, i["defect_type"], i["label"], f"{i['score']:.6g}",
+                              "anomalous" if i["score"] > r.threshold else "good"] for i in r.images]))
+    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+            "th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}th{cursor:pointer;background:#eee}"
+            ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:" + str(2 * THUMB_SIDE) + "px}"
+            "figcaption{font-size:small}img.plot{max-width:100%}</style></head><body>" + "\n".join(parts)
+            + "<script>" + SORT_SCRIPT + "</script></body></html>")
+    index = folder / "index.html"
+    index.write_text(page)
+    return index

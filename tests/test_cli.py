@@ -114,5 +114,6 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[5/5]" in out and "pixel_AUPRO" in out
     assert (tmp_path / "runs" / "eval.json").is_file()
+    assert (tmp_path / "report" / "index.html").is_file() and f"report {tmp_path / 'report' / 'index.html'}" in out
     assert (tmp_path / "artifacts" / "grass" / "manifest.json").is_file()
     assert len(list((tmp_path / "predictions" / "grass").rglob("*_overlay.png"))) == 4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
@@ -65,9 +66,12 @@ def main(argv=None) -> int:
     train_categories(str(data), "mvtec", categories, str(out / "runs"), args.variant, overrides,
                      device=args.device, progress=not args.quiet, force=True)  # the demo's own runs only
     print("[2/5] trained", flush=True)
+    page = out / "report" if importlib.util.find_spec("matplotlib") else None  # the report extra
     rows = eval_categories(str(data), "mvtec", categories, str(out / "runs"), device=args.device,
-                           progress=not args.quiet, baseline="knn")
-    print("[3/5] evaluated -> " + str(out / "runs" / "eval.json"), flush=True)
+                           progress=not args.quiet, baseline="knn", report=page)
+    print("[3/5] evaluated -> " + str(out / "runs" / "eval.json") +
+          (f", report {page / 'index.html'}" if page else " (no HTML report: pip install 'cpr-engine[report]')"),
+          flush=True)
     for cat in categories:
         report = export_artifact(Detector.load(out / "runs" / cat / "model.pt", device="cpu"),
                                  out / "artifacts" / cat, fp16=True, force=True)

@@ -22,8 +22,8 @@ from .overlay import heatmap_overlay
 GALLERY_SIZE = 6  # images per gallery
 THUMB_SIDE = 224  # thumbnail width in pixels
 SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0];
+document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], col = th.cellIndex;
   const up = th.dataset.order !== "up"; th.dataset.order = up ? "up" : "down";
   const key = row => { const v = row.cells[col].dataset.value ?? row.cells[col].textContent;
                        return isNaN(parseFloat(v)) ? v : parseFloat(v); };

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .data import read_image, read_mask
 from .errors import InputError, first_few, one_line
-from .metrics import compute_all
+from .metrics import compute_all, pro_curve
 
 METRIC_COLUMNS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP")
 
@@ -36,7 +36,8 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
         samples: list of ``cpr_engine.data.Sample`` (label 0 good / 1 defective, optional mask).
     Returns:
         {"metrics": {name: float}, "by_type": {defect type: metrics over the good images and that
-        type} (empty with fewer than two types), "images": [{"path", "label", "defect_type", "score"}]}.
+        type} (empty with fewer than two types), "images": [{"path", "label", "defect_type", "score"}],
+        "pro_curve": {"fpr": [...], "pro": [...]} up to FPR 0.3 (None without pixel metrics)}.
         Pixel metrics use the good images and the defective images that have a mask; they are
         left out when no defective image has one.
     Raises:
@@ -79,7 +80,9 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
             keep = {i for i, r in enumerate(rows) if r["label"] == 0 or r["defect_type"] == t}
             pixel = [j for j, i in enumerate(pixel_rows) if i in keep]
             by_type[t] = _metrics(rows, sorted(keep), [maps[j] for j in pixel], [masks[j] for j in pixel])
-    return {"metrics": metrics, "by_type": by_type, "images": rows}
+    curve = pro_curve(np.stack(maps), np.stack(masks)) if any(m.any() for m in masks) else None
+    return {"metrics": metrics, "by_type": by_type, "images": rows,
+            "pro_curve": None if curve is None else {"fpr": curve[0].tolist(), "pro": curve[1].tolist()}}
 
 
 def _metrics(rows: list[dict], keep, maps: list, masks: list) -> dict:

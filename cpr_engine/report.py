@@ -1,8 +1,8 @@
 """``cpr-eval --report DIR``: one self-contained HTML page per evaluation run.
 
 Per category: the field's metrics, F1 and the confusion counts at the model's own threshold, the
-model's settings, a ROC curve and the score histograms of good and defective images with the
-threshold (matplotlib, PNG files beside the page), and galleries of the worst false positives, the
+model's settings, the ROC and PRO curves and the score histograms of good and defective images
+with the threshold (matplotlib, PNG files beside the page), and galleries of the worst false positives, the
 missed defects and a few correct ones (image with its ground-truth outline, heat map). No network:
 every file is local; tables sort on a click; thumbnails load lazily.
 """
@@ -42,6 +42,7 @@ class CategoryReport:
     threshold: float
     images: list[dict]  # {"path", "label", "defect_type", "score"}
     settings: dict = field(default_factory=dict)
+    pro_curve: dict | None = None  # {"fpr", "pro"} of evaluate_samples
     galleries: dict = field(default_factory=dict)  # title -> [(thumbnail file, caption)]
 
 
@@ -96,7 +97,7 @@ def add_galleries(report: CategoryReport, detector, masks: dict[str, str | None]
 
 
 def _plots(report: CategoryReport, folder: Path) -> list[str]:
-    """ROC curve and score histograms with the threshold, as PNG files; returns their relative paths."""
+    """ROC curve, PRO curve and score histograms with the threshold, as PNG files; returns their relative paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,11 +109,17 @@ def _plots(report: CategoryReport, folder: Path) -> list[str]:
     order = np.argsort(-scores, kind="stable")
     tpr = np.concatenate([[0], np.cumsum(labels[order]) / max(1, labels.sum())])
     fpr = np.concatenate([[0], np.cumsum(~labels[order]) / max(1, (~labels).sum())])
-    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (roc, pro, hist) = plt.subplots(1, 3, figsize=(15, 4))
     roc.plot(fpr, tpr, color="C0")
     roc.plot([0, 1], [0, 1], color="0.7", linestyle=":")
     roc.set(xlabel="false positive rate", ylabel="true positive rate",
             title=f"ROC (image AUROC {100 * report.metrics['image_AUROC']:.1f})")
+    if report.pro_curve:
+        pro.plot(report.pro_curve["fpr"], report.pro_curve["pro"], color="C1")
+        pro.set(xlim=(0, 0.3), ylim=(0, 1.02), title=f"PRO to FPR 0.3 (AUPRO {100 * report.metrics['pixel_AUPRO']:.1f})")
+    else:
+        pro.set(title="PRO: no ground-truth masks")
+    pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap")
     bins = np.linspace(scores.min(), scores.max(), 30) if scores.max() > scores.min() else 10
     hist.hist(scores[~labels], bins=bins, alpha=0.6, label="good", color="C2")
     hist.hist(scores[labels], bins=bins, alpha=0.6, label="defective", color="C3")

@@ -521,3 +521,23 @@ def test_compute_all_errors():
         compute_all([0.1, 0.9], [0, 1], maps, masks[:, :3])
     with pytest.raises(ValueError, match=r"compute_all: fpr_limit must be in \(0, 1\]"):
         compute_all([0.1, 0.9], [0, 1], maps, masks, fpr_limit=2.0)
+
+
+def test_pro_curve_integrates_to_aupro():
+    """Without ties, the trapezoid area under pro_curve (continued flat to FPR 1) is AUPRO at limit 1."""
+    from cpr_engine.metrics import pixel_aupro, pro_curve
+
+    rng = np.random.default_rng(3)
+    maps = rng.random((3, 9, 7))
+    masks = np.zeros((3, 9, 7), bool)
+    masks[0, 1:4, 1:3] = True
+    masks[1, 5:9, 4:7] = True
+    masks[1, 0, 0] = True  # a one-pixel region
+    maps[masks] += 0.4
+    fpr, pro = pro_curve(maps, masks, fpr_limit=1.0, max_points=10_000)
+    assert fpr[0] == pro[0] == 0 and np.all(np.diff(fpr) >= 0) and np.all(np.diff(pro) >= 0)
+    assert pro[-1] == pytest.approx(1.0)
+    area = np.trapz(pro, fpr) + (1.0 - fpr[-1]) * pro[-1]
+    assert area == pytest.approx(pixel_aupro(maps, masks, fpr_limit=1.0), abs=1e-9)
+    short_fpr, _ = pro_curve(maps, masks, fpr_limit=0.3, max_points=5)
+    assert len(short_fpr) <= 5 and short_fpr.max() <= 0.3

@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from ._common import _Split, _make_split, _pixel_inputs
 
-__all__ = ["pixel_aupro"]
+__all__ = ["pixel_aupro", "pro_curve"]
 
 _STRUCTURE_8 = np.ones((3, 3), dtype=bool)
 
@@ -105,3 +105,34 @@ def pixel_aupro(maps, masks, fpr_limit: float = 0.3) -> float:
     m, k = _pixel_inputs(maps, masks, "pixel_aupro", "AUPRO")
     split = _make_split(m, k, pos_weights=_region_weights(k))
     return _aupro_from_split(split, lim)
+
+
+def pro_curve(maps, masks, fpr_limit: float = 0.3, max_points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """The PRO curve up to ``fpr_limit``, for plotting (``pixel_aupro`` is its normalised area).
+
+    Args:
+        maps, masks: as :func:`pixel_aupro`.
+        fpr_limit: the largest FPR of the returned points, in (0, 1].
+        max_points: at most this many points (evenly spaced along the curve, the last one kept).
+    Returns:
+        ``fpr``, ``pro``: ``(P,)`` float64 from (0, 0), both non-decreasing: the staircase of the
+        threshold sweep, two points per anomalous pixel ``i`` (FPR of the negatives above and at
+        its score, PRO without and with it), so its trapezoid area is the exact AUPRO area.
+    """
+    lim = _check_fpr_limit(fpr_limit, "pro_curve")
+    m, k = _pixel_inputs(maps, masks, "pro_curve", "AUPRO")
+    weights = _region_weights(k)
+    positives, negatives = m[k], np.sort(m[~k], kind="stable")
+    order = np.argsort(-positives, kind="stable")
+    scores, n = positives[order], negatives.size
+    above = (n - np.searchsorted(negatives, scores, side="right")) / n  # FPR just above each score
+    at = (n - np.searchsorted(negatives, scores, side="left")) / n  # FPR at each score
+    after = np.cumsum(weights[order])
+    fpr = np.stack([above, at], 1).ravel()
+    pro = np.stack([np.concatenate([[0.0], after[:-1]]), after], 1).ravel()
+    keep = fpr <= lim
+    fpr, pro = np.concatenate([[0.0], fpr[keep]]), np.concatenate([[0.0], pro[keep]])
+    if fpr.size > max_points:
+        picks = np.unique(np.linspace(0, fpr.size - 1, max_points).round().astype(int))
+        fpr, pro = fpr[picks], pro[picks]
+    return fpr, pro

@@ -1,10 +1,12 @@
-"""``cpr-eval --report DIR``: one self-contained HTML page per evaluation run.
+"""``cpr-eval --report DIR`` / ``cpr-predict --report DIR``: one self-contained HTML page per run.
 
 Per category: the field's metrics, F1 and the confusion counts at the model's own threshold, the
 model's settings, the ROC and PRO curves and the score histograms of good and defective images
 with the threshold (matplotlib, PNG files beside the page), and galleries of the worst false positives, the
 missed defects and a few correct ones (image with its ground-truth outline, heat map). No network:
-every file is local; tables sort on a click; thumbnails load lazily.
+every file is local; tables sort on a click; thumbnails load lazily. An unlabeled run
+(``cpr-predict``, ``metrics`` None) shows the score histogram, the flagged count and galleries of
+the most and least anomalous images instead.
 """
 from __future__ import annotations
 
@@ -38,9 +40,9 @@ class CategoryReport:
     """What the page shows of one category (``evaluate_samples`` rows + the model's threshold)."""
 
     name: str
-    metrics: dict
+    metrics: dict | None  # None for an unlabeled run
     threshold: float
-    images: list[dict]  # {"path", "label", "defect_type", "score"}
+    images: list[dict]  # {"path", "label" (None when unlabeled), "defect_type", "score"}
     settings: dict = field(default_factory=dict)
     pro_curve: dict | None = None  # {"fpr", "pro"} of evaluate_samples
     galleries: dict = field(default_factory=dict)  # title -> [(thumbnail file, caption)]
@@ -58,7 +60,11 @@ def confusion(images: list[dict], threshold: float) -> dict[str, float]:
 
 def gallery_picks(images: list[dict], threshold: float, n: int = GALLERY_SIZE) -> dict[str, list[dict]]:
     """The worst false positives (highest-scored good images above the threshold), the missed
-    defects (lowest-scored defective images at or below it) and the first ``n`` correct verdicts."""
+    defects (lowest-scored defective images at or below it) and the first ``n`` correct verdicts;
+    unlabeled images: the ``n`` most and the ``n`` least anomalous."""
+    if any(r["label"] is None for r in images):
+        ranked = sorted(images, key=lambda r: -r["score"])
+        return {"most anomalous": ranked[:n], "least anomalous": ranked[::-1][:n]}
     good = sorted((r for r in images if r["label"] == 0), key=lambda r: -r["score"])
     bad = sorted((r for r in images if r["label"] == 1), key=lambda r: r["score"])
     correct = [r for r in images if (r["score"] > threshold) == bool(r["label"])]
@@ -105,6 +111,11 @@ def _plots(report: CategoryReport, folder: Path) -> list[str]:
 
     folder.mkdir(parents=True, exist_ok=True)
     scores = np.array([r["score"] for r in report.images])
+    bins = np.linspace(scores.min(), scores.max(), 30) if scores.max() > scores.min() else 10
+    if report.metrics is None:  # unlabeled: the scores and the threshold only
+        fig, hist = plt.subplots(1, 1, figsize=(5, 4))
+        hist.hist(scores, bins=bins, color="C0", label="images")
+        return _finish_plot(fig, hist, report, folder)
     labels = np.array([r["label"] for r in report.images], bool)
     order = np.argsort(-scores, kind="stable")
     tpr = np.concatenate([[0], np.cumsum(labels[order]) / max(1, labels.sum())])
@@ -120,9 +131,15 @@ def _plots(report: CategoryReport, folder: Path) -> list[str]:
     else:
         pro.set(title="PRO: no ground-truth masks")
     pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap")
-    bins = np.linspace(scores.min(), scores.max(), 30) if scores.max() > scores.min() else 10
     hist.hist(scores[~labels], bins=bins, alpha=0.6, label="good", color="C2")
     hist.hist(scores[labels], bins=bins, alpha=0.6, label="defective", color="C3")
+    return _finish_plot(fig, hist, report, folder)
+
+
+def _finish_plot(fig, hist, report: CategoryReport, folder: Path) -> list[str]:
+    """Threshold line and labels on the histogram, then the figure saved as PNG; returns its relative path."""
+    import matplotlib.pyplot as plt
+
     hist.axvline(report.threshold, color="k", linestyle="--", label="threshold")
     hist.set(xlabel="image score", ylabel="images", title="scores")
     hist.legend()
@@ -170,13 +187,20 @@ def write_report(folder: str | Path, reports: list[CategoryReport], title: str =
     """Write ``folder/index.html`` (+ ``plots/``, and the ``thumbs/`` of :func:`add_galleries`); returns its path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    summary = []
-    for r in reports:
-        counts = confusion(r.images, r.threshold)
-        summary.append([r.name, *(r.metrics.get(c) if r.metrics.get(c) is not None else "-" for c in METRIC_COLUMNS),
-                        counts["F1"], counts["TP"], counts["FP"], counts["FN"], counts["TN"], len(r.images)])
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>",
-             _table(["category", *METRIC_COLUMNS, "F1 at threshold", "TP", "FP", "FN", "TN", "images"], summary)]
+    labeled = [r for r in reports if r.metrics is not None]
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>"]
+    if labeled:
+        summary = []
+        for r in labeled:
+            counts = confusion(r.images, r.threshold)
+            summary.append([r.name, *(r.metrics.get(c) if r.metrics.get(c) is not None else "-" for c in METRIC_COLUMNS),
+                            counts["F1"], counts["TP"], counts["FP"], counts["FN"], counts["TN"], len(r.images)])
+        parts.append(_table(["category", *METRIC_COLUMNS, "F1 at threshold", "TP", "FP", "FN", "TN", "images"],
+                            summary))
+    unlabeled = [[r.name, sum(i["score"] > r.threshold for i in r.images), len(r.images)]
+                 for r in reports if r.metrics is None]
+    if unlabeled:
+        parts.append(_table(["run", "flagged anomalous", "images"], unlabeled))
     for r in reports:
         parts.append(f'<h2 id="{html.escape(r.name)}">{html.escape(r.name)}</h2>')
         parts.append(f"<p>threshold {r.threshold:.6g}; settings: "
@@ -189,7 +213,8 @@ def write_report(folder: str | Path, reports: list[CategoryReport], title: str =
             parts.append(f"<h3>{html.escape(gallery)} ({len(items)})</h3><div class=\"gallery\">{cells or 'none'}</div>")
         parts.append("<h3>All images</h3>")
         parts.append(_table(["image", "defect type", "label", "score", "verdict"],
-                            [[Path(i["path"]).name, i["defect_type"], i["label"], f"{i['score']:.6g}",
+                            [[Path(i["path"]).name, i["defect_type"], "-" if i["label"] is None else i["label"],
+                              f"{i['score']:.6g}",
                               "anomalous" if i["score"] > r.threshold else "good"] for i in r.images]))
     page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"

@@ -68,3 +68,21 @@ def test_eval_writes_a_self_contained_report(tiny_detector, demo_root, tmp_path,
     assert "holds other files (notes.txt)" in error and (mine / "notes.txt").read_text() == "keep"
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
+
+
+def test_predict_writes_a_report_of_an_unlabeled_run(tiny_detector, demo_root, tmp_path, capsys):
+    from cpr_engine.cli.predict import main as predict_main
+
+    model = tiny_detector.save(tmp_path / "run" / "model.pt")
+    report = tmp_path / "report"
+    folders = [str(f) for f in sorted((Path(demo_root) / "coffee" / "test").iterdir())]
+    assert predict_main([*folders, "--model", str(model), "--out",
+                         str(tmp_path / "out"), "--no-overlays", "--report", str(report), "--quiet"]) == 0
+    page = _Page()
+    page.feed((report / "index.html").read_text())
+    assert not page.external and page.images and all((report / src).is_file() for src in page.images)
+    assert {"run", "flagged anomalous", "images"} <= set(page.headers)
+    assert "most anomalous" in (report / "index.html").read_text()
+    picks = gallery_picks([{**r, "label": None} for r in ROWS], 3.0, n=2)
+    assert [r["score"] for r in picks["most anomalous"]] == [9.0, 6.0]
+    assert [r["score"] for r in picks["least anomalous"]] == [1.0, 1.5]

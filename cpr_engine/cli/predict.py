@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "picks its ONNX Runtime providers itself)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--no-overlays", action="store_true", help="only scores, no overlay images")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write an HTML report into DIR (new, empty or an earlier report): score histogram "
+                        "with the threshold, the most and least anomalous images with heat maps, all scores")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first file that cannot be read or scored (exit status 2, no predictions.csv "
                         "written; an earlier one is left as it is)")
@@ -144,7 +147,7 @@ def _score_chunk(det, paths: list[Path], batch_size: int) -> list[tuple]:
 
 
 def predict_paths(model: str, inputs: list[str], out: str, device: str | None = None, batch_size: int = 8,
-                  overlays: bool = True, fail_fast: bool = False) -> list[dict]:
+                  overlays: bool = True, fail_fast: bool = False, report: str | None = None) -> list[dict]:
     """Score images, write overlays and predictions.csv; return one dict per image, in input order.
 
     Each dict has the keys ``CSV_FIELDS``: ``score`` (float), ``threshold`` (float), ``verdict``
@@ -152,12 +155,16 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
     of a file that could not be read or scored - a non-finite score counts as such - whose score and
     verdict are then None). Scored files print ``path,score,threshold,verdict`` to stdout, failed ones
     ``cpr-predict: error: <message>`` to stderr, as the run goes. With ``fail_fast`` the first failed
-    file raises :class:`InputError` and no CSV is written.
+    file raises :class:`InputError` and no CSV is written. ``report``: a folder for the HTML report of
+    the run (:mod:`cpr_engine.report`: score histogram, most / least anomalous images), checked first.
     """
+    from .. import report as html_report
     from ..data import write_image
     from ..detector import Detector
     from ..overlay import heatmap_overlay
 
+    if report:
+        html_report.check_report_target(report)
     det = Detector.load(model, device=device)
     paths = expand_inputs(inputs)
     names = overlay_names(paths)
@@ -183,6 +190,12 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
             rows.append(row)
             print(f"{path},{pred.score:.4f},{det.threshold:.4f},{row['verdict']}", flush=True)
     write_predictions_csv(out_dir, rows)
+    scored = [{"path": r["path"], "label": None, "defect_type": "-", "score": r["score"]} for r in rows if not r["error"]]
+    if report and scored:
+        page = html_report.CategoryReport(Path(model).parent.name or "predictions", None, det.threshold, scored)
+        html_report.add_galleries(page, det, {}, Path(report) / "thumbs")
+        print(f"cpr-predict: report {html_report.write_report(report, [page], 'cpr-engine predictions')}",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -191,7 +204,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     rows = predict_paths(args.model, args.inputs, args.out, args.device, args.batch_size,
-                         overlays=not args.no_overlays, fail_fast=args.fail_fast)
+                         overlays=not args.no_overlays, fail_fast=args.fail_fast, report=args.report)
     failed = sum(r["error"] is not None for r in rows)
     csv_path = Path(args.out) / "predictions.csv"
     if failed:

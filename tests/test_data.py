@@ -661,6 +661,35 @@ def test_mvtec_loco_layout_and_mask_folders(tmp_path):
         load_split(root, "mvtec_loco", "juice_bottle", "test")
 
 
+def test_realiad_layout(tmp_path):
+    """Real-IAD: per-object JSON lists, every camera view one sample; train keeps the OK entries."""
+    import json
+
+    root = tmp_path / "realiad"
+    images = root / "realiad_1024"
+    def entry(rel, cls, mask=None):
+        put(images / rel)
+        if mask:
+            put(images / mask, 255)
+        return {"category": "audiojack", "anomaly_class": cls, "image_path": rel, "mask_path": mask}
+    listing = {"meta": {}, "train": [entry("audiojack/OK/S0001/a_C1.jpg", "OK"), entry("audiojack/OK/S0001/a_C2.jpg", "OK"),
+                                     entry("audiojack/NG/AK/S0009/n_C1.jpg", "AK", "audiojack/NG/AK/S0009/n_C1.png")],
+               "test": [entry("audiojack/OK/S0002/b_C1.jpg", "OK"),
+                        entry("audiojack/NG/BX/S0003/c_C1.jpg", "BX", "audiojack/NG/BX/S0003/c_C1.png"),
+                        entry("audiojack/NG/AK/S0004/d_C3.jpg", "AK", "audiojack/NG/AK/S0004/d_C3.png")]}
+    made_dir(root / "realiad_jsons")
+    (root / "realiad_jsons" / "audiojack.json").write_text(json.dumps(listing))
+    assert detect_dataset(root) == "realiad" and list_categories(root, "realiad") == ["audiojack"]
+    train = load_split(root, "realiad", "audiojack", "train")
+    assert names(train) == ["a_C1.jpg", "a_C2.jpg"] and {s.label for s in train} == {0}
+    test = load_split(root, "realiad", "audiojack", "test")
+    assert [(s.label, s.defect_type) for s in test] == [(0, "good"), (1, "AK"), (1, "BX")]
+    assert all(Path(s.mask_path).is_file() for s in test if s.label)
+    (images / "audiojack/NG/BX/S0003/c_C1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="Real-IAD: defective image .*c_C1.jpg"):
+        load_split(root, "realiad", "audiojack", "test")
+
+
 def test_mpdd_is_the_mvtec_layout(tmp_path):
     """MPDD (metal parts) ships in the MVTec AD layout: detected and loaded as such."""
     root = tmp_path / "mpdd"

@@ -59,7 +59,7 @@ def cli_main(prog: str):
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """--data, --dataset, --category."""
-    p.add_argument("--data", required=True, help="dataset root folder (MVTec AD, MVTec AD 2, MPDD, BTAD, MVTec 3D-AD, VisA "
+    p.add_argument("--data", required=True, help="dataset root folder (MVTec AD, MVTec AD 2, MVTec LOCO, MPDD, Real-IAD, BTAD, MVTec 3D-AD, VisA "
                    "or a generic folder with train/good, test/<good|defect>, optional ground_truth/)")
     p.add_argument("--dataset", choices=DATASETS, default="auto",
                    help="layout of --data (default: detected from the folder structure)")

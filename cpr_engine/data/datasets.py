@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import btad, folder, mvtec, mvtec3d, mvtec_ad2, mvtec_loco, visa
+from . import btad, folder, mvtec, mvtec3d, mvtec_ad2, mvtec_loco, realiad, visa
 from .samples import Sample, require_dir
 
 __all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split"]
@@ -15,6 +15,7 @@ _LAYOUTS = {
     "btad": btad,
     "mvtec3d": mvtec3d,
     "visa": visa,
+    "realiad": realiad,
     "folder": folder,
 }
 #: Dataset names accepted by :func:`list_categories` / :func:`load_split`.
@@ -31,7 +32,7 @@ def _layout(dataset: str):
 def detect_dataset(root) -> str:
     """Guess the layout of ``root``: one of :data:`DATASETS`.
 
-    Checked in this order: ``split_csv/1cls.csv`` -> visa; a ``<cat>/train/good/rgb`` folder ->
+    Checked in this order: ``split_csv/1cls.csv`` -> visa; ``realiad_jsons/*.json`` -> realiad; a ``<cat>/train/good/rgb`` folder ->
     mvtec3d; a ``<cat>/train/ok`` folder -> btad; ``<cat>/train/good`` with ``<cat>/test_public/`` ->
     mvtec_ad2; ``<cat>/ground_truth/<type>/<stem>/`` mask folders -> mvtec_loco; categories with ``train/good`` that all have ``test/`` and ``ground_truth/`` -> mvtec
     (MPDD has this layout too); ``train/good`` in root or in a sub-folder -> folder.
@@ -40,6 +41,8 @@ def detect_dataset(root) -> str:
     r = require_dir(os.path.abspath(os.fspath(root)), "dataset root")
     if visa.looks_like(r):
         return "visa"
+    if realiad.looks_like(r):
+        return "realiad"
     if (r / "train").is_dir():  # root is itself one category folder
         if (r / "train" / "good").is_dir():
             return "folder"
@@ -58,6 +61,7 @@ def detect_dataset(root) -> str:
             return "folder"
     raise ValueError(
         f"cannot tell the dataset layout of {str(r)!r}: expected split_csv/1cls.csv (VisA), "
+        f"realiad_jsons/*.json (Real-IAD), "
         f"<cat>/train/good/rgb (MVTec 3D-AD), <cat>/train/ok (BTAD), <cat>/train/good + test_public (MVTec AD 2), "
         f"<cat>/ground_truth/<type>/<stem>/ (MVTec LOCO), "
         f"<cat>/train/good + test + ground_truth (MVTec AD) or [<cat>/]train/good (folder)")

@@ -28,16 +28,20 @@ def read_sample(sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     return image, cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = False) -> dict:
+def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = False, by_type: bool = False,
+                     curves: bool = False) -> dict:
     """Score every test sample and compute the metrics.
 
     Args:
         detector: a trained ``inputs.AnomalyDetector`` (``Detector`` or ``ArtifactDetector``).
         samples: list of ``cpr_engine.data.Sample`` (label 0 good / 1 defective, optional mask).
+        by_type: also the metrics of each defect type (each costs another pass over the pixels).
+        curves: also the PRO curve (another sort of every pixel), for plots.
     Returns:
-        {"metrics": {name: float}, "by_type": {defect type: metrics over the good images and that
-        type} (empty with fewer than two types), "images": [{"path", "label", "defect_type", "score"}],
-        "pro_curve": {"fpr": [...], "pro": [...]} up to FPR 0.3 (None without pixel metrics)}.
+        {"metrics": {name: float}, "images": [{"path", "label", "defect_type", "score"}], "by_type":
+        {defect type: metrics over the good images and that type} (empty unless ``by_type`` and at
+        least two types), "pro_curve": {"fpr": [...], "pro": [...]} up to FPR 0.3 (None unless
+        ``curves`` and pixel metrics)}.
         Pixel metrics use the good images and the defective images that have a mask; they are
         left out when no defective image has one.
     Raises:
@@ -72,25 +76,27 @@ def evaluate_samples(detector, samples, batch_size: int = 8, progress: bool = Fa
         raise InputError(f"{len(failed)} of the {len(samples)} test images cannot be read (the image or its "
                          f"ground-truth mask); no metrics computed, as they would be over a smaller test set; "
                          f"replace or remove them: {first_few(failed, sep='; ')}")
-    metrics = _metrics(rows, range(len(rows)), maps, masks)
+    maps, masks = (np.stack(maps), np.stack(masks)) if maps else (None, None)  # stacked once for every metric
+    metrics = _metrics(rows, np.arange(len(rows)), maps, masks)
     types = sorted({r["defect_type"] for r in rows if r["label"] == 1})
-    by_type = {}
-    if len(types) > 1:  # good images + one defect type at a time (MVTec LOCO: logical vs structural)
+    per_type = {}
+    if by_type and len(types) > 1:  # good images + one defect type at a time (MVTec LOCO: logical vs structural)
         for t in types:
-            keep = {i for i, r in enumerate(rows) if r["label"] == 0 or r["defect_type"] == t}
-            pixel = [j for j, i in enumerate(pixel_rows) if i in keep]
-            by_type[t] = _metrics(rows, sorted(keep), [maps[j] for j in pixel], [masks[j] for j in pixel])
-    curve = pro_curve(np.stack(maps), np.stack(masks)) if any(m.any() for m in masks) else None
-    return {"metrics": metrics, "by_type": by_type, "images": rows,
+            keep = np.array([i for i, r in enumerate(rows) if r["label"] == 0 or r["defect_type"] == t])
+            pixel = np.isin(pixel_rows, keep)
+            per_type[t] = _metrics(rows, keep, None if maps is None else maps[pixel],
+                                   None if masks is None else masks[pixel])
+    curve = pro_curve(maps, masks) if curves and masks is not None and masks.any() else None
+    return {"metrics": metrics, "by_type": per_type, "images": rows,
             "pro_curve": None if curve is None else {"fpr": curve[0].tolist(), "pro": curve[1].tolist()}}
 
 
-def _metrics(rows: list[dict], keep, maps: list, masks: list) -> dict:
-    """``compute_all`` over the rows ``keep`` (image metrics) and the given maps / masks (pixel metrics)."""
-    keep = list(keep)
-    has_pixels = any(m.any() for m in masks)
+def _metrics(rows: list[dict], keep: np.ndarray, maps: np.ndarray | None, masks: np.ndarray | None) -> dict:
+    """``compute_all`` over the rows ``keep`` (image metrics) and the (M, S, S) maps / masks (pixel
+    metrics, left out when no mask has a defective pixel)."""
+    has_pixels = masks is not None and masks.any()
     return compute_all(np.array([rows[i]["score"] for i in keep]), np.array([rows[i]["label"] for i in keep]),
-                       np.stack(maps) if has_pixels else None, np.stack(masks) if has_pixels else None)
+                       maps if has_pixels else None, masks if has_pixels else None)
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = METRIC_COLUMNS, key: str = "category") -> str:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .data import read_image, read_mask
+from .errors import InputError, OutputError
 from .evaluate import METRIC_COLUMNS
 from .overlay import heatmap_overlay
 
@@ -152,12 +153,15 @@ def _finish_plot(fig, hist, report: CategoryReport, folder: Path) -> list[str]:
 
 def _table(header: list[str], rows: list[list], sortable: bool = True) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td data-value="{html.escape(str(v))}">{html.escape(_fmt(v))}</td>' for v in row)
+    body = "".join("<tr>" + "".join(f'<td data-value="{html.escape("-" if v is None else str(v))}">{html.escape(_fmt(v))}</td>' for v in row)
                    + "</tr>" for row in rows)
     return f'<table class="{"sortable" if sortable else ""}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _fmt(value) -> str:
+    """A table cell: fractions as percent with one decimal, None (a metric without masks) as "-"."""
+    if value is None:
+        return "-"
     return f"{100 * value:.1f}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
 
 
@@ -167,8 +171,6 @@ REPORT_ENTRIES = {"index.html", "plots", "thumbs"}
 def check_report_target(folder: str | Path) -> Path:
     """A report folder may be new, empty or an earlier report (only ``REPORT_ENTRIES``); else OutputError.
     InputError when matplotlib (the ``report`` extra) is missing."""
-    from .errors import InputError, OutputError
-
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -193,7 +195,7 @@ def write_report(folder: str | Path, reports: list[CategoryReport], title: str =
         summary = []
         for r in labeled:
             counts = confusion(r.images, r.threshold)
-            summary.append([r.name, *(r.metrics.get(c) if r.metrics.get(c) is not None else "-" for c in METRIC_COLUMNS),
+            summary.append([r.name, *(r.metrics.get(c) for c in METRIC_COLUMNS),
                             counts["F1"], counts["TP"], counts["FP"], counts["FN"], counts["TN"], len(r.images)])
         parts.append(_table(["category", *METRIC_COLUMNS, "F1 at threshold", "TP", "FP", "FN", "TN", "images"],
                             summary))

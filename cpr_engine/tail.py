@@ -31,14 +31,19 @@ class TailState(NamedTuple):
     bank_fg: Any  # (N, h_0, w_0) foreground of the training images
 
 
+def histograms(features, state: TailState, settings, impl: str | None = None):
+    """(B, C, h_0, w_0) fine backbone taps -> (B, grid^2, M + 1) codebook block histograms."""
+    return ops.codebook_histogram(features, state.centers, settings.grid, impl=impl)[1]
+
+
 def retrieve(features, state: TailState, settings, exclude=None, impl: str | None = None):
     """(B, C, h_0, w_0) fine backbone taps -> (B, K) int64 closest training images, closest first
     (codebook block histograms, robust histogram matching, top-K).
 
     ``exclude``: optional (B,) training index each query must not retrieve (leave-one-out scoring).
     """
-    histograms = ops.codebook_histogram(features, state.centers, settings.grid, impl=impl)[1]
-    distances = ops.hist_match(histograms, state.train_hists, settings.kept_blocks, impl=impl)
+    distances = ops.hist_match(histograms(features, state, settings, impl), state.train_hists, settings.kept_blocks,
+                               impl=impl)
     return ops.top_k(distances, settings.top_k, exclude, impl=impl)
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from . import ops, tail
+from . import tail
 from .config import CPRConfig
 from .foreground import foreground_map
 from .lrb import LocalRetrievalBranch, RawTapHead
@@ -37,10 +37,12 @@ def descriptor_widths(config: CPRConfig, channels: tuple[int, int]) -> tuple[int
     return (config.descriptor_dim,) * len(channels)
 
 
-def descriptor_heads(config: CPRConfig, channels: tuple[int, int]) -> nn.ModuleList:
-    """One descriptor head per tap: LRB heads, or raw-tap heads when ``config.descriptor == "raw"``."""
+def descriptor_heads(config: CPRConfig, channels: tuple[int, int],
+                     widths: tuple[int, int] | None = None) -> nn.ModuleList:
+    """One descriptor head per tap: LRB heads, or raw-tap heads when ``config.descriptor == "raw"``
+    (of ``widths``, default ``descriptor_widths``)."""
     if config.descriptor == "raw":
-        heads = [RawTapHead(c, d) for c, d in zip(channels, descriptor_widths(config, channels))]
+        heads = [RawTapHead(c, d) for c, d in zip(channels, widths or descriptor_widths(config, channels))]
     else:
         heads = [LocalRetrievalBranch(c, config.lrb_hidden, config.descriptor_dim) for c in channels]
     return nn.ModuleList(heads).to(memory_format=torch.channels_last)
@@ -65,9 +67,7 @@ class CPRModel(nn.Module):
         self.backbone = backbone
         c4, c8 = backbone.channels
         (d4, d8), s = widths or descriptor_widths(config, backbone.channels), config.image_size
-        self.lrb = (nn.ModuleList([RawTapHead(c, d) for c, d in zip(backbone.channels, (d4, d8))])
-                    .to(memory_format=torch.channels_last) if widths and config.descriptor == "raw"
-                    else descriptor_heads(config, backbone.channels))
+        self.lrb = descriptor_heads(config, backbone.channels, (d4, d8))
         self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("centers", torch.zeros(config.n_clusters, c4))
@@ -109,7 +109,7 @@ class CPRModel(nn.Module):
 
     def histograms(self, feature4: torch.Tensor) -> torch.Tensor:
         """(B, C4, h, w) stride-4 features -> (B, grid^2, M+1) block histograms of codebook ids."""
-        return ops.codebook_histogram(feature4, self.centers, self.config.grid, impl=self.ops_impl)[1]
+        return tail.histograms(feature4, self.tail_state, self.config, self.ops_impl)
 
     @property
     def tail_state(self) -> tail.TailState:

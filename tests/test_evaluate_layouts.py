@@ -36,7 +36,8 @@ def test_metrics_by_defect_type(tiny_detector, demo_root, tmp_path, capsys):
     from cpr_engine.cli.eval import main as eval_main
 
     samples = load_split(demo_root, "mvtec", "coffee", "test")
-    result = evaluate_samples(tiny_detector, samples)
+    result = evaluate_samples(tiny_detector, samples, by_type=True)
+    assert evaluate_samples(tiny_detector, samples)["by_type"] == {}  # only when asked: a pass per type
     types = sorted({s.defect_type for s in samples if s.label})
     assert sorted(result["by_type"]) == types and len(types) > 1
     for t in types:

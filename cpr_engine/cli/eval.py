@@ -119,7 +119,7 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         model_path = Path(models) / cat / "model.pt"
         det = Detector.load(model_path, device=device)
         test, split = evaluation_split(det.meta, splits[cat], data, n_anomaly, split_seed, model_path)
-        result = evaluate_samples(det, test, batch_size, progress)
+        result = evaluate_samples(det, test, batch_size, progress, by_type=by_type, curves=bool(report))
         rows.append({"category": cat, **result["metrics"]})
         if by_type:
             rows += [{"category": f"{cat}/{t}", **m} for t, m in result["by_type"].items()]

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main("cpr-serve")
 def main(argv=None) -> int:
-    from ..serve.app import ServeOptions, Service
+    from ..serve.app import RESTART_WINDOW_S, RESTARTS_PER_WINDOW, ServeOptions, Service
 
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
@@ -70,8 +70,8 @@ def main(argv=None) -> int:
               f"metrics {args.host}:{args.metrics_port}", flush=True)
         while not stop.wait(1.0):
             if not service.keep_alive():
-                print("cpr-serve: error: the Triton server keeps stopping (more than 5 restarts in 5 minutes); "
-                      "giving up", file=sys.stderr, flush=True)
+                print(f"cpr-serve: error: the Triton server keeps stopping (more than {RESTARTS_PER_WINDOW} restarts "
+                      f"in {RESTART_WINDOW_S:.0f} s); giving up", file=sys.stderr, flush=True)
                 return 1
     finally:
         service.stop()

@@ -14,14 +14,12 @@ every request unchanged, except that
 - while Triton restarts, requests get HTTP 503 / gRPC UNAVAILABLE with one line.
 
 HTTP/1.1 (request bodies with ``Content-Length`` or chunked). The HTTP side runs one asyncio loop
-in a thread, the gRPC side a
-``grpc.server`` forwarding raw message bytes.
+in a thread, the gRPC side a ``grpc.server`` forwarding raw message bytes.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import threading
 from concurrent import futures
@@ -29,8 +27,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from .codec import BAD_REQUEST
-
-LOGGER = logging.getLogger(__name__)
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line + headers
 REQUEST_TIMEOUT_S = 120.0  # to receive one request body / get Triton's answer
@@ -42,6 +38,7 @@ INFER_PATH = re.compile(r"^/v2/models/[^/?]+(/versions/[^/?]+)?/infer/?(\?.*)?$"
 ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
                  "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 4}
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*?: (.+)$")
+RESTARTING = "the inference server is starting or restarting; try again shortly"
 
 
 def public_error(status: int, message: str) -> tuple[int, str]:
@@ -59,7 +56,7 @@ def public_error(status: int, message: str) -> tuple[int, str]:
         return status, lines[0] if lines else "error"
     for line in reversed(lines):
         found = _ERROR_LINE.match(line)
-        if found and BAD_REQUEST not in line:
+        if found:
             return status, found.group(2).strip()
     return status, "internal server error (details in the cpr-serve log)"
 
@@ -111,7 +108,7 @@ def _infer_request_problem(target: str, headers: dict, body: bytes, limit: int) 
 
 @dataclass
 class Upstream:
-    """Where Triton listens (loopback) and whether it is up."""
+    """Where Triton listens (loopback); the ports change when Triton is started again."""
 
     http_port: int
     grpc_port: int
@@ -200,7 +197,7 @@ class _HttpGateway:
         try:
             up_reader, up_writer = await asyncio.open_connection(self.upstream.host, self.upstream.http_port)
         except OSError:
-            return _json_error(503, "the inference server is starting or restarting; try again shortly")
+            return _json_error(503, RESTARTING)
         try:
             lines = [request_line.rsplit(" ", 1)[0] + " HTTP/1.1"]
             lines += [f"{k}: {v}" for k, v in headers.forwarded()]
@@ -211,8 +208,7 @@ class _HttpGateway:
                 await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S))
             payload = await asyncio.wait_for(_read_body(up_reader, response_headers), REQUEST_TIMEOUT_S)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError) as e:
-            return _json_error(503, f"the inference server did not answer ({type(e).__name__}); it may be "
-                                    f"restarting; try again shortly")
+            return _json_error(503, f"the inference server did not answer ({type(e).__name__}); {RESTARTING}")
         finally:
             up_writer.close()
         status = int(status_line.split(" ")[1])
@@ -379,7 +375,7 @@ class _GrpcGateway:
     def _abort(self, context, error) -> None:
         grpc, code = self._grpc, error.code()
         if code == grpc.StatusCode.UNAVAILABLE:
-            context.abort(code, "the inference server is starting or restarting; try again shortly")
+            context.abort(code, RESTARTING)
         status, line = public_error(500, error.details() or "")
         context.abort(grpc.StatusCode.INVALID_ARGUMENT if status == 400 else code, line)
 

@@ -12,6 +12,10 @@ Where the engine departs from the paper, measured in ``benchmarks/RESULTS.md`` (
 - ``descriptor="auto"``, ``auto_windows``, and the foreground branch are decided per model on a
   validation split of the training images with synthetic anomalies (never on test data); on a CPU
   with the default budget ``auto`` means the raw backbone taps (``descriptor_candidates``);
+- the memory (``memory_fraction``): a coreset of all training patches searched whole beside the K
+  retrieved images, so that a patch seen on no retrieved image can still find its match; and the
+  location weight (``use_location_weight``): the fused map divided by the training images' mean
+  leave-one-out map, kept only where the validation split prefers it;
 - the training budget: ``steps=None`` trains for ``time_budget`` seconds on a CPU and the paper's
   schedule (40 000 steps for objects, 500 for textures) on a GPU.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -58,6 +63,12 @@ class CPRConfig:
     # choose ``windows`` from how far the best match of a good training patch lies in its references
     auto_windows: bool = True
     max_windows: tuple = (9, 5)  # the widest windows auto_windows may choose (search cost grows as r^2)
+    # the memory: a coreset of this share of all training patches per scale, searched whole beside the
+    # K retrieved images (at least one map's worth of patches)
+    memory_fraction: float = 0.01
+    # divide the fused map by the mean leave-one-out map of the training images (per location);
+    # kept only when it helps on the validation split
+    use_location_weight: bool = True
     # foreground: fitted for objects; kept only when it helps on the validation split
     use_foreground: bool = True
     lda_samples: int = 15_000
@@ -116,6 +127,7 @@ class CPRConfig:
             (self.descriptor_dim >= 1, f"descriptor_dim must be >= 1, got {self.descriptor_dim}"),
             (len(self.windows) == 2 and all(r >= 1 and r % 2 == 1 for r in self.windows),
              f"windows must be two odd sizes (stride 4, stride 8), got {self.windows}"),
+            (0 < self.memory_fraction <= 1, f"memory_fraction must be in (0, 1], got {self.memory_fraction}"),
             (self.blur_sigma >= 0, f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.top_t >= 1, f"top_t must be >= 1, got {self.top_t}"),
             (len(self.max_windows) == 2 and all(r >= 1 and r % 2 == 1 for r in self.max_windows),
@@ -136,6 +148,10 @@ class CPRConfig:
     def kept_blocks(self) -> int:
         """Number of blocks (of grid*grid) summed by the robust histogram distance."""
         return max(1, int(round(self.grid * self.grid * self.keep_blocks)))
+
+    def memory_images(self, n_train: int) -> int:
+        """M: maps' worth of memory patches per scale for ``n_train`` training images (>= 1)."""
+        return max(1, math.ceil(self.memory_fraction * n_train))
 
     def training_schedule(self, is_texture: bool, device_type: str) -> tuple[int, float | None]:
         """(steps, seconds) of local-metric training; training stops at whichever comes first.

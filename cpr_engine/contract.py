@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
-ARTIFACT_FORMAT_VERSION = 2
-ARTIFACT_MIN_FORMAT_VERSION = 2  # version 1 graphs output block histograms instead of FEATURES_OUTPUT
+ARTIFACT_FORMAT_VERSION = 3
+ARTIFACT_MIN_FORMAT_VERSION = 3  # version 2 has no MEMORIES / LOCATION_WEIGHT (version 1: no FEATURES_OUTPUT either)
 
 # -- files of an artifact folder -------------------------------------------------------------------
 MANIFEST = "manifest.json"
@@ -36,8 +36,10 @@ BANKS = ("bank_4", "bank_8")  # (N, D, h_s, w_s) descriptors of the N training i
 TRAIN_HISTS = "train_hists"  # (N, grid^2, n_clusters + 1) block histograms of the training images
 BANK_FOREGROUND = "bank_fg"  # (N, h_0, w_0) foreground of the training images
 CENTERS = "centers"  # (n_clusters, C) codebook over the fine taps
-ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS)
-BANK_DTYPES = ("float16", "float32")  # banks and train_hists; bank_fg and centers are float32
+MEMORIES = ("memory_4", "memory_8")  # (M, D, h_s, w_s) coreset of every training patch per scale, searched whole
+LOCATION_WEIGHT = "location_weight"  # (h_0, w_0) float32 per-location factor of the fused map (ones: none)
+ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS, *MEMORIES, LOCATION_WEIGHT)
+BANK_DTYPES = ("float16", "float32")  # banks, memories and train_hists; the other arrays are float32
 
 
 def array_file(name: str) -> str:

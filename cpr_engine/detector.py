@@ -33,7 +33,7 @@ from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cpr-engine-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: the memory and the location weight
 #: How ``payload["integrity"]`` digests the state dict (see :func:`tensors_sha256`).
 DIGEST_SCHEME = "sha256: sorted state-dict keys; each key, dtype, shape and raw bytes"
 
@@ -239,7 +239,7 @@ class Detector:
         version = payload.get("format_version")
         if version != MODEL_FORMAT_VERSION:
             raise ModelFileError(f"{path} has model format version {version}; this engine ({__version__}) "
-                                 f"reads version {MODEL_FORMAT_VERSION}")
+                                 f"reads version {MODEL_FORMAT_VERSION} (train the model again)")
         config, meta, state = _checked_payload(path, payload)
         det = cls(config.variant, device=device, pretrained=False)
         det.config, det.meta = config, meta

@@ -1,9 +1,11 @@
 """The scoring tail: everything after the network, written once for every Python front end.
 
 network outputs (descriptors per scale, the fine backbone taps, the query's foreground) + the
-training state (codebook centers, train_hists, banks, bank_fg) -> codebook block histograms,
-histogram matching and top-K (global retrieval) -> location-restricted nearest-neighbour search ->
-foreground fusion -> post-processing (fusion of the scales, upsampling, blur, top-T image score).
+training state (codebook centers, train_hists, banks, bank_fg, memories, location_weight) ->
+codebook block histograms, histogram matching and top-K (global retrieval) -> location-restricted
+nearest-neighbour search in the K images, and a whole-map search in the memory (a coreset of all
+training patches) -> map weight (location weight x foreground) -> post-processing (fusion of the
+scales, upsampling, blur, top-T image score).
 
 Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on NumPy arrays (the
 torch-free ``ArtifactDetector``) and on torch tensors on any device (``CPRModel``, the CUDA-graph
@@ -25,10 +27,14 @@ from . import ops
 class TailState(NamedTuple):
     """What the tail searches, from training (NumPy arrays or torch tensors, one kind for all)."""
 
-    centers: Any  # (M, C) codebook over the fine taps
-    train_hists: Any  # (N, grid^2, M + 1) block histograms of the training images
+    centers: Any  # (n_clusters, C) codebook over the fine taps
+    train_hists: Any  # (N, grid^2, n_clusters + 1) block histograms of the training images
     banks: list  # per scale (N, D, h_s, w_s) descriptors, finest first
     bank_fg: Any  # (N, h_0, w_0) foreground of the training images
+    memories: list  # per scale (M, D, h_s, w_s) coreset of every training patch, searched whole
+    memory_index: Any  # (1, M) int64: 0 .. M-1
+    location_weight: Any  # (h_0, w_0) float32 factor of the fused map (ones: none)
+    memory_sources: list | None = None  # per scale (M, h_s, w_s) int64 training image of each memory patch
 
 
 def histograms(features, state: TailState, settings, impl: str | None = None):
@@ -47,25 +53,75 @@ def retrieve(features, state: TailState, settings, exclude=None, impl: str | Non
     return ops.top_k(distances, settings.top_k, exclude, impl=impl)
 
 
+def whole_map_windows(state: TailState) -> list[int]:
+    """Per scale the window side that covers a whole map (2 side - 1): the memory's search window."""
+    return [2 * max(memory.shape[-2:]) - 1 for memory in state.memories]
+
+
 def local_search(descriptors: list, index, state: TailState, settings, impl: str | None = None,
-                 check_index: bool = True) -> list:
-    """Per-scale (B, D, h_s, w_s) descriptors and (B, K) indices -> per-scale (B, h_s, w_s) patch scores."""
-    return ops.nn_search(descriptors, state.banks, index, list(settings.windows), impl=impl, check_index=check_index)
+                 check_index: bool = True, exclude=None) -> list:
+    """Per-scale (B, D, h_s, w_s) descriptors and (B, K) indices -> per-scale (B, h_s, w_s) patch scores.
+
+    A patch's score is its distance to the closest of: the retrieved images' patches inside its
+    window, and every memory patch (searched over the whole map).
+    ``exclude``: optional (B,) int64 torch tensor, the training image each query must not match
+    (leave-one-out scoring): its memory patches are zeroed for that query (cosine 0, never closer).
+    """
+    near = ops.nn_search(descriptors, state.banks, index, list(settings.windows), impl=impl, check_index=check_index)
+    batch = index.shape[0]
+    if exclude is None:
+        memories = state.memories
+        if hasattr(index, "expand"):  # a torch tensor (this module never imports torch itself)
+            memory_index = state.memory_index.expand(batch, -1).contiguous()
+        else:
+            memory_index = np.repeat(state.memory_index, batch, axis=0)
+    else:
+        memories, memory_index = _memories_without(state, exclude)
+    whole = ops.nn_search(descriptors, memories, memory_index, whole_map_windows(state), impl=impl,
+                          check_index=check_index)
+    return [_closer(a, b) for a, b in zip(near, whole)]
 
 
-def fuse_foreground(foreground, index, state: TailState):
-    """max(the query's foreground, each retrieved training image's): (B, h_0, w_0) float32; None stays None."""
+def _closer(a, b):
+    """Elementwise minimum of two patch-score maps; where either is NaN or inf the result is too (a
+    damaged bank or memory must poison the score, never be hidden by the other search)."""
+    total = a + b
+    if hasattr(a, "minimum"):  # a torch tensor
+        return a.minimum(b).where(total.isfinite(), total)
+    return np.where(np.isfinite(total), np.minimum(a, b), total)
+
+
+def _memories_without(state: TailState, exclude):
+    """Per-query memories with each query's excluded training image zeroed: per scale (B * M, D, h, w),
+    and the (B, M) rows of each query's copy (torch only: leave-one-out scoring happens in training)."""
+    if state.memory_sources is None:
+        raise ValueError("local_search: exclude needs the memory's sources (a torch model's tail state)")
+    n_memory = state.memory_index.shape[1]
+    memories = []
+    for memory, sources in zip(state.memories, state.memory_sources):
+        keep = (sources[None] != exclude[:, None, None, None]).to(memory.dtype)  # (B, M, h, w)
+        memories.append((memory[None] * keep[:, :, None]).flatten(0, 1))
+    offsets = (exclude.new_ones(exclude.shape[0]).cumsum(0) - 1) * n_memory  # 0, M, 2M, ...
+    return memories, offsets[:, None] + state.memory_index
+
+
+def map_weight(foreground, index, state: TailState):
+    """The fused map's factor, (B, h_0, w_0) float32: the location weight, times (when ``foreground``
+    is not None) max(the query's foreground, each retrieved training image's)."""
+    weight = state.location_weight
     if foreground is None:
-        return None
+        if hasattr(weight, "expand"):  # a torch tensor
+            return weight.expand(index.shape[0], -1, -1).contiguous()
+        return np.repeat(weight[None], index.shape[0], axis=0)
     retrieved = state.bank_fg[index]  # (B, K, h_0, w_0)
-    if hasattr(retrieved, "amax"):  # a torch tensor (this module never imports torch itself)
-        return retrieved.amax(1).maximum(foreground)
-    return np.maximum(foreground, retrieved.max(axis=1))
+    if hasattr(retrieved, "amax"):
+        return retrieved.amax(1).maximum(foreground) * weight
+    return np.maximum(foreground, retrieved.max(axis=1)) * weight
 
 
 def postprocess(local: list, foreground, index, state: TailState, settings, impl: str | None = None):
     """Patch scores (+ the query's foreground or None) -> maps (B, S, S) float32, scores (B,) float32."""
-    return ops.postprocess(local, fuse_foreground(foreground, index, state), settings.image_size,
+    return ops.postprocess(local, map_weight(foreground, index, state), settings.image_size,
                            settings.blur_sigma, settings.top_t, impl=impl)
 
 
@@ -80,5 +136,5 @@ def score(descriptors: list, features, foreground, state: TailState, settings, e
         exclude, impl: see :func:`retrieve`; check_index: see ``ops.nn_search``.
     """
     index = retrieve(features, state, settings, exclude, impl)
-    local = local_search(descriptors, index, state, settings, impl, check_index)
+    local = local_search(descriptors, index, state, settings, impl, check_index, exclude)
     return postprocess(local, foreground, index, state, settings, impl)

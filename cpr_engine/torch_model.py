@@ -1,9 +1,10 @@
 """CPRModel: the whole CPR inference pipeline as one ``nn.Module`` whose state is buffers.
 
 Backbone taps -> global retrieval (codebook histograms, robust KL, top-K) -> Local Retrieval
-Branch descriptors -> location-restricted NN search per scale -> foreground weighting ->
-fusion, blur, top-T image score. Everything needed at inference (backbone weights, LRB weights,
-codebook, training histograms, descriptor bank, foreground maps) lives in ``state_dict``.
+Branch descriptors -> location-restricted NN search per scale (+ the memory, searched whole) ->
+location and foreground weighting -> fusion, blur, top-T image score. Everything needed at inference
+(backbone weights, LRB weights, codebook, training histograms, descriptor bank, foreground maps,
+memory, location weight) lives in ``state_dict``.
 
 Retrieval, NN search and post-processing go through :mod:`cpr_engine.ops`: native kernels when
 ``cpr_engine._C`` is built, the PyTorch reference otherwise (``model.ops_impl`` forces one); inputs
@@ -78,15 +79,22 @@ class CPRModel(nn.Module):
         self.register_buffer("fg_weight", torch.zeros(c4))
         self.register_buffer("fg_bias", torch.zeros(()))
         self.register_buffer("bank_fg", torch.ones(n_train, fine, fine))
+        n_memory = config.memory_images(n_train)
+        self.register_buffer("memory_4", torch.zeros(n_memory, d4, fine, fine))
+        self.register_buffer("memory_8", torch.zeros(n_memory, d8, coarse, coarse))
+        self.register_buffer("memory_source_4", torch.zeros(n_memory, fine, fine, dtype=torch.int64))
+        self.register_buffer("memory_source_8", torch.zeros(n_memory, coarse, coarse, dtype=torch.int64))
+        self.register_buffer("memory_index", torch.arange(n_memory)[None], persistent=False)
+        self.register_buffer("location_weight", torch.ones(fine, fine))
         self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
         self.ops_impl: str | None = None
 
     def set_descriptor_heads(self, heads: nn.ModuleList, widths: tuple[int, int]) -> None:
         """Replace the descriptor heads (LRB or raw) and size the banks for their output D per scale."""
         self.lrb = heads.to(self.bank_4.device)
-        dev = self.bank_4.device
-        self.bank_4 = torch.zeros(self.bank_4.shape[0], widths[0], *self.bank_4.shape[2:], device=dev)
-        self.bank_8 = torch.zeros(self.bank_8.shape[0], widths[1], *self.bank_8.shape[2:], device=dev)
+        for name, width in zip(("bank_4", "bank_8", "memory_4", "memory_8"), widths * 2):
+            old = getattr(self, name)
+            setattr(self, name, torch.zeros(old.shape[0], width, *old.shape[2:], device=old.device))
 
     @property
     def descriptor_dims(self) -> tuple[int, int]:
@@ -97,6 +105,16 @@ class CPRModel(nn.Module):
     def banks(self) -> list[torch.Tensor]:
         """Descriptor banks, finest scale first: (N, D_0, h_0, w_0), (N, D_1, h_1, w_1)."""
         return [self.bank_4, self.bank_8]
+
+    @property
+    def memories(self) -> list[torch.Tensor]:
+        """The memory per scale, finest first: (M, D_s, h_s, w_s) coreset of every bank patch."""
+        return [self.memory_4, self.memory_8]
+
+    @property
+    def memory_sources(self) -> list[torch.Tensor]:
+        """Per scale (M, h_s, w_s) int64: the training image each memory patch comes from."""
+        return [self.memory_source_4, self.memory_source_8]
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, S, S) float32 RGB in [0, 1] -> backbone taps [(B, C4, S/4, S/4), (B, C8, S/8, S/8)]."""
@@ -114,7 +132,8 @@ class CPRModel(nn.Module):
     @property
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this model's buffers)."""
-        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg)
+        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
+                              self.memory_index, self.location_weight, self.memory_sources)
 
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""

@@ -144,13 +144,15 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     global_search = [2 * side4 - 1, 2 * side8 - 1]
     assert global_search in [r["windows"] for r in rows] and len({tuple(r["windows"]) for r in rows}) == 2
     # the global search is a candidate for the raw taps only (its cost with 384-d learned descriptors)
-    assert {(r["descriptor"], r["foreground"], tuple(r["windows"]) == tuple(global_search)) for r in rows} == {
-        ("learned", fg, False) for fg in (True, False)} | {("raw", fg, g) for fg in (True, False)
-                                                           for g in (True, False)} and len(rows) == 6
+    # ... each with the foreground on / off and the location weight on / off
+    assert {(r["descriptor"], r["foreground"], r["location_weight"], tuple(r["windows"]) == tuple(global_search))
+            for r in rows} == {("learned", fg, lw, False) for fg in (True, False) for lw in (True, False)} | {
+        ("raw", fg, lw, g) for fg in (True, False) for lw in (True, False) for g in (True, False)} and len(rows) == 12
     best = max(rows, key=lambda r: r["mean"])
-    assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"]) == (
-        best["descriptor"], best["foreground"], best["windows"])
+    assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_weight"]) == (
+        best["descriptor"], best["foreground"], best["windows"], best["location_weight"])
     assert det.config.descriptor == best["descriptor"] and bool(det.model.use_foreground) == best["foreground"]
+    assert bool((det.model.location_weight != 1).any()) == best["location_weight"]
     assert list(det.config.windows) == det.meta["windows"]
     # the user's configuration object is not changed by what training chose
     assert Detector(variant, **options).config.descriptor == "auto"

@@ -21,7 +21,8 @@ PAIRS = {
     "kNetworkFp16Onnx": "NETWORK_FP16_ONNX", "kNetworkOpenCVOnnx": "NETWORK_OPENCV_ONNX",
     "kNetworkPlan": "NETWORK_PLAN", "kGraphInput": "GRAPH_INPUT", "kDescriptorOutputs": "DESCRIPTOR_OUTPUTS",
     "kForegroundOutput": "FOREGROUND_OUTPUT", "kFeaturesOutput": "FEATURES_OUTPUT", "kBanks": "BANKS", "kTrainHists": "TRAIN_HISTS",
-    "kBankForeground": "BANK_FOREGROUND", "kCenters": "CENTERS",
+    "kBankForeground": "BANK_FOREGROUND", "kCenters": "CENTERS", "kMemories": "MEMORIES",
+    "kLocationWeight": "LOCATION_WEIGHT",
 }
 # Python constants built from the others (no C++ twin needed), and the suffix of array_file
 DERIVED = {"GRAPH_OUTPUTS", "ARRAYS", "BANK_DTYPES", "REQUIRED_FILES"}
@@ -56,7 +57,7 @@ def test_header_and_module_define_the_same_names():
 def test_derived_names():
     assert contract.GRAPH_OUTPUTS == (*contract.DESCRIPTOR_OUTPUTS, contract.FOREGROUND_OUTPUT, contract.FEATURES_OUTPUT)
     assert contract.ARTIFACT_MIN_FORMAT_VERSION <= contract.ARTIFACT_FORMAT_VERSION
-    assert len(set(contract.ARRAYS)) == len(contract.ARRAYS) == 5
+    assert len(set(contract.ARRAYS)) == len(contract.ARRAYS) == 8
 
 
 def test_cpp_manifest_struct_holds_the_runtime_settings():

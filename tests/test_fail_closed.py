@@ -100,9 +100,11 @@ def test_detector_nan_threshold_is_never_good(tiny_detector, image, monkeypatch)
         tiny_detector.predict(image)
 
 
-def test_detector_nan_bank_buffer_is_never_good(tiny_detector, image):
-    """A NaN in a loaded bank (tampered buffer) poisons the score: an error, not a 'good' verdict."""
-    bank = tiny_detector.model.bank_4
+@pytest.mark.parametrize("buffer", ["bank_4", "memory_4"])
+def test_detector_nan_bank_buffer_is_never_good(tiny_detector, image, buffer):
+    """A NaN in a loaded bank or memory (tampered buffer) poisons the score: an error, not a 'good'
+    verdict (the other search must not hide it)."""
+    bank = getattr(tiny_detector.model, buffer)
     saved = bank.clone()
     try:
         with torch.no_grad():

@@ -16,13 +16,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def case():
-    """A random training state of 5 images and a batch of 3 queries, awkward sizes (D = 7, C = 5, M = 3,
-    grid 2 over 8 x 8 fine maps)."""
+    """A random training state of 5 images and a batch of 3 queries, awkward sizes (D = 7, C = 5, 3 codes,
+    grid 2 over 8 x 8 fine maps, a memory of 2 maps per scale)."""
     rng = np.random.default_rng(0)
     hists = rng.dirichlet(np.ones(4), size=(5, 4)).astype(np.float32)
     state = tail.TailState(rng.normal(size=(3, 5)).astype(np.float32), hists,
                            [_unit(rng.normal(size=(5, 7, 8, 8))), _unit(rng.normal(size=(5, 7, 4, 4)))],
-                           rng.random((5, 8, 8), dtype=np.float32))
+                           rng.random((5, 8, 8), dtype=np.float32),
+                           [_unit(rng.normal(size=(2, 7, 8, 8))), _unit(rng.normal(size=(2, 7, 4, 4)))],
+                           np.arange(2)[None], (0.5 + rng.random((8, 8))).astype(np.float32),
+                           [rng.integers(0, 5, size=(2, 8, 8)), rng.integers(0, 5, size=(2, 4, 4))])
     query = ([_unit(rng.normal(size=(3, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
              rng.normal(size=(3, 5, 8, 8)).astype(np.float32), rng.random((3, 8, 8), dtype=np.float32))
     return state, query
@@ -32,13 +35,27 @@ def _torch(x):
     return [torch.from_numpy(v) for v in x] if isinstance(x, list) else torch.from_numpy(x)
 
 
+def _whole_search(descs: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """(B, D, h, w) queries, (P, D) patches -> (B, h, w) 1 - max cosine over every patch (position-free)."""
+    b, d, h, w = descs.shape
+    sims = descs.transpose(0, 2, 3, 1).reshape(-1, d) @ patches.T
+    return (1 - sims.max(1)).reshape(b, h, w)
+
+
+def _patches(memory: np.ndarray) -> np.ndarray:
+    return memory.transpose(0, 2, 3, 1).reshape(-1, memory.shape[1])
+
+
 def test_tail_equals_the_ops_composed_by_hand(case):
     state, (descs, features, fg) = case
     maps, scores = tail.score(descs, features, fg, state, SETTINGS)
     hists = ops.codebook_histogram(features, state.centers, 2)[1]
     index = ops.top_k(ops.hist_match(hists, state.train_hists, 3), 2)
-    local = ops.nn_search(descs, state.banks, index, [3, 1])
-    want_maps, want_scores = ops.postprocess(local, np.maximum(fg, state.bank_fg[index].max(axis=1)), 32, 1.0, 10)
+    near = ops.nn_search(descs, state.banks, index, [3, 1])
+    local = [np.minimum(n, _whole_search(d, _patches(m))) for n, d, m in zip(near, descs, state.memories)]
+    assert all((n > l).any() for n, l in zip(near, local)), "the memory never won: the case does not test it"
+    weight = np.maximum(fg, state.bank_fg[index].max(axis=1)) * state.location_weight
+    want_maps, want_scores = ops.postprocess(local, weight, 32, 1.0, 10)
     np.testing.assert_array_equal(maps, want_maps)
     np.testing.assert_array_equal(scores, want_scores)
     assert maps.shape == (3, 32, 32) and scores.shape == (3,)
@@ -55,11 +72,30 @@ def test_numpy_and_torch_take_the_same_path(case):
         np.testing.assert_allclose(t_scores.numpy(), scores, rtol=1e-5)
 
 
-def test_foreground_fusion_and_exclusion(case):
+def test_map_weight_and_exclusion(case):
     state, (descs, features, fg) = case
     index = tail.retrieve(features, state, SETTINGS)
-    fused = tail.fuse_foreground(fg, index, state)
-    assert (fused >= fg).all() and (fused >= state.bank_fg[index[:, 0]]).all()
-    assert tail.fuse_foreground(None, index, state) is None
+    weight = tail.map_weight(fg, index, state) / state.location_weight
+    assert (weight >= fg - 1e-6).all() and (weight >= state.bank_fg[index[:, 0]] - 1e-6).all()
+    np.testing.assert_array_equal(tail.map_weight(None, index, state), np.repeat(state.location_weight[None], 3, 0))
     exclude = index[:, 0].copy()
     assert not (tail.retrieve(features, state, SETTINGS, exclude=exclude) == exclude[:, None]).any()
+
+
+def test_excluded_image_leaves_the_memory(case):
+    """Leave-one-out scoring: the excluded training image's memory patches never match (cosine 0 at best)."""
+    state, (descs, features, _) = case
+    torch_state = tail.TailState(*(_torch(part) for part in state[:-1]), _torch(state.memory_sources))
+    exclude = np.array([0, 3, 4])
+    index = tail.retrieve(features, state, SETTINGS, exclude=exclude)
+    got = tail.local_search(_torch(descs), torch.from_numpy(index), torch_state, SETTINGS,
+                            exclude=torch.from_numpy(exclude))
+    near = ops.nn_search(descs, state.banks, index, [3, 1])
+    for scale, (d, memory, sources) in enumerate(zip(descs, state.memories, state.memory_sources)):
+        for b, e in enumerate(exclude):
+            kept = _patches(memory)[(sources != e).reshape(-1)]
+            assert len(kept) < memory.shape[0] * memory.shape[2] * memory.shape[3], "nothing excluded"
+            want = np.minimum(np.minimum(near[scale][b], _whole_search(d[b:b + 1], kept)[0]), 1.0)
+            np.testing.assert_allclose(got[scale][b].numpy(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="memory's sources"):
+        tail.local_search(descs, index, state._replace(memory_sources=None), SETTINGS, exclude=exclude)

@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "unless --force. Without --n-anomaly no test image is read. Decided from the training "
                     "images, with no flag: 15% of them are held out and scored clean and with synthetic defects; "
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
-                    "foreground branch (on/off) and the search windows (the offsets the data needs, at most 9 / 5, "
-                    "or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there are kept and "
+                    "foreground branch (on/off), the location weight (on/off) and the search windows (the offsets "
+                    "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there are kept and "
                     "printed. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
     add_train_args(p)
@@ -145,13 +145,18 @@ def install_run(stage: Path, run_dir: Path) -> None:
 
 
 def choice_summary(meta: dict) -> str:
-    """One line: the descriptor heads, foreground and windows training chose, and why."""
+    """One line: the descriptor heads, foreground, location weight and windows training chose, and why."""
     rows = meta.get("selection") or []
-    kept = f"descriptor {meta['descriptor']}, foreground {'on' if meta['foreground'] else 'off'}, windows {meta['windows']}"
+
+    def on(flag) -> str:
+        return "on" if flag else "off"
+
+    kept = (f"descriptor {meta['descriptor']}, foreground {on(meta['foreground'])}, location weight "
+            f"{on(meta.get('location_weight'))}, windows {meta['windows']}")
     if not rows:
         return f"{kept} (too few training images for a validation split, so nothing was compared)"
-    scores = ", ".join(f"{r['descriptor']}/fg {'on' if r['foreground'] else 'off'}/windows {r['windows']} {r['mean']:.3f}"
-                       for r in rows)
+    scores = ", ".join(f"{r['descriptor']}/fg {on(r['foreground'])}/lw {on(r.get('location_weight'))}/windows "
+                       f"{r['windows']} {r['mean']:.3f}" for r in rows)
     return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP on {meta['n_validation']} held-out training "
             f"images with synthetic defects ({scores})")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import ops, tail
 from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT,
-                        REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
+                        LOCATION_WEIGHT, MEMORIES, REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
 from ..preprocess import to_model_input
 from .artifact import ArtifactError, load_array, read_manifest
@@ -41,7 +41,10 @@ class ArtifactDetector:
         self.train_hists = np.ascontiguousarray(load_array(folder, TRAIN_HISTS, mmap=False), dtype=np.float32)
         self.bank_fg = load_array(folder, BANK_FOREGROUND, mmap=False).astype(np.float32, copy=False)
         self.centers = np.ascontiguousarray(load_array(folder, CENTERS, mmap=False), dtype=np.float32)
+        self.memories = [load_array(folder, name, mmap=False) for name in MEMORIES]
+        self.location_weight = np.ascontiguousarray(load_array(folder, LOCATION_WEIGHT, mmap=False), dtype=np.float32)
         self._check_arrays()
+        self.memory_index = np.arange(len(self.memories[0]), dtype=np.int64)[None]
 
     @classmethod
     def load(cls, folder: str | Path, backend: str = "auto", providers: list[str] | None = None,
@@ -80,10 +83,16 @@ class ArtifactDetector:
                 raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {bank.shape}; expected (N={n}, D, "
                                     f"{side}, {side}) for image_size {settings.image_size}")
         fine = sides[0]
-        if self.bank_fg.shape != (n, fine, fine):
-            raise ArtifactError(f"{self.folder}: {array_file(BANK_FOREGROUND)} has shape {self.bank_fg.shape}; "
-                                f"expected {(n, fine, fine)}")
+        for name, array, shape in ((BANK_FOREGROUND, self.bank_fg, (n, fine, fine)),
+                                   (LOCATION_WEIGHT, self.location_weight, (fine, fine))):
+            if array.shape != shape:
+                raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {array.shape}; expected {shape}")
         dims = [bank.shape[1] for bank in self.banks]
+        n_memory = len(self.memories[0]) if self.memories[0].ndim == 4 else 0
+        for name, memory, bank in zip(MEMORIES, self.memories, self.banks):
+            if memory.shape != (n_memory, *bank.shape[1:]) or n_memory < 1 or memory.dtype != bank.dtype:
+                raise ArtifactError(f"{self.folder}: {array_file(name)} is {memory.dtype} {memory.shape}; expected "
+                                    f"{bank.dtype} (M >= 1, {', '.join(map(str, bank.shape[1:]))}) like its bank")
         if "descriptor_dims" in m and m["descriptor_dims"] != dims:
             raise ArtifactError(f"{self.folder}: manifest setting 'descriptor_dims' = {m['descriptor_dims']!r} does "
                                 f"not match the banks (D = {dims} in {' and '.join(map(array_file, BANKS))})")
@@ -105,7 +114,8 @@ class ArtifactDetector:
             raise ArtifactError(f"{self.folder}: manifest setting 'bank_dtype' = {m['bank_dtype']!r} does not match "
                                 f"the banks ({self.banks[0].dtype}, {self.banks[1].dtype})")
         for name, array in (*zip(BANKS, self.banks), (TRAIN_HISTS, self.train_hists), (BANK_FOREGROUND, self.bank_fg),
-                            (CENTERS, self.centers)):
+                            (CENTERS, self.centers), *zip(MEMORIES, self.memories),
+                            (LOCATION_WEIGHT, self.location_weight)):
             for i in range(len(array)):  # one training image at a time: no full-bank temporary
                 if not np.isfinite(array[i]).all():
                     raise ArtifactError(f"{self.folder}: {array_file(name)} holds NaN or inf (training image {i}); "
@@ -124,7 +134,8 @@ class ArtifactDetector:
     @property
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this artifact's arrays)."""
-        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg)
+        return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
+                              self.memory_index, self.location_weight)
 
     def retrieve(self, features: np.ndarray) -> np.ndarray:
         """(B, C, h_0, w_0) float32 fine taps (graph output ``feat_4``) -> (B, K) int64 closest training images."""

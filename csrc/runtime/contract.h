@@ -7,8 +7,8 @@ namespace cpr {
 namespace contract {
 
 constexpr const char* kArtifactFormat = "cpr-engine-artifact";
-constexpr int kArtifactFormatVersion = 2;
-constexpr int kArtifactMinFormatVersion = 2;  // version 1 graphs output block histograms instead of feat_4
+constexpr int kArtifactFormatVersion = 3;
+constexpr int kArtifactMinFormatVersion = 3;  // version 2 has no memories / location_weight (1: no feat_4 either)
 
 // files of an artifact folder
 constexpr const char* kManifest = "manifest.json";
@@ -29,6 +29,8 @@ constexpr const char* kBanks[] = {"bank_4", "bank_8"};  // (N, D, h_s, w_s)
 constexpr const char* kTrainHists = "train_hists";      // (N, grid^2, n_clusters + 1)
 constexpr const char* kBankForeground = "bank_fg";      // (N, h_0, w_0) float32
 constexpr const char* kCenters = "centers";             // (n_clusters, C) float32
+constexpr const char* kMemories[] = {"memory_4", "memory_8"};  // (M, D, h_s, w_s), the banks' dtype
+constexpr const char* kLocationWeight = "location_weight";     // (h_0, w_0) float32
 constexpr const char* kNpySuffix = ".npy";
 
 }  // namespace contract

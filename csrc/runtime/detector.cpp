@@ -25,12 +25,15 @@ using runtime::NpyArray;
 using contract::kBankForeground;
 using contract::kBanks;
 using contract::kCenters;
+using contract::kLocationWeight;
+using contract::kMemories;
 using contract::kTrainHists;
 
 std::string npy_file(const char* array) { return std::string(array) + contract::kNpySuffix; }
 
-const std::vector<std::string> kArrayFiles = {npy_file(kBanks[0]), npy_file(kBanks[1]), npy_file(kTrainHists),
-                                              npy_file(kBankForeground), npy_file(kCenters)};
+const std::vector<std::string> kArrayFiles = {
+    npy_file(kBanks[0]),    npy_file(kBanks[1]),    npy_file(kTrainHists),     npy_file(kBankForeground),
+    npy_file(kCenters),     npy_file(kMemories[0]), npy_file(kMemories[1]),    npy_file(kLocationWeight)};
 #if CPR_WITH_TENSORRT
 constexpr bool kWithTensorRT = true;
 #else
@@ -85,6 +88,9 @@ struct Detector::Impl {
   Backend backend = Backend::kOpenCV;
   std::unique_ptr<runtime::Network> network;
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
+  NpyArray memory_4, memory_8;            // (M, D, S/s1, S/s1), (M, D, S/s2, S/s2): searched whole
+  std::vector<float> location_weight;     // (S/s1, S/s1) factor of the fused map
+  std::vector<int64_t> memory_index;      // 0 .. M-1
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
   int64_t n_train = 0, dim_4 = 0, dim_8 = 0, n_codes = 0, channels = 0;  // D per scale: own widths
@@ -124,6 +130,27 @@ struct Detector::Impl {
                           " float32");
     }
     train_hists = hists_npy.to_float();
+    load_memory();
+  }
+
+  // The memory (a coreset of every training patch, the banks' dtype and D) and the location weight.
+  void load_memory() {
+    const runtime::Manifest& m = manifest;
+    memory_4 = load_array(m, kMemories[0]);
+    memory_8 = load_array(m, kMemories[1]);
+    const NpyArray weight = load_array(m, kLocationWeight);
+    const int64_t n_memory = memory_4.shape.empty() ? 0 : memory_4.shape[0];
+    if (n_memory < 1 || memory_4.dtype != bank_4.dtype || memory_8.dtype != bank_4.dtype ||
+        weight.dtype != DType::kFloat32) {
+      throw ArtifactError(m.folder + ": " + kMemories[0] + " / " + kMemories[1] + " must hold >= 1 map in " + kBanks[0] +
+                          "'s dtype, " + kLocationWeight + " float32");
+    }
+    expect_shape(m.path(npy_file(kMemories[0])), kMemories[0], memory_4.shape, {n_memory, dim_4, fine_side(), fine_side()});
+    expect_shape(m.path(npy_file(kMemories[1])), kMemories[1], memory_8.shape, {n_memory, dim_8, coarse_side(), coarse_side()});
+    expect_shape(m.path(npy_file(kLocationWeight)), kLocationWeight, weight.shape, {fine_side(), fine_side()});
+    location_weight = weight.to_float();
+    memory_index.resize(n_memory);
+    for (int64_t i = 0; i < n_memory; ++i) memory_index[i] = i;
   }
 
   // The codebook (M, C) float32, M from train_hists.
@@ -181,31 +208,58 @@ struct Detector::Impl {
     return index;
   }
 
-  // max(own foreground, max over the retrieved images of bank_fg): (S/4, S/4) float32.
-  std::vector<float> foreground(const cv::Mat& own, const std::vector<int64_t>& index) const {
+  // The fused map's factor (S/s1, S/s1): location_weight, times max(own foreground, max over the
+  // retrieved images of bank_fg) when the foreground branch is on.
+  std::vector<float> map_weight(const cv::Mat& own, const std::vector<int64_t>& index) const {
+    std::vector<float> out = location_weight;
+    if (!manifest.use_foreground) return out;
     const int64_t plane = fine_side() * fine_side();
     const float* fg = own.ptr<float>();
-    std::vector<float> out(fg, fg + plane);
     const float* bank = reinterpret_cast<const float*>(bank_fg.data());
-    for (int64_t j : index) {
-      for (int64_t i = 0; i < plane; ++i) out[i] = std::max(out[i], bank[j * plane + i]);
+    for (int64_t i = 0; i < plane; ++i) {
+      float v = fg[i];
+      for (int64_t j : index) v = std::max(v, bank[j * plane + i]);
+      out[i] *= v;
     }
     return out;
   }
 
-  Prediction predict(const cv::Mat& image) {
-    const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
-    const std::vector<int64_t> index = retrieve(out);
-    const int64_t fine = fine_side(), coarse = coarse_side();
-    std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
-    const NNSearchScale scales[2] = {
-        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim_4, fine, fine, manifest.windows[0],
-         local_4.data()},
+  // Patch scores per scale: the closest of the retrieved images' patches inside the window and of
+  // every memory patch (a window covering the map).
+  void local_search(const runtime::NetworkOutput& out, const std::vector<int64_t>& index, float* local_4,
+                    float* local_8) const {
+    const int64_t fine = fine_side(), coarse = coarse_side(), n_memory = int64_t(memory_index.size());
+    std::vector<float> whole_4(fine * fine), whole_8(coarse * coarse);
+    const NNSearchScale near[2] = {
+        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim_4, fine, fine, manifest.windows[0], local_4},
         {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim_8, coarse, coarse, manifest.windows[1],
-         local_8.data()}};
-    // a window covering the map runs as matrix products (several times faster than the kernel there)
+         local_8}};
+    const NNSearchScale whole[2] = {
+        {out.desc_4.ptr<float>(), memory_4.data(), memory_4.dtype, n_memory, dim_4, fine, fine, 2 * fine - 1,
+         whole_4.data()},
+        {out.desc_8.ptr<float>(), memory_8.data(), memory_8.dtype, n_memory, dim_8, coarse, coarse, 2 * coarse - 1,
+         whole_8.data()}};
+    search(near, 2, index);
+    search(whole, 2, memory_index);
+    closer(local_4, whole_4);
+    closer(local_8, whole_8);
+  }
+
+  // local = min(local, whole) elementwise; where either is NaN or inf the result is too (a damaged
+  // bank or memory poisons the score instead of being hidden by the other search).
+  static void closer(float* local, const std::vector<float>& whole) {
+    for (size_t i = 0; i < whole.size(); ++i) {
+      const float total = local[i] + whole[i];
+      local[i] = std::isfinite(total) ? std::min(local[i], whole[i]) : total;
+    }
+  }
+
+  // nn_search of batch 1; a window covering the map runs as matrix products (several times faster
+  // than the kernel there) when a BLAS is built in.
+  static void search(const NNSearchScale* scales, int64_t n_scales, const std::vector<int64_t>& index) {
     std::vector<NNSearchScale> windowed;
-    for (const NNSearchScale& scale : scales) {
+    for (int64_t s = 0; s < n_scales; ++s) {
+      const NNSearchScale& scale = scales[s];
       if (runtime::whole_map_search_available() && runtime::covers_map(scale.window, scale.height, scale.width)) {
         runtime::whole_map_search(scale, index.data(), int64_t(index.size()));
       } else {
@@ -213,11 +267,19 @@ struct Detector::Impl {
       }
     }
     if (!windowed.empty()) nn_search(windowed.data(), int64_t(windowed.size()), 1, index.data(), int64_t(index.size()));
-    const std::vector<float> fg = manifest.use_foreground ? foreground(out.foreground, index) : std::vector<float>();
+  }
+
+  Prediction predict(const cv::Mat& image) {
+    const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
+    const std::vector<int64_t> index = retrieve(out);
+    const int64_t fine = fine_side(), coarse = coarse_side();
+    std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
+    local_search(out, index, local_4.data(), local_8.data());
+    const std::vector<float> weight = map_weight(out.foreground, index);
     const MapView maps[2] = {{local_4.data(), fine, fine}, {local_8.data(), coarse, coarse}};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;
-    postprocess(maps, 2, 1, fg.empty() ? nullptr : fg.data(), side(1), manifest.blur_sigma, manifest.top_t,
+    postprocess(maps, 2, 1, weight.data(), side(1), manifest.blur_sigma, manifest.top_t,
                 model_map.ptr<float>(), &p.score);
     cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
     // fail closed: a non-finite score or map never becomes a verdict (NaN > threshold would say "good")

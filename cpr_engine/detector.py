@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
-from .errors import ModelFileError
+from .errors import InputError, ModelFileError
 from .inputs import as_image_list, predict_batched
 from .preprocess import resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
@@ -78,9 +78,27 @@ class Detector:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold: the largest leave-one-out score of the good training images."""
+        """Decision threshold: the largest leave-one-out score of the good training images, or of the
+        good held-out images given to :meth:`calibrate` (``meta["threshold_source"]`` says which)."""
         self._require_model()
         return float(self.meta["threshold"])
+
+    def calibrate(self, images, batch_size: int = 8) -> float:
+        """Set the decision threshold from good images kept out of training (e.g. MVTec AD 2's
+        ``validation/good``): the largest of their scores, the rule the leave-one-out threshold
+        follows on training images. Images as :meth:`predict` takes them. Returns the threshold.
+
+        Raises:
+            InputError when no image is given; the errors of :meth:`predict` for unreadable images
+            and NonFiniteScoreError for a NaN/inf score (the threshold is then unchanged).
+        """
+        predictions = self.predict(images, batch_size)
+        scores = [p.score for p in (predictions if isinstance(predictions, list) else [predictions])]
+        if not scores:
+            raise InputError("calibrate: no images given")
+        self.meta["threshold"] = float(max(scores))
+        self.meta["threshold_source"] = f"max score of {len(scores)} good held-out images"
+        return self.meta["threshold"]
 
     @property
     def image_size(self) -> int:
@@ -144,7 +162,8 @@ class Detector:
                                          device=str(self.device), run_dir=run_dir, progress=progress,
                                          defects=defect_arrays, p_real_defect=p_real_defect, p_paste=p_paste)
         self.config = self.model.config  # with what training chose: descriptor heads, windows
-        self.meta = {"category": category, "engine_version": __version__, **report.to_dict()}
+        self.meta = {"category": category, "engine_version": __version__, **report.to_dict(),
+                     "threshold_source": "max leave-one-out score of the training images"}
         if pairs is not None:
             self.meta["supervised"]["defects"] = [{"image": str(i), "mask": str(m)} for i, m in pairs]
         if run_dir:

@@ -22,6 +22,31 @@ def test_every_flag_has_help(module, capsys):
     assert exit_info.value.code == 0 and parser.prog in capsys.readouterr().out
 
 
+def test_train_takes_the_threshold_from_validation_images(demo_root, tmp_path, capsys):
+    """MVTec AD 2: the threshold is the largest score of validation/good (kept out of training)."""
+    import shutil
+
+    from cpr_engine import Detector
+
+    cat = tmp_path / "ad2" / "grass"
+    train_images = sorted(Path(demo_root, "grass", "train", "good").iterdir())
+    for i, image in enumerate(train_images):
+        split = "validation" if i < 3 else "train"
+        (cat / split / "good").mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, cat / split / "good" / image.name)
+    shutil.copytree(Path(demo_root, "grass", "test", "good"), cat / "test_public" / "good")
+    runs = tmp_path / "runs"
+    assert train.main(["--data", str(tmp_path / "ad2"), "--out", str(runs), *TINY_ARGS]) == 0
+    assert "max score of 3 good held-out images" in capsys.readouterr().out
+    meta = json.loads((runs / "grass" / "train.json").read_text())
+    assert meta["n_train"] == len(train_images) - 3
+    det = Detector.load(runs / "grass" / "model.pt", device="cpu")
+    scores = [p.score for p in det.predict([str(p) for p in sorted((cat / "validation" / "good").iterdir())])]
+    assert det.threshold == pytest.approx(max(scores), rel=1e-5)
+    assert meta["threshold_source"] == "max score of 3 good held-out images"
+    assert meta["threshold"] != pytest.approx(max(meta["loo_scores"]))  # not the leave-one-out rule
+
+
 def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert train.main(["--data", demo_root, "--out", str(runs), *TINY_ARGS]) == 0

@@ -630,6 +630,23 @@ def test_mvtec_ad2_layout(tmp_path):
         load_split(root, "mvtec_ad2", "can", "test")
 
 
+def test_validation_images_of_mvtec_ad2_and_loco(tmp_path):
+    """``<cat>/validation/good`` (MVTec AD 2, MVTec LOCO) are the held-out good images for the threshold."""
+    from cpr_engine.data import validation_samples
+
+    root = tmp_path / "mvtec_ad2"
+    for cat in ("can", "fabric"):
+        make_mvtec_ad2_category(root / cat)
+    held_out = validation_samples(root, "mvtec_ad2", "can")
+    assert names(held_out) == ["000_regular.png"] and {(s.label, s.mask_path) for s in held_out} == {(0, None)}
+    assert validation_samples(root, "mvtec", "can") == []  # MVTec AD has no validation split
+    shutil.rmtree(root / "fabric" / "validation")
+    assert validation_samples(root, "mvtec_ad2", "fabric") == []
+    (root / "can" / "validation" / "good" / "000_regular.png").unlink()
+    with pytest.raises(ValueError, match="MVTec AD 2 validation folder.*no images"):
+        validation_samples(root, "mvtec_ad2", "can")
+
+
 def test_mvtec_loco_layout_and_mask_folders(tmp_path):
     """LOCO keeps one mask per defect region in ground_truth/<type>/<stem>/: the mask is their union."""
     root = tmp_path / "loco"

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
                     "foreground branch (on/off), the location weight (on/off) and the search windows (the offsets "
                     "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there are kept and "
-                    "printed. Why these defaults: benchmarks/RESULTS.md.")
+                    "printed. The decision threshold is the largest leave-one-out score of the training images, or, where "
+                    "the layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and "
+                    "MVTec LOCO), the largest score of those. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
     add_train_args(p)
     add_device_args(p)
@@ -174,7 +176,7 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
     before any work). Each run is written into a hidden folder ``out/<category>/.cpr-train.*`` and
     its ``RUN_FILES`` replace the old ones only once it is complete; other files are kept.
     """
-    from ..data import load_split
+    from ..data import load_split, validation_samples
     from ..detector import Detector
 
     layout, cats = resolve_categories(data, dataset, categories)
@@ -183,6 +185,7 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
     paths = {}
     for cat in cats:
         samples = load_split(data, layout, cat, "train")
+        held_out = validation_samples(data, layout, cat)
         run_dir = Path(out) / cat
         cat_defects, split = plan.get(cat, (None, None))
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,6 +197,8 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
                     **(supervised_options or {}))
             if split:
                 det.meta["supervised"]["split"] = split
+            if held_out:
+                det.calibrate([s.image_path for s in held_out])
             det.save(stage / "model.pt")
             (stage / "train.json").write_text(json.dumps(det.meta, indent=2))
             if det.meta["supervised"]:
@@ -206,7 +211,8 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
         if det.meta["supervised"]:
             note = f", {det.meta['supervised']['n_defects']} real defects"
         print(f"{cat}: {len(samples)} good images{note}, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
-              f"threshold {det.threshold:.3f}, {det.meta['seconds']:.0f} s -> {paths[cat]}\n"
+              f"threshold {det.threshold:.3f} ({det.meta['threshold_source']}), {det.meta['seconds']:.0f} s -> "
+              f"{paths[cat]}\n"
               f"  {choice_summary(det.meta)}", flush=True)
     return paths
 

@@ -8,7 +8,7 @@ Layouts (``dataset`` names): ``"mvtec"`` (MVTec AD), ``"btad"``, ``"mvtec3d"`` (
 Supervised mode (a few real defects in training): :func:`split_defects` (benchmark protocol) and
 :func:`defect_folder_pairs` (a folder of defects with masks), read by :func:`read_defects`.
 """
-from .datasets import DATASETS, detect_dataset, list_categories, load_split
+from .datasets import DATASETS, detect_dataset, list_categories, load_split, validation_samples
 from .demo import DEFECT_TYPES, DEMO_CATEGORIES, TEXTURE_CATEGORIES, build_demo
 from .imageio import (ImageNotFoundError, ImageReadError, decode_image, read_image, read_mask, to_rgb_uint8,
                       write_image, write_mask)
@@ -29,6 +29,7 @@ __all__ = [
     "DATASETS",
     "list_categories",
     "load_split",
+    "validation_samples",
     "detect_dataset",
     "build_demo",
     "DEMO_CATEGORIES",

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from . import btad, folder, mvtec, mvtec3d, mvtec_ad2, mvtec_loco, realiad, visa
-from .samples import Sample, require_dir
+from .samples import GOOD, Sample, good_samples, require_dir
 
-__all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split"]
+__all__ = ["DATASETS", "detect_dataset", "list_categories", "load_split", "validation_samples"]
 
 _LAYOUTS = {
     "mvtec": mvtec,
@@ -18,6 +19,8 @@ _LAYOUTS = {
     "realiad": realiad,
     "folder": folder,
 }
+#: layouts whose categories may hold good images kept out of training (``<cat>/validation/good``)
+_VALIDATION_LAYOUTS = {"mvtec_ad2": "MVTec AD 2", "mvtec_loco": "MVTec LOCO"}
 #: Dataset names accepted by :func:`list_categories` / :func:`load_split`.
 DATASETS: tuple[str, ...] = tuple(_LAYOUTS)
 
@@ -81,3 +84,14 @@ def load_split(root, dataset: str, category: str, split: str) -> list[Sample]:
     ``FileNotFoundError`` for a missing folder or (except for ``"folder"``) a missing mask.
     """
     return _layout(dataset).load_split(root, category, split)
+
+
+def validation_samples(root, dataset: str, category: str) -> list[Sample]:
+    """Good images of one category kept out of training (``<category>/validation/good`` of MVTec AD 2
+    and MVTec LOCO), for choosing the decision threshold; [] for other layouts or without that folder.
+    An existing folder without images is a ``ValueError``."""
+    name = _VALIDATION_LAYOUTS.get(_layout(dataset).NAME)
+    folder = Path(root) / category / "validation" / GOOD
+    if name is None or not folder.is_dir():
+        return []
+    return good_samples(folder, category, f"{name} validation folder")

@@ -3,7 +3,7 @@
 ::
 
     root/<category>/train/good/*.png
-    root/<category>/validation/good/*.png            (good images held out of training: not used here)
+    root/<category>/validation/good/*.png            (good images kept out of training: the threshold)
     root/<category>/test_public/good/*.png
     root/<category>/test_public/bad/*.png
     root/<category>/test_public/ground_truth/bad/<stem>_mask.png

@@ -3,7 +3,7 @@
 ::
 
     root/<category>/train/good/*.png
-    root/<category>/validation/good/*.png                 (not used here)
+    root/<category>/validation/good/*.png                 (kept out of training: the threshold)
     root/<category>/test/good/*.png
     root/<category>/test/<logical_anomalies|structural_anomalies>/<stem>.png
     root/<category>/ground_truth/<type>/<stem>/000.png, 001.png, ...   (one mask per defect region)

@@ -7,6 +7,7 @@ from cpr_engine.training.synthesis import (
     perlin_mask,
     perlin_noise,
     synthesize_anomaly,
+    synthesize_scratch,
 )
 
 
@@ -241,3 +242,32 @@ def test_synthesize_rejects_bad_inputs(image_source):
         synthesize_anomaly(img.astype(np.float32), rng(), src)
     with pytest.raises(ValueError):
         synthesize_anomaly(img, rng(), src, foreground=np.ones((3, 3), bool))
+
+
+# ---------------------------------------------------------------- synthesize_scratch
+def test_scratch_is_a_thin_constant_shift_and_nothing_else():
+    rng = np.random.default_rng(3)
+    image = rng.integers(60, 190, size=(120, 96, 3), dtype=np.uint8)
+    out, mask = synthesize_scratch(image, np.random.default_rng(7))
+    assert mask.dtype == bool and mask.shape == (120, 96) and 0.0005 * mask.size <= mask.sum() <= 0.1 * mask.size
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+    shift = out[mask].astype(int) - image[mask].astype(int)
+    assert len(np.unique(shift)) == 1 and 40 <= abs(int(shift[0, 0])) <= 110  # no clipping at these levels
+    # thin: eroding by a 5 x 5 square leaves nothing (width <= 1.2 % of 96 px, i.e. 1 px)
+    assert not cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).any()
+    again, again_mask = synthesize_scratch(image, np.random.default_rng(7))
+    np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(again_mask, mask)
+
+
+def test_scratch_stays_on_the_foreground():
+    image = np.full((64, 64, 3), 128, np.uint8)
+    fg = np.zeros((64, 64), bool)
+    fg[16:48, 16:48] = True
+    for seed in range(5):
+        _, mask = synthesize_scratch(image, np.random.default_rng(seed), fg)
+        assert not (mask & ~fg).any()
+    _, mask = synthesize_scratch(image, np.random.default_rng(0), np.zeros((64, 64), bool))
+    assert not mask.any()  # nowhere to draw: unchanged image, empty mask
+    with pytest.raises(ValueError, match="foreground must have shape"):
+        synthesize_scratch(image, np.random.default_rng(0), fg[:10])

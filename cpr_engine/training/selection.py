@@ -3,7 +3,7 @@
 - :func:`choose_windows`: how far the best match of a good patch lies inside its retrieved
   training images, per scale -> the search windows.
 - :func:`validation_split` / :func:`validation_queries`: training images held out of local-metric
-  training, each scored clean and with a synthetic anomaly.
+  training, each scored clean, with a synthetic blob and with a synthetic scratch.
 - :func:`choose_settings`: every candidate (descriptor heads x foreground on/off) scored on those
   queries with the field's metrics; the best mean of I-AUROC, P-AUROC, AUPRO and P-AP wins.
 """
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..metrics import compute_all
 from ..preprocess import channels_first
 from .queries import QuerySampler
+from .synthesis import synthesize_scratch
 
 MATCH_QUANTILE = 0.9  # share of good patches whose best match must fall inside the window
 WINDOW_PROBES = 16  # training images whose matches set the windows
@@ -77,30 +78,34 @@ def choose_windows(feats: list[torch.Tensor], references: np.ndarray, max_window
 
 
 class ValidationQueries(NamedTuple):
-    """Held-out training images, each once clean and once with a synthetic anomaly."""
+    """Held-out training images, each once clean, once with a synthetic blob and once with a scratch."""
 
-    images: torch.Tensor  # (2V, 3, S, S) float32 in [0, 1]
-    labels: np.ndarray  # (2V,) int: 0 clean, 1 anomalous
-    masks: np.ndarray  # (2V, S, S) bool
-    exclude: torch.Tensor  # (2V,) int64 training index each query must not retrieve (itself)
+    images: torch.Tensor  # (3V, 3, S, S) float32 in [0, 1]
+    labels: np.ndarray  # (3V,) int: 0 clean, 1 anomalous
+    masks: np.ndarray  # (3V, S, S) bool
+    exclude: torch.Tensor  # (3V,) int64 training index each query must not retrieve (itself)
 
 
 def validation_queries(sampler: QuerySampler, val_ids: np.ndarray, seed: int) -> ValidationQueries:
     """Clean and anomalous versions of the validation images.
 
-    Half of the anomalies are confined to the foreground (as in training), half may fall anywhere,
-    so that a foreground branch that hides defects off the object is caught.
+    Two defect families: the training generator's blobs and thin scratches (never trained on, so a
+    local metric is not chosen only for the defects it learned). Half of the images get them
+    confined to the foreground (as in training), half anywhere, so that a foreground branch that
+    hides defects off the object is caught.
     """
     rng = np.random.default_rng(seed + 1)
     images, labels, masks = [], [], []
     for k, i in enumerate(val_ids):
         confined = sampler.use_fg_mask and k % 2 == 0
-        anomalous, mask = sampler.draw_synthetic(int(i), rng, confined)
-        images += [sampler.images_u8[i], anomalous]
-        masks += [np.zeros_like(mask), mask]
-        labels += [0, int(mask.any())]
+        blob, blob_mask = sampler.draw_synthetic(int(i), rng, confined)
+        scratch, scratch_mask = synthesize_scratch(sampler.images_u8[i], rng,
+                                                   sampler.foreground[i] > 0.5 if confined else None)
+        images += [sampler.images_u8[i], blob, scratch]
+        masks += [np.zeros_like(blob_mask), blob_mask, scratch_mask]
+        labels += [0, int(blob_mask.any()), int(scratch_mask.any())]
     batch = torch.from_numpy(channels_first(np.stack(images)))
-    return ValidationQueries(batch, np.array(labels), np.stack(masks), torch.as_tensor(np.repeat(val_ids, 2)))
+    return ValidationQueries(batch, np.array(labels), np.stack(masks), torch.as_tensor(np.repeat(val_ids, 3)))
 
 
 @torch.no_grad()

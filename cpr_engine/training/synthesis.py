@@ -1,8 +1,10 @@
-"""Synthetic anomalies for training CPR's local metric (DRAEM-style).
+"""Synthetic anomalies for training CPR's local metric (DRAEM-style) and for choosing the model.
 
 A Perlin-noise mask selects a random, blob-shaped region of a normal training image; inside
 it the image is blended with an "anomaly appearance" texture taken either from an external
-texture folder (e.g. DTD) or derived from the training images themselves.
+texture folder (e.g. DTD) or derived from the training images themselves. Thin scratches
+(:func:`synthesize_scratch`) are a second family, never used in training, so that the validation
+split is not scored only on the defects the local metric was trained on.
 
 NumPy + OpenCV only. All randomness comes from a ``numpy.random.Generator`` passed in, so
 results are deterministic for a given seed.
@@ -272,4 +274,53 @@ def synthesize_anomaly(
     patch = (1.0 - beta) * texture[mask] + beta * image[mask].astype(np.float32)
     out = image.copy()
     out[mask] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+    return out, mask
+
+
+def synthesize_scratch(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    foreground: np.ndarray | None = None,
+    min_area_fraction: float = 0.0005,
+    max_tries: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a thin scratch (a random polyline, darker or brighter than the surface) into a normal image.
+
+    ``image``: (H, W, 3) uint8 RGB. ``foreground``: optional (H, W) bool object mask the scratch is
+    confined to. The polyline has 2-4 segments, a length of 15-50 % of the image side and a width of
+    0.4-1.2 % of it (at least 1 pixel); inside it every channel is shifted by the same +-(40..110).
+    Up to ``max_tries`` polylines are drawn until one covers ``min_area_fraction`` of the image (of
+    the foreground when confined); otherwise an unchanged copy and an empty mask are returned.
+
+    Returns (scratched image (H, W, 3) uint8, mask (H, W) bool).
+    """
+    _check_image(image, "image")
+    h, w = image.shape[:2]
+    side = min(h, w)
+    if foreground is not None:
+        foreground = np.asarray(foreground, dtype=bool)
+        if foreground.shape != (h, w):
+            raise ValueError(f"foreground must have shape {(h, w)}, got {foreground.shape}")
+    min_pixels = max(1, math.ceil(min_area_fraction * h * w))
+    for _ in range(max_tries):
+        segments = int(rng.integers(2, 5))
+        step = rng.uniform(0.15, 0.5) * side / segments
+        points = [rng.uniform((0, 0), (w, h))]
+        heading = rng.uniform(0, 2 * np.pi)
+        for _ in range(segments):
+            heading += rng.uniform(-0.6, 0.6)
+            points.append(points[-1] + step * np.array([np.cos(heading), np.sin(heading)]))
+        mask = np.zeros((h, w), np.uint8)
+        thickness = max(1, int(round(rng.uniform(0.004, 0.012) * side)))
+        cv2.polylines(mask, [np.round(np.array(points)).astype(np.int32)], False, 1, thickness, cv2.LINE_8)
+        mask = mask.astype(bool)
+        if foreground is not None:
+            mask &= foreground
+        if mask.sum() >= min_pixels:
+            break
+    else:
+        return image.copy(), np.zeros((h, w), dtype=bool)
+    shift = float(rng.choice((-1.0, 1.0)) * rng.uniform(40, 110))
+    out = image.copy()
+    out[mask] = np.clip(image[mask].astype(np.float32) + shift, 0, 255).astype(np.uint8)
     return out, mask

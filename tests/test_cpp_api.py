@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from tests.helpers.weights import with_location_weight
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -34,8 +35,8 @@ def binary():
 
 @pytest.fixture(scope="module")
 def model_path(object_detector, tmp_path_factory):
-    """The tiny object model of conftest (foreground branch on), saved."""
-    return object_detector.save(tmp_path_factory.mktemp("cpp") / "model.pt")
+    """The tiny object model of conftest (foreground branch on), saved with a non-uniform location weight."""
+    return with_location_weight(object_detector, tmp_path_factory.mktemp("cpp"))
 
 
 @pytest.fixture(scope="module")

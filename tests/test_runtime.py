@@ -15,6 +15,7 @@ from cpr_engine.inputs import AnomalyDetector
 from cpr_engine.contract import MANIFEST
 from cpr_engine.runtime.artifact import ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector
+from tests.helpers.weights import with_location_weight
 
 
 pytest.importorskip("onnxruntime")
@@ -36,8 +37,9 @@ def test_images(demo_root):
 def artifacts(object_detector, tiny_detector, tmp_path_factory):
     """{(name, fp16): (torch detector, artifact folder)} for an object and a texture model."""
     root = tmp_path_factory.mktemp("rt")
+    weighted = Detector.load(with_location_weight(object_detector, root), device="cpu")
     out = {}
-    for name, det in (("object", object_detector), ("texture", tiny_detector)):
+    for name, det in (("object", weighted), ("texture", tiny_detector)):
         for fp16 in (False, True):
             folder = root / f"{name}_{int(fp16)}"
             export_artifact(det, folder, fp16=fp16, trt="no")

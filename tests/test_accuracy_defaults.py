@@ -135,6 +135,7 @@ def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_pa
 
 
 def test_auto_choice_is_the_best_validation_candidate(demo_root):
+    """The best validation mean wins; near-ties (within 0.005) go to the cheapest search."""
     options = dict(TINY, val_fraction=0.25)
     variant = options.pop("variant")
     det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
@@ -148,7 +149,11 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     assert {(r["descriptor"], r["foreground"], r["location_weight"], tuple(r["windows"]) == tuple(global_search))
             for r in rows} == {("learned", fg, lw, False) for fg in (True, False) for lw in (True, False)} | {
         ("raw", fg, lw, g) for fg in (True, False) for lw in (True, False) for g in (True, False)} and len(rows) == 12
-    best = max(rows, key=lambda r: r["mean"])
+    top = max(r["mean"] for r in rows)
+    near_best = [r for r in rows if r["mean"] >= top - 0.005]
+    best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), -r["mean"]))
+    assert best["mean"] >= top - 0.005 and all(sum(w * w for w in r["windows"]) >= sum(w * w for w in best["windows"])
+                                               for r in near_best)
     assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_weight"]) == (
         best["descriptor"], best["foreground"], best["windows"], best["location_weight"])
     assert det.config.descriptor == best["descriptor"] and bool(det.model.use_foreground) == best["foreground"]
@@ -170,3 +175,13 @@ def test_auto_descriptor_is_raw_on_a_cpu_budget_and_compared_otherwise():
     assert CPRConfig(time_budget=30.0).descriptor_candidates("cpu") == ("learned", "raw")
     assert CPRConfig(descriptor="learned").descriptor_candidates("cpu") == ("learned",)
     assert CPRConfig(descriptor="raw").descriptor_candidates("cuda") == ("raw",)
+
+
+def test_near_ties_go_to_the_cheapest_search():
+    from cpr_engine.training.selection import best_candidate
+
+    rows = [{"windows": [79, 39], "mean": 0.800, "tag": "global"}, {"windows": [9, 5], "mean": 0.797, "tag": "9/5"},
+            {"windows": [3, 1], "mean": 0.790, "tag": "3/1"}, {"windows": [9, 5], "mean": 0.799, "tag": "9/5 better"}]
+    assert best_candidate(rows)["tag"] == "9/5 better"  # 3/1 is cheaper but 0.01 behind
+    rows[1]["mean"] = rows[3]["mean"] = 0.79
+    assert best_candidate(rows)["tag"] == "global"  # nothing else within 0.005

@@ -37,7 +37,8 @@ from .memory import fill_memory, location_weight
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
 from .queries import QuerySampler, RealDefects
 from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
-from .selection import ValidationQueries, choose_windows, validation_metrics, validation_queries, validation_split
+from .selection import (ValidationQueries, best_candidate, choose_windows, validation_metrics, validation_queries,
+                        validation_split)
 from .synthesis import AnomalySource
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         model.use_foreground.fill_(candidate["foreground"])
         metrics = validation_metrics(model, queries, device)
         rows.append({**candidate, **metrics, "mean": float(np.mean(list(metrics.values())))})
-    best = max(rows, key=lambda r: r["mean"])
+    best = best_candidate(rows)
     return {k: best[k] for k in ("descriptor", "windows", "foreground", "location_weight")}, rows
 
 

@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "images, with no flag: 15% of them are held out and scored clean and with synthetic defects; "
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
                     "foreground branch (on/off), the location weight (on/off) and the search windows (the offsets "
-                    "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there are kept and "
-                    "printed. The decision threshold is the largest leave-one-out score of the training images, or, where "
+                    "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
+                    "(within 0.005 of it: the smallest windows, the cheapest search) are kept and printed. The decision threshold is the largest leave-one-out score of the training images, or, where "
                     "the layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and "
                     "MVTec LOCO), the largest score of those. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
@@ -148,6 +148,8 @@ def install_run(stage: Path, run_dir: Path) -> None:
 
 def choice_summary(meta: dict) -> str:
     """One line: the descriptor heads, foreground, location weight and windows training chose, and why."""
+    from ..training.selection import SELECTION_TOLERANCE
+
     rows = meta.get("selection") or []
 
     def on(flag) -> str:
@@ -159,8 +161,8 @@ def choice_summary(meta: dict) -> str:
         return f"{kept} (too few training images for a validation split, so nothing was compared)"
     scores = ", ".join(f"{r['descriptor']}/fg {on(r['foreground'])}/lw {on(r.get('location_weight'))}/windows "
                        f"{r['windows']} {r['mean']:.3f}" for r in rows)
-    return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP on {meta['n_validation']} held-out training "
-            f"images with synthetic defects ({scores})")
+    return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP (near-ties within {SELECTION_TOLERANCE}: the "
+            f"cheapest search) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")
 
 
 def train_categories(data: str, dataset: str, categories: list[str] | None, out: str, variant: str,

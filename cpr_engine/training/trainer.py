@@ -365,7 +365,6 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         if (candidate["descriptor"], candidate["windows"]) != current:
             current, weight = (candidate["descriptor"], candidate["windows"]), None
         if candidate["location_weight"] and weight is None:
-            model.location_weight.fill_(1.0)
             weight = location_weight(model, feats, weight_ids)
         model.location_weight.copy_(weight if candidate["location_weight"] else torch.ones_like(model.location_weight))
         model.use_foreground.fill_(candidate["foreground"])
@@ -464,9 +463,10 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
                  row["descriptor"], row["windows"], row["foreground"], row["location_weight"], row["mean"])
     descriptor, keep_fg = best["descriptor"], best["foreground"]
     config.descriptor, config.windows = descriptor, tuple(best["windows"])
-    model.set_descriptor_heads(heads[descriptor], heads_widths(heads[descriptor]))
+    if model.lrb is not heads[descriptor] or not selection:  # else bank and memory hold these heads' already
+        model.set_descriptor_heads(heads[descriptor], heads_widths(heads[descriptor]))
+        fill_bank(model, feats)
     model.use_foreground.fill_(keep_fg)
-    fill_bank(model, feats)
     model.location_weight.fill_(1.0)
     if best["location_weight"]:
         model.location_weight.copy_(location_weight(model, feats, torch.arange(n, device=dev)))

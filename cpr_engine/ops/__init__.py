@@ -31,6 +31,8 @@ Native results equal the reference up to float rounding (tests/ops/ states each 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import sys
@@ -396,6 +398,11 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
 # 40 x 40 maps, D = 40 (2-core VM; benchmarks/RESULTS.md).
 GLOBAL_BLOCK_FLOATS = 1 << 20
 GLOBAL_MIN_ROWS = 16
+# Whole-map searches up to this many multiply-adds per query run on one BLAS thread: waking BLAS's
+# threads after an ONNX Runtime call cost more than they gave (the memory's one-map search, 40 x 40,
+# D = 40: 10.5-11.2 ms with 2 threads, 4.2 ms with 1 inside cpr-bench; 2-core VM, benchmarks/RESULTS.md),
+# while K = 10 maps took 22 ms with 2 threads and 36 ms with 1.
+SINGLE_THREAD_MACS = 300_000_000
 
 
 def covers_map(window: int, height: int, width: int) -> bool:
@@ -434,14 +441,28 @@ def _whole_map_search(query: np.ndarray, bank: np.ndarray, index: np.ndarray) ->
                          f"[{index.min()}, {index.max()}]")
     b, d, h, w = query.shape
     out = np.empty((b, h, w), np.float32)
-    for i in range(b):
-        refs = bank[index[i]].astype(np.float32, copy=False).transpose(1, 0, 2, 3).reshape(d, -1)  # (D, K*H*W)
-        q = query[i].reshape(d, h * w).T  # (H*W, D)
-        rows = max(GLOBAL_MIN_ROWS, GLOBAL_BLOCK_FLOATS // max(1, refs.shape[1]))  # query locations per block
-        best = np.concatenate([(q[s:s + rows] @ refs).max(1)
-                               for s in range(0, h * w, rows)]) if h * w else np.empty(0, np.float32)
-        out[i] = (1.0 - best).reshape(h, w)
+    small = index.shape[1] * (h * w) ** 2 * d <= SINGLE_THREAD_MACS
+    with _blas_threads(1) if small else contextlib.nullcontext():
+        for i in range(b):
+            refs = bank[index[i]].astype(np.float32, copy=False).transpose(1, 0, 2, 3).reshape(d, -1)  # (D, K*H*W)
+            q = query[i].reshape(d, h * w).T  # (H*W, D)
+            rows = max(GLOBAL_MIN_ROWS, GLOBAL_BLOCK_FLOATS // max(1, refs.shape[1]))  # query locations per block
+            best = np.concatenate([(q[s:s + rows] @ refs).max(1)
+                                   for s in range(0, h * w, rows)]) if h * w else np.empty(0, np.float32)
+            out[i] = (1.0 - best).reshape(h, w)
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _blas_threads(n: int):
+    """Context that limits NumPy's BLAS to ``n`` threads."""
+    return _blas_controller().limit(limits=n, user_api="blas")
 
 
 def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: int, impl: str | None = None):

@@ -34,9 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
                     "foreground branch (on/off), the location weight (on/off) and the search windows (the offsets "
                     "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
-                    "(within 0.005 of it: the smallest windows, the cheapest search) are kept and printed. The decision threshold is the largest leave-one-out score of the training images, or, where "
-                    "the layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and "
-                    "MVTec LOCO), the largest score of those. Why these defaults: benchmarks/RESULTS.md.")
+                    "(within 0.005 of it: the smallest windows, the cheapest search) are kept and printed. The "
+                    "decision threshold is the largest leave-one-out score of the training images, or, where the "
+                    "layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and MVTec "
+                    "LOCO), the largest score of those. Every model keeps a memory, a coreset of 1%% of all "
+                    "training patches searched beside the K retrieved images, so a match that lies on no retrieved "
+                    "image is still found. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
     add_train_args(p)
     add_device_args(p)

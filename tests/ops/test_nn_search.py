@@ -164,11 +164,15 @@ WHOLE_MAP_CASES = [  # b, d, h, w, n, k, r
 @pytest.mark.parametrize("b,d,h,w,n,k,r", WHOLE_MAP_CASES)
 @pytest.mark.parametrize("half", [False, True])
 @pytest.mark.parametrize("block_floats", [None, 7])
-def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half, block_floats, monkeypatch):
+@pytest.mark.parametrize("blas_threads", ["one", "all"])
+def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half, block_floats, blas_threads, monkeypatch):
     """``block_floats``: 7 splits the query locations into blocks of GLOBAL_MIN_ROWS rows (a last,
-    shorter one on awkward sizes), as large maps are split."""
+    shorter one on awkward sizes), as large maps are split. ``blas_threads``: these sizes run on one
+    BLAS thread (SINGLE_THREAD_MACS); "all" lowers the bound so that they take the large searches' path."""
     if block_floats is not None:
         monkeypatch.setattr(ops, "GLOBAL_BLOCK_FLOATS", block_floats)
+    if blas_threads == "all":
+        monkeypatch.setattr(ops, "SINGLE_THREAD_MACS", -1)
     assert ops.covers_map(r, h, w)
     q, bank, index = _inputs(b, d, h, w, n, k, seed=11 * h + w)
     bank = bank.half() if half else bank

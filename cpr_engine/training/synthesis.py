@@ -231,6 +231,18 @@ class AnomalySource:
         return np.ascontiguousarray(np.roll(out, shift, axis=(0, 1)))
 
 
+def _checked_foreground(image: np.ndarray, foreground: np.ndarray | None) -> np.ndarray | None:
+    """Check the (H, W, 3) uint8 ``image``; the optional object mask as an (H, W) bool array (ValueError
+    naming the shape received otherwise)."""
+    _check_image(image, "image")
+    if foreground is None:
+        return None
+    foreground = np.asarray(foreground, dtype=bool)
+    if foreground.shape != image.shape[:2]:
+        raise ValueError(f"foreground must have shape {image.shape[:2]}, got {foreground.shape}")
+    return foreground
+
+
 def synthesize_anomaly(
     image: np.ndarray,
     rng: np.random.Generator,
@@ -249,12 +261,8 @@ def synthesize_anomaly(
 
     Returns (anomalous image (H, W, 3) uint8, mask (H, W) bool).
     """
-    _check_image(image, "image")
+    foreground = _checked_foreground(image, foreground)
     h, w = image.shape[:2]
-    if foreground is not None:
-        foreground = np.asarray(foreground, dtype=bool)
-        if foreground.shape != (h, w):
-            raise ValueError(f"foreground must have shape {(h, w)}, got {foreground.shape}")
     empty = np.zeros((h, w), dtype=bool)
     min_pixels = max(1, math.ceil(min_area_fraction * h * w))
     if foreground is not None and foreground.sum() < min_pixels:
@@ -289,18 +297,14 @@ def synthesize_scratch(
     ``image``: (H, W, 3) uint8 RGB. ``foreground``: optional (H, W) bool object mask the scratch is
     confined to. The polyline has 2-4 segments, a length of 15-50 % of the image side and a width of
     0.4-1.2 % of it (at least 1 pixel); inside it every channel is shifted by the same +-(40..110).
-    Up to ``max_tries`` polylines are drawn until one covers ``min_area_fraction`` of the image (of
-    the foreground when confined); otherwise an unchanged copy and an empty mask are returned.
+    Up to ``max_tries`` polylines are drawn until the part of one inside the foreground (when given)
+    covers ``min_area_fraction`` of the image; otherwise an unchanged copy and an empty mask are returned.
 
     Returns (scratched image (H, W, 3) uint8, mask (H, W) bool).
     """
-    _check_image(image, "image")
+    foreground = _checked_foreground(image, foreground)
     h, w = image.shape[:2]
     side = min(h, w)
-    if foreground is not None:
-        foreground = np.asarray(foreground, dtype=bool)
-        if foreground.shape != (h, w):
-            raise ValueError(f"foreground must have shape {(h, w)}, got {foreground.shape}")
     min_pixels = max(1, math.ceil(min_area_fraction * h * w))
     for _ in range(max_tries):
         segments = int(rng.integers(2, 5))

@@ -47,6 +47,24 @@ def test_train_takes_the_threshold_from_validation_images(demo_root, tmp_path, c
     assert meta["threshold"] != pytest.approx(max(meta["loo_scores"]))  # not the leave-one-out rule
 
 
+def test_train_refuses_bad_validation_images(demo_root, tmp_path, capsys):
+    """An empty or unreadable MVTec AD 2 validation/good: one line naming it, exit 2, no model written."""
+    import shutil
+
+    cat = tmp_path / "ad2" / "grass"
+    shutil.copytree(Path(demo_root, "grass", "train", "good"), cat / "train" / "good")
+    shutil.copytree(Path(demo_root, "grass", "test", "good"), cat / "test_public" / "good")
+    (cat / "validation" / "good").mkdir(parents=True)
+    runs = tmp_path / "runs"
+    args = ["--data", str(tmp_path / "ad2"), "--out", str(runs), *TINY_ARGS]
+    line = cli_error(train.main, args, capsys)
+    assert "MVTec AD 2 validation folder" in line and "no images" in line
+    (cat / "validation" / "good" / "000.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    line = cli_error(train.main, args, capsys)
+    assert "000.png" in line
+    assert not (runs / "grass" / "model.pt").exists()
+
+
 def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert train.main(["--data", demo_root, "--out", str(runs), *TINY_ARGS]) == 0

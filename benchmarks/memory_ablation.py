@@ -5,7 +5,9 @@ and one category's test split, prints I-AUROC / P-AUROC / AUPRO / P-AP (percent)
 maps from: the K retrieved images alone ("K=..."), the K images plus a greedy coreset of 1 % of all
 bank patches searched whole ("K U core0.01"), and the full bank ("1-NN"); each with the map weight
 "none", the foreground ("fg"), the location weight ("loc": mean / per-location mean of the training
-images' leave-one-out maps over the K images) and both ("fg*loc").
+images' leave-one-out maps over the K images), both ("fg*loc"), the location offset ("sub": that
+per-location mean minus its mean, subtracted from the finest map) and the offset with the
+foreground ("fg*sub").
 
     python -m benchmarks.memory_ablation RUNS/kolektorsdd/model.pt /data/kolektorsdd kolektorsdd
 """
@@ -32,6 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model"), p.add_argument("data"), p.add_argument("category")
     p.add_argument("--fraction", type=float, default=0.01, help="coreset share of all bank patches")
+    p.add_argument("--no-full-bank", action="store_true", help="skip the full-bank (1-NN) rows (minutes)")
     args = p.parse_args()
     det = Detector.load(args.model, device="cpu")
     model, cfg = det.model, det.model.config
@@ -59,15 +62,19 @@ def main() -> None:
     train_descs, train_index, _ = encode(train, np.arange(len(train)))
     mean_map = fuse_scales(near(train_descs, train_index)).mean(0)
     location = mean_map.mean() / mean_map.clamp_min(1e-6)
+    offset = mean_map - mean_map.mean()
     fused_fg = torch.maximum(fg, model.bank_fg[index].amax(1))
 
     def whole(descs_s, patches):  # 8 queries at a time: bounded memory
         return torch.cat([full_bank_search(descs_s[i:i + 8], patches) for i in range(0, len(descs_s), 8)])
 
     def rows(local, name):
-        for weight_name, weight in (("none", None), ("fg", fused_fg), ("loc", location.expand_as(fused_fg)),
-                                    ("fg*loc", fused_fg * location)):
-            maps, scores = postprocess(local, weight, cfg.image_size, cfg.blur_sigma, cfg.top_t)
+        shifted = [(local[0] - offset).clamp_min(0), *local[1:]]
+        for weight_name, maps_in, weight in (("none", local, None), ("fg", local, fused_fg),
+                                             ("loc", local, location.expand_as(fused_fg)),
+                                             ("fg*loc", local, fused_fg * location), ("sub", shifted, None),
+                                             ("fg*sub", shifted, fused_fg)):
+            maps, scores = postprocess(maps_in, weight, cfg.image_size, cfg.blur_sigma, cfg.top_t)
             r = compute_all(scores.numpy(), labels, maps.numpy(), masks)
             print(f"{name:<16} {weight_name:<7}", " ".join(f"{r[c] * 100:.1f}" for c in METRIC_COLUMNS), flush=True)
 
@@ -78,7 +85,8 @@ def main() -> None:
     cores = [f[greedy_coreset(f, max(1, int(args.fraction * len(f))))] for f in flat]
     print(f"coreset {args.fraction}: {time.time() - start:.0f} s", flush=True)
     rows([torch.minimum(base[s], whole(descs[s], cores[s])) for s in range(2)], f"K U core{args.fraction}")
-    rows([whole(descs[s], flat[s]) for s in range(2)], "1-NN")
+    if not args.no_full_bank:
+        rows([whole(descs[s], flat[s]) for s in range(2)], "1-NN")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ Where the engine departs from the paper, measured in ``benchmarks/RESULTS.md`` (
   with the default budget ``auto`` means the raw backbone taps (``descriptor_candidates``);
 - the memory (``memory_fraction``): a coreset of all training patches searched whole beside the K
   retrieved images, so that a patch seen on no retrieved image can still find its match; and the
-  location weight (``use_location_weight``): the fused map divided by the training images' mean
-  leave-one-out map, kept only where the validation split prefers it;
+  location offset (``use_location_offset``): how far the training images' mean leave-one-out map
+  lies above its mean at each location, subtracted from the fine patch scores, kept only where the
+  validation split prefers it;
 - the training budget: ``steps=None`` trains for ``time_budget`` seconds on a CPU and the paper's
   schedule (40 000 steps for objects, 500 for textures) on a GPU.
 """
@@ -66,9 +67,9 @@ class CPRConfig:
     # the memory: a coreset of this share of all training patches per scale, searched whole beside the
     # K retrieved images (at least one map's worth of patches)
     memory_fraction: float = 0.01
-    # divide the fused map by the mean leave-one-out map of the training images (per location);
-    # kept only when it helps on the validation split
-    use_location_weight: bool = True
+    # subtract the training images' per-location excess (mean leave-one-out map minus its mean) from
+    # the fine patch scores; kept only when it helps on the validation split
+    use_location_offset: bool = True
     # foreground: fitted for objects; kept only when it helps on the validation split
     use_foreground: bool = True
     lda_samples: int = 15_000

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
-ARTIFACT_FORMAT_VERSION = 3
-ARTIFACT_MIN_FORMAT_VERSION = 3  # version 2 has no MEMORIES / LOCATION_WEIGHT (version 1: no FEATURES_OUTPUT either)
+ARTIFACT_FORMAT_VERSION = 4
+# version 3 has a multiplicative location weight instead of LOCATION_OFFSET; 2 no MEMORIES; 1 no FEATURES_OUTPUT
+ARTIFACT_MIN_FORMAT_VERSION = 4
 
 # -- files of an artifact folder -------------------------------------------------------------------
 MANIFEST = "manifest.json"
@@ -37,8 +38,8 @@ TRAIN_HISTS = "train_hists"  # (N, grid^2, n_clusters + 1) block histograms of t
 BANK_FOREGROUND = "bank_fg"  # (N, h_0, w_0) foreground of the training images
 CENTERS = "centers"  # (n_clusters, C) codebook over the fine taps
 MEMORIES = ("memory_4", "memory_8")  # (M, D, h_s, w_s) coreset of every training patch per scale, searched whole
-LOCATION_WEIGHT = "location_weight"  # (h_0, w_0) float32 per-location factor of the fused map (ones: none)
-ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS, *MEMORIES, LOCATION_WEIGHT)
+LOCATION_OFFSET = "location_offset"  # (h_0, w_0) float32 subtracted from the fine patch scores (zeros: none)
+ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS, *MEMORIES, LOCATION_OFFSET)
 BANK_DTYPES = ("float16", "float32")  # banks, memories and train_hists; the other arrays are float32
 
 

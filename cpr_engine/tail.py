@@ -1,11 +1,12 @@
 """The scoring tail: everything after the network, written once for every Python front end.
 
 network outputs (descriptors per scale, the fine backbone taps, the query's foreground) + the
-training state (codebook centers, train_hists, banks, bank_fg, memories, location_weight) ->
+training state (codebook centers, train_hists, banks, bank_fg, memories, location_offset) ->
 codebook block histograms, histogram matching and top-K (global retrieval) -> location-restricted
 nearest-neighbour search in the K images, and a whole-map search in the memory (a coreset of all
-training patches) -> map weight (location weight x foreground) -> post-processing (fusion of the
-scales, upsampling, blur, top-T image score).
+training patches) -> location offset (the training images' per-location excess subtracted from the
+fine patch scores) -> map weight (foreground) -> post-processing (fusion of the scales, upsampling,
+blur, top-T image score).
 
 Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on NumPy arrays (the
 torch-free ``ArtifactDetector``) and on torch tensors on any device (``CPRModel``, the CUDA-graph
@@ -33,7 +34,7 @@ class TailState(NamedTuple):
     bank_fg: Any  # (N, h_0, w_0) foreground of the training images
     memories: list  # per scale (M, D, h_s, w_s) coreset of every training patch, searched whole
     memory_index: Any  # (1, M) int64: 0 .. M-1
-    location_weight: Any  # (h_0, w_0) float32 factor of the fused map (ones: none)
+    location_offset: Any  # (h_0, w_0) float32 subtracted from the fine patch scores (zeros: none)
     memory_sources: list | None = None  # per scale (M, h_s, w_s) int64 training image of each memory patch
 
 
@@ -105,24 +106,30 @@ def _memories_without(state: TailState, exclude):
     return memories, offsets[:, None] + state.memory_index
 
 
+def offset_locations(local: list, state: TailState) -> list:
+    """Per-scale (B, h_s, w_s) patch scores -> the same with max(fine - location offset, 0) at the
+    fine scale: what a location scores on good images beyond the map's mean no longer counts."""
+    fine = local[0] - state.location_offset
+    fine = fine.clamp_min(0) if hasattr(fine, "clamp_min") else np.maximum(fine, 0, dtype=np.float32)
+    return [fine, *local[1:]]
+
+
 def map_weight(foreground, index, state: TailState):
-    """The fused map's factor, (B, h_0, w_0) float32: the location weight, times (when ``foreground``
-    is not None) max(the query's foreground, each retrieved training image's)."""
-    weight = state.location_weight
+    """The fused map's factor, (B, h_0, w_0) float32, or None without a ``foreground``:
+    max(the query's foreground, each retrieved training image's)."""
     if foreground is None:
-        if hasattr(weight, "expand"):  # a torch tensor
-            return weight.expand(index.shape[0], -1, -1).contiguous()
-        return np.repeat(weight[None], index.shape[0], axis=0)
+        return None
     retrieved = state.bank_fg[index]  # (B, K, h_0, w_0)
     if hasattr(retrieved, "amax"):
-        return retrieved.amax(1).maximum(foreground) * weight
-    return np.maximum(foreground, retrieved.max(axis=1)) * weight
+        return retrieved.amax(1).maximum(foreground)
+    return np.maximum(foreground, retrieved.max(axis=1))
 
 
 def postprocess(local: list, foreground, index, state: TailState, settings, impl: str | None = None):
-    """Patch scores (+ the query's foreground or None) -> maps (B, S, S) float32, scores (B,) float32."""
-    return ops.postprocess(local, map_weight(foreground, index, state), settings.image_size,
-                           settings.blur_sigma, settings.top_t, impl=impl)
+    """Patch scores (+ the query's foreground or None) -> maps (B, S, S) float32, scores (B,) float32
+    (location offset, map weight, then ``ops.postprocess``)."""
+    return ops.postprocess(offset_locations(local, state), map_weight(foreground, index, state),
+                           settings.image_size, settings.blur_sigma, settings.top_t, impl=impl)
 
 
 def score(descriptors: list, features, foreground, state: TailState, settings, exclude=None,

@@ -145,19 +145,19 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     global_search = [2 * side4 - 1, 2 * side8 - 1]
     assert global_search in [r["windows"] for r in rows] and len({tuple(r["windows"]) for r in rows}) == 2
     # the global search is a candidate for the raw taps only (its cost with 384-d learned descriptors)
-    # ... each with the foreground on / off and the location weight on / off
-    assert {(r["descriptor"], r["foreground"], r["location_weight"], tuple(r["windows"]) == tuple(global_search))
-            for r in rows} == {("learned", fg, lw, False) for fg in (True, False) for lw in (True, False)} | {
-        ("raw", fg, lw, g) for fg in (True, False) for lw in (True, False) for g in (True, False)} and len(rows) == 12
+    # ... each with the foreground on / off and the location offset on / off
+    assert {(r["descriptor"], r["foreground"], r["location_offset"], tuple(r["windows"]) == tuple(global_search))
+            for r in rows} == {("learned", fg, lo, False) for fg in (True, False) for lo in (True, False)} | {
+        ("raw", fg, lo, g) for fg in (True, False) for lo in (True, False) for g in (True, False)} and len(rows) == 12
     top = max(r["mean"] for r in rows)
     near_best = [r for r in rows if r["mean"] >= top - 0.005]
     best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), -r["mean"]))
     assert best["mean"] >= top - 0.005 and all(sum(w * w for w in r["windows"]) >= sum(w * w for w in best["windows"])
                                                for r in near_best)
-    assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_weight"]) == (
-        best["descriptor"], best["foreground"], best["windows"], best["location_weight"])
+    assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_offset"]) == (
+        best["descriptor"], best["foreground"], best["windows"], best["location_offset"])
     assert det.config.descriptor == best["descriptor"] and bool(det.model.use_foreground) == best["foreground"]
-    assert bool((det.model.location_weight != 1).any()) == best["location_weight"]
+    assert bool((det.model.location_offset != 0).any()) == best["location_offset"]
     assert list(det.config.windows) == det.meta["windows"]
     # the user's configuration object is not changed by what training chose
     assert Detector(variant, **options).config.descriptor == "auto"

@@ -22,7 +22,7 @@ PAIRS = {
     "kNetworkPlan": "NETWORK_PLAN", "kGraphInput": "GRAPH_INPUT", "kDescriptorOutputs": "DESCRIPTOR_OUTPUTS",
     "kForegroundOutput": "FOREGROUND_OUTPUT", "kFeaturesOutput": "FEATURES_OUTPUT", "kBanks": "BANKS", "kTrainHists": "TRAIN_HISTS",
     "kBankForeground": "BANK_FOREGROUND", "kCenters": "CENTERS", "kMemories": "MEMORIES",
-    "kLocationWeight": "LOCATION_WEIGHT",
+    "kLocationOffset": "LOCATION_OFFSET",
 }
 # Python constants built from the others (no C++ twin needed), and the suffix of array_file
 DERIVED = {"GRAPH_OUTPUTS", "ARRAYS", "BANK_DTYPES", "REQUIRED_FILES"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from tests.helpers.weights import with_location_weight
+from tests.helpers.offsets import with_location_offset
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -35,8 +35,8 @@ def binary():
 
 @pytest.fixture(scope="module")
 def model_path(object_detector, tmp_path_factory):
-    """The tiny object model of conftest (foreground branch on), saved with a non-uniform location weight."""
-    return with_location_weight(object_detector, tmp_path_factory.mktemp("cpp"))
+    """The tiny object model of conftest (foreground branch on), saved with a non-uniform location offset."""
+    return with_location_offset(object_detector, tmp_path_factory.mktemp("cpp"))
 
 
 @pytest.fixture(scope="module")

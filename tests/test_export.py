@@ -31,7 +31,7 @@ def test_artifact_contents_and_manifest(artifact, tiny_detector):
     assert manifest["taps"] == list(tiny_detector.model.backbone.tap_names)
     assert set(manifest["files"]) == {"network.onnx", "network_opencv.onnx", "bank_4.npy", "bank_8.npy",
                                       "train_hists.npy", "bank_fg.npy", "centers.npy", "memory_4.npy",
-                                      "memory_8.npy", "location_weight.npy"}
+                                      "memory_8.npy", "location_offset.npy"}
     np.testing.assert_array_equal(load_array(out, "centers"), tiny_detector.model.centers.numpy())
     assert all(v < 1e-3 for v in report["opencv_graph_max_error"].values())
     bank = load_array(out, "bank_4")

@@ -1,4 +1,4 @@
-"""The memory (a coreset of every training patch) and the location weight: cpr_engine/training/memory.py."""
+"""The memory (a coreset of every training patch) and the location offset: cpr_engine/training/memory.py."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from cpr_engine import tail
 from cpr_engine.preprocess import to_model_input
-from cpr_engine.training.memory import greedy_coreset, location_weight
+from cpr_engine.training.memory import greedy_coreset, location_offset
 
 
 def _unit_rows(n: int, d: int, seed: int) -> torch.Tensor:
@@ -76,15 +76,15 @@ def test_leave_one_out_removes_the_image_from_the_memory(tiny_detector, demo_roo
     assert float(left_out[0].min()) > 1e-4
 
 
-def test_location_weight_is_the_inverse_mean_map(tiny_detector, demo_root):
+def test_location_offset_is_the_centred_mean_map(tiny_detector, demo_root):
     model = tiny_detector.model
     feats = _training_taps(tiny_detector, demo_root)
     ids = torch.arange(feats[0].shape[0])
-    saved = model.location_weight.clone()
-    weight = location_weight(model, feats, ids)
-    assert weight.shape == model.location_weight.shape and (weight > 0).all()
-    assert float(weight.mean()) >= 1 - 1e-6 and float(weight.min()) < 1 < float(weight.max())  # mean(m) / m
-    # mean(m) / m for m the mean leave-one-out fused map, computed image by image here
+    saved = model.location_offset.clone()
+    offset = location_offset(model, feats, ids)
+    assert offset.shape == model.location_offset.shape
+    assert abs(float(offset.mean())) < 1e-6 and float(offset.min()) < 0 < float(offset.max())  # m - mean(m)
+    # m - mean(m) for m the mean leave-one-out fused map, computed image by image here
     from cpr_engine.reference.scoring import fuse_scales
 
     maps = []
@@ -95,5 +95,5 @@ def test_location_weight_is_the_inverse_mean_map(tiny_detector, demo_root):
             maps.append(fuse_scales(tail.local_search(model.descriptors(taps), index, model.tail_state, model.config,
                                                       exclude=exclude))[0])
     mean_map = torch.stack(maps).mean(0)
-    torch.testing.assert_close(weight, mean_map.mean() / mean_map, rtol=1e-4, atol=1e-5)
-    assert torch.equal(model.location_weight, saved), "computing a weight must not change the model's"
+    torch.testing.assert_close(offset, mean_map - mean_map.mean(), rtol=1e-4, atol=1e-5)
+    assert torch.equal(model.location_offset, saved), "computing an offset must not change the model's"

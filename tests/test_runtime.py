@@ -15,7 +15,7 @@ from cpr_engine.inputs import AnomalyDetector
 from cpr_engine.contract import MANIFEST
 from cpr_engine.runtime.artifact import ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector
-from tests.helpers.weights import with_location_weight
+from tests.helpers.offsets import with_location_offset
 
 
 pytest.importorskip("onnxruntime")
@@ -37,9 +37,9 @@ def test_images(demo_root):
 def artifacts(object_detector, tiny_detector, tmp_path_factory):
     """{(name, fp16): (torch detector, artifact folder)} for an object and a texture model."""
     root = tmp_path_factory.mktemp("rt")
-    weighted = Detector.load(with_location_weight(object_detector, root), device="cpu")
+    offset = Detector.load(with_location_offset(object_detector, root), device="cpu")
     out = {}
-    for name, det in (("object", weighted), ("texture", tiny_detector)):
+    for name, det in (("object", offset), ("texture", tiny_detector)):
         for fp16 in (False, True):
             folder = root / f"{name}_{int(fp16)}"
             export_artifact(det, folder, fp16=fp16, trt="no")

@@ -24,7 +24,7 @@ def case():
                            [_unit(rng.normal(size=(5, 7, 8, 8))), _unit(rng.normal(size=(5, 7, 4, 4)))],
                            rng.random((5, 8, 8), dtype=np.float32),
                            [_unit(rng.normal(size=(2, 7, 8, 8))), _unit(rng.normal(size=(2, 7, 4, 4)))],
-                           np.arange(2)[None], (0.5 + rng.random((8, 8))).astype(np.float32),
+                           np.arange(2)[None], (rng.random((8, 8)) - 0.3).astype(np.float32),
                            [rng.integers(0, 5, size=(2, 8, 8)), rng.integers(0, 5, size=(2, 4, 4))])
     query = ([_unit(rng.normal(size=(3, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
              rng.normal(size=(3, 5, 8, 8)).astype(np.float32), rng.random((3, 8, 8), dtype=np.float32))
@@ -54,7 +54,10 @@ def test_tail_equals_the_ops_composed_by_hand(case):
     near = ops.nn_search(descs, state.banks, index, [3, 1])
     local = [np.minimum(n, _whole_search(d, _patches(m))) for n, d, m in zip(near, descs, state.memories)]
     assert all((n > l).any() for n, l in zip(near, local)), "the memory never won: the case does not test it"
-    weight = np.maximum(fg, state.bank_fg[index].max(axis=1)) * state.location_weight
+    offset = local[0] - state.location_offset
+    assert (offset < 0).any() and (offset > 0).any(), "the offset's clamp at 0 is not exercised"
+    local[0] = np.maximum(offset, 0)
+    weight = np.maximum(fg, state.bank_fg[index].max(axis=1))
     want_maps, want_scores = ops.postprocess(local, weight, 32, 1.0, 10)
     np.testing.assert_array_equal(maps, want_maps)
     np.testing.assert_array_equal(scores, want_scores)
@@ -72,12 +75,22 @@ def test_numpy_and_torch_take_the_same_path(case):
         np.testing.assert_allclose(t_scores.numpy(), scores, rtol=1e-5)
 
 
-def test_map_weight_and_exclusion(case):
+def test_map_weight_offset_and_exclusion(case):
     state, (descs, features, fg) = case
     index = tail.retrieve(features, state, SETTINGS)
-    weight = tail.map_weight(fg, index, state) / state.location_weight
-    assert (weight >= fg - 1e-6).all() and (weight >= state.bank_fg[index[:, 0]] - 1e-6).all()
-    np.testing.assert_array_equal(tail.map_weight(None, index, state), np.repeat(state.location_weight[None], 3, 0))
+    weight = tail.map_weight(fg, index, state)
+    assert (weight >= fg).all() and (weight >= state.bank_fg[index[:, 0]]).all()
+    assert tail.map_weight(None, index, state) is None
+    local = [np.full((3, 8, 8), 0.4, np.float32), np.full((3, 4, 4), np.nan, np.float32)]
+    local[0][1, 2, 3] = np.nan
+    fine, coarse = tail.offset_locations(local, state)
+    want = np.maximum(0.4 - state.location_offset, 0)
+    np.testing.assert_array_equal(np.delete(fine.reshape(3, -1), 1 * 64 + 2 * 8 + 3), np.delete(
+        np.broadcast_to(want, (3, 8, 8)).reshape(3, -1), 1 * 64 + 2 * 8 + 3))
+    assert np.isnan(fine[1, 2, 3]) and coarse is local[1], "NaN must stay NaN; the coarse scale is untouched"
+    torch_fine = tail.offset_locations([torch.from_numpy(v) for v in local], tail.TailState(*(
+        _torch(part) for part in state)))[0]
+    np.testing.assert_array_equal(torch_fine.numpy(), fine)
     exclude = index[:, 0].copy()
     assert not (tail.retrieve(features, state, SETTINGS, exclude=exclude) == exclude[:, None]).any()
 

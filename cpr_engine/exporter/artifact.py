@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, GRAPH_INPUT, LOCATION_WEIGHT, MEMORIES, NETWORK_FP16_ONNX, NETWORK_ONNX,
+from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, GRAPH_INPUT, LOCATION_OFFSET, MEMORIES, NETWORK_FP16_ONNX, NETWORK_ONNX,
                         NETWORK_OPENCV_ONNX, NETWORK_PLAN, TRAIN_HISTS, RuntimeSettings)
 from ..runtime.artifact import check_artifact_target, write_artifact
 from .onnx import export_onnx, onnx_parity
@@ -80,7 +80,7 @@ def export_artifact(det, out: str | Path, fp16: bool = False, trt: str = "auto",
     arrays = {
         **{name: bank.cpu().numpy().astype(bank_dtype) for name, bank in zip(BANKS, model.banks)},
         **{name: memory.cpu().numpy().astype(bank_dtype) for name, memory in zip(MEMORIES, model.memories)},
-        LOCATION_WEIGHT: model.location_weight.cpu().numpy().astype(np.float32),
+        LOCATION_OFFSET: model.location_offset.cpu().numpy().astype(np.float32),
         TRAIN_HISTS: model.train_hists.cpu().numpy().astype(bank_dtype),
         BANK_FOREGROUND: model.bank_fg.cpu().numpy().astype(np.float32),
         CENTERS: model.centers.cpu().numpy().astype(np.float32),  # codebook of the tail's histogram stage

@@ -1,6 +1,6 @@
 """The deployable artifact: a folder with a manifest, an ONNX graph, NumPy arrays and a SHA-256 of each.
 
-Layout (format version 3; every name from :mod:`cpr_engine.contract`)::
+Layout (format version 4; every name from :mod:`cpr_engine.contract`)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
     manifest.sha256     SHA-256 of manifest.json's bytes (``sha256sum -c`` format); the manifest is
@@ -10,7 +10,7 @@ Layout (format version 3; every name from :mod:`cpr_engine.contract`)::
     network_fp16.onnx   with --fp16: the same graph in fp16 (input for a TensorRT build)
     network.plan        optional TensorRT engine (built on the target GPU)
     bank_4.npy, bank_8.npy, train_hists.npy, bank_fg.npy, centers.npy, memory_4.npy, memory_8.npy,
-    location_weight.npy (fp16 banks, memories and hists with --fp16)
+    location_offset.npy (fp16 banks, memories and hists with --fp16)
 
 Arrays are plain ``.npy`` (read with ``allow_pickle=False``): no file of an artifact holds code.
 NumPy + stdlib only.

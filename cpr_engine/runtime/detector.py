@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import ops, tail
 from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT,
-                        LOCATION_WEIGHT, MEMORIES, REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
+                        LOCATION_OFFSET, MEMORIES, REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
 from ..preprocess import to_model_input
 from .artifact import ArtifactError, load_array, read_manifest
@@ -42,7 +42,7 @@ class ArtifactDetector:
         self.bank_fg = load_array(folder, BANK_FOREGROUND, mmap=False).astype(np.float32, copy=False)
         self.centers = np.ascontiguousarray(load_array(folder, CENTERS, mmap=False), dtype=np.float32)
         self.memories = [load_array(folder, name, mmap=False) for name in MEMORIES]
-        self.location_weight = np.ascontiguousarray(load_array(folder, LOCATION_WEIGHT, mmap=False), dtype=np.float32)
+        self.location_offset = np.ascontiguousarray(load_array(folder, LOCATION_OFFSET, mmap=False), dtype=np.float32)
         self._check_arrays()
         self.memory_index = np.arange(len(self.memories[0]), dtype=np.int64)[None]
 
@@ -84,7 +84,7 @@ class ArtifactDetector:
                                     f"{side}, {side}) for image_size {settings.image_size}")
         fine = sides[0]
         for name, array, shape in ((BANK_FOREGROUND, self.bank_fg, (n, fine, fine)),
-                                   (LOCATION_WEIGHT, self.location_weight, (fine, fine))):
+                                   (LOCATION_OFFSET, self.location_offset, (fine, fine))):
             if array.shape != shape:
                 raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {array.shape}; expected {shape}")
         dims = [bank.shape[1] for bank in self.banks]
@@ -115,7 +115,7 @@ class ArtifactDetector:
                                 f"the banks ({self.banks[0].dtype}, {self.banks[1].dtype})")
         for name, array in (*zip(BANKS, self.banks), (TRAIN_HISTS, self.train_hists), (BANK_FOREGROUND, self.bank_fg),
                             (CENTERS, self.centers), *zip(MEMORIES, self.memories),
-                            (LOCATION_WEIGHT, self.location_weight)):
+                            (LOCATION_OFFSET, self.location_offset)):
             for i in range(len(array)):  # one training image at a time: no full-bank temporary
                 if not np.isfinite(array[i]).all():
                     raise ArtifactError(f"{self.folder}: {array_file(name)} holds NaN or inf (training image {i}); "
@@ -135,7 +135,7 @@ class ArtifactDetector:
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this artifact's arrays)."""
         return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
-                              self.memory_index, self.location_weight)
+                              self.memory_index, self.location_offset)
 
     def retrieve(self, features: np.ndarray) -> np.ndarray:
         """(B, C, h_0, w_0) float32 fine taps (graph output ``feat_4``) -> (B, K) int64 closest training images."""

@@ -1,12 +1,15 @@
-"""The memory and the location weight: two training-state pieces the scoring tail reads.
+"""The memory and the location offset: two training-state pieces the scoring tail reads.
 
 - :func:`fill_memory`: per scale, a coreset of every patch of the descriptor bank (greedy k-center
   on cosine distance), stored as M maps' worth of patches. The tail searches it whole beside the K
   retrieved images, so a query patch whose match lies on no retrieved image still finds one: the
   retrieval then only ever lowers the cost, never the coverage, of the full-bank search.
-- :func:`location_weight`: the fused map divided, per location, by the training images' mean
-  leave-one-out map (scaled to mean 1), so that places that are always hard to match (edges of an
-  aligned part, specular spots) stop dominating; the validation split decides whether a model keeps it.
+- :func:`location_offset`: per location, how much the training images' mean leave-one-out map lies
+  above its own mean; the tail subtracts it from the fine patch scores, so that places that are
+  always hard to match (edges of an aligned part, specular spots, the padded border) stop
+  dominating. Subtracted, not divided: a defect adds to the score wherever it lies, and a division
+  would scale the noise of easy places up and the defects of hard ones down (benchmarks/RESULTS.md).
+  The validation split decides whether a model keeps it.
 """
 from __future__ import annotations
 
@@ -51,12 +54,12 @@ def fill_memory(model: CPRModel, seed: int = 0) -> None:
 
 
 @torch.no_grad()
-def location_weight(model: CPRModel, feats: list[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
-    """(h_0, w_0) float32 location weight from the training images ``ids`` (bank and memory filled).
+def location_offset(model: CPRModel, feats: list[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+    """(h_0, w_0) float32 location offset from the training images ``ids`` (bank and memory filled).
 
     Each image is scored leave-one-out (itself excluded from retrieval and memory) with the model's
-    windows and no weighting; the weight is mean(m) / m for m the per-location mean of their fused
-    patch-score maps.
+    windows and no offset or weighting; the offset is m - mean(m) for m the per-location mean of
+    their fused patch-score maps.
     """
     total = None
     for start in range(0, len(ids), LOO_CHUNK):
@@ -68,4 +71,4 @@ def location_weight(model: CPRModel, feats: list[torch.Tensor], ids: torch.Tenso
         fused = fuse_scales(local).sum(0)
         total = fused if total is None else total + fused
     mean_map = total / len(ids)
-    return (mean_map.mean() / mean_map.clamp_min(1e-6)).float()
+    return (mean_map - mean_map.mean()).float()

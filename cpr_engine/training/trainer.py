@@ -7,9 +7,9 @@ Stages (method page, sections 2-6):
 3. foreground LDA (objects only);
 4. the Local Retrieval Branch, trained with synthetic anomalies (plus, when given, a few real defects:
    section 7b) and a contrastive loss;
-5. the descriptor bank and its memory (a coreset of every training patch); the location weight;
+5. the descriptor bank and its memory (a coreset of every training patch); the location offset;
 6. leave-one-out scores of the training images -> the decision threshold.
-Windows, descriptor heads (learned LRB or raw taps), the foreground branch and the location weight
+Windows, descriptor heads (learned LRB or raw taps), the foreground branch and the location offset
 are chosen from the training images (:mod:`.selection`); no stage looks at test data.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..lrb import RawTapHead
 from ..preprocess import channels_first
 from ..torch_model import CPRModel, descriptor_heads
 from .loss import contrastive_loss
-from .memory import fill_memory, location_weight
+from .memory import fill_memory, location_offset
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
 from .queries import QuerySampler, RealDefects
 from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
@@ -63,7 +63,7 @@ class TrainReport:
     descriptor: str = "learned"  # descriptor heads kept: "learned" (LRB) or "raw" (backbone taps)
     windows: list = field(default_factory=list)  # search windows used
     foreground_fitted: bool = False  # the foreground LDA was fitted (objects); kept only if it helped
-    location_weight: bool = False  # the fused map is divided by the training images' mean map
+    location_offset: bool = False  # the training images' per-location excess is subtracted from the fine map
     memory_images: int = 0  # M: maps' worth of memory patches per scale
     n_validation: int = 0  # training images held out of LRB training to choose the model
     selection: list = field(default_factory=list)  # validation metrics of every candidate
@@ -334,44 +334,46 @@ def real_defect_queries(model: CPRModel, images_u8: np.ndarray, masks: np.ndarra
 
 
 def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], has_fg: bool,
-                 windows: list[tuple[int, int]], queries: ValidationQueries | None, weight_ids: torch.Tensor,
+                 windows: list[tuple[int, int]], queries: ValidationQueries | None, offset_ids: torch.Tensor,
                  device: torch.device) -> tuple[dict, list[dict]]:
-    """Score every (descriptor heads, windows, foreground on/off, location weight on/off) candidate on
+    """Score every (descriptor heads, windows, foreground on/off, location offset on/off) candidate on
     the validation queries.
 
     ``windows[0]`` goes with every descriptor; the others (the global search) only with the raw
     taps, whose 40 / 112 channels keep a whole-image search affordable (384-d learned descriptors
-    would make it about ten times slower than the windowed search). The location weight of each
-    (descriptor, windows) pair is computed from the training images ``weight_ids`` (not the
-    validation images); with ``config.use_location_weight`` False it is never a candidate.
+    would make it about ten times slower than the windowed search). The location offset of each
+    (descriptor, windows) pair is computed from the training images ``offset_ids`` (not the
+    validation images); with ``config.use_location_offset`` False it is never a candidate.
 
     Returns:
-        (the best candidate {"descriptor", "windows", "foreground", "location_weight"}, one row per
+        (the best candidate {"descriptor", "windows", "foreground", "location_offset"}, one row per
         candidate with its metrics and their mean). With no usable validation queries the first
-        candidate is kept: the first heads and windows, the foreground on when fitted, no location weight.
+        candidate is kept: the first heads and windows, the foreground on when fitted, no location offset.
     """
-    weights = (False, True) if model.config.use_location_weight else (False,)
-    candidates = [{"descriptor": name, "windows": list(w), "foreground": fg, "location_weight": lw}
+    offsets = (False, True) if model.config.use_location_offset else (False,)
+    candidates = [{"descriptor": name, "windows": list(w), "foreground": fg, "location_offset": lo}
                   for name in heads for w in dict.fromkeys(windows) if name == "raw" or w == windows[0]
-                  for fg in ((True, False) if has_fg else (False,)) for lw in weights]
+                  for fg in ((True, False) if has_fg else (False,)) for lo in offsets]
     if queries is None or len(set(queries.labels.tolist())) < 2:
         return candidates[0], []
-    rows, current, weight = [], (None, None), None
+    rows, current, offset = [], (None, None), None
     for candidate in candidates:
         if candidate["descriptor"] != current[0]:
             model.set_descriptor_heads(heads[candidate["descriptor"]], heads_widths(heads[candidate["descriptor"]]))
             fill_bank(model, feats)
         model.config.windows = tuple(candidate["windows"])
         if (candidate["descriptor"], candidate["windows"]) != current:
-            current, weight = (candidate["descriptor"], candidate["windows"]), None
-        if candidate["location_weight"] and weight is None:
-            weight = location_weight(model, feats, weight_ids)
-        model.location_weight.copy_(weight if candidate["location_weight"] else torch.ones_like(model.location_weight))
+            current, offset = (candidate["descriptor"], candidate["windows"]), None
+        model.location_offset.zero_()
+        if candidate["location_offset"] and offset is None:
+            offset = location_offset(model, feats, offset_ids)
+        if candidate["location_offset"]:
+            model.location_offset.copy_(offset)
         model.use_foreground.fill_(candidate["foreground"])
         metrics = validation_metrics(model, queries, device)
         rows.append({**candidate, **metrics, "mean": float(np.mean(list(metrics.values())))})
     best = best_candidate(rows)
-    return {k: best[k] for k in ("descriptor", "windows", "foreground", "location_weight")}, rows
+    return {k: best[k] for k in ("descriptor", "windows", "foreground", "location_offset")}, rows
 
 
 def heads_widths(heads: torch.nn.ModuleList) -> tuple[int, int]:
@@ -459,17 +461,17 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     best, selection = choose_model(model, feats, heads, has_fg, windows, queries,
                                    torch.as_tensor(fit_ids, device=dev), dev)
     for row in selection:
-        log.info("validation: descriptor %-7s windows %-8s foreground %-5s location weight %-5s mean %.4f",
-                 row["descriptor"], row["windows"], row["foreground"], row["location_weight"], row["mean"])
+        log.info("validation: descriptor %-7s windows %-8s foreground %-5s location offset %-5s mean %.4f",
+                 row["descriptor"], row["windows"], row["foreground"], row["location_offset"], row["mean"])
     descriptor, keep_fg = best["descriptor"], best["foreground"]
     config.descriptor, config.windows = descriptor, tuple(best["windows"])
     if model.lrb is not heads[descriptor] or not selection:  # else bank and memory hold these heads' already
         model.set_descriptor_heads(heads[descriptor], heads_widths(heads[descriptor]))
         fill_bank(model, feats)
     model.use_foreground.fill_(keep_fg)
-    model.location_weight.fill_(1.0)
-    if best["location_weight"]:
-        model.location_weight.copy_(location_weight(model, feats, torch.arange(n, device=dev)))
+    model.location_offset.zero_()
+    if best["location_offset"]:
+        model.location_offset.copy_(location_offset(model, feats, torch.arange(n, device=dev)))
     loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
     report = TrainReport(is_texture=is_texture, n_train=n, steps=steps_run, final_loss=final_loss,
                          threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
@@ -479,6 +481,6 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
                              "p_paste": sampler.p_paste, "real_queries": sampler.real_queries,
                              "pasted_queries": sampler.pasted_queries},
                          descriptor=descriptor, windows=list(config.windows), foreground_fitted=has_fg,
-                         location_weight=bool(best["location_weight"]), memory_images=model.memory_4.shape[0],
+                         location_offset=bool(best["location_offset"]), memory_images=model.memory_4.shape[0],
                          n_validation=len(val_ids), selection=selection, seconds=time.time() - start)
     return model, report

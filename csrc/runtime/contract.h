@@ -7,8 +7,8 @@ namespace cpr {
 namespace contract {
 
 constexpr const char* kArtifactFormat = "cpr-engine-artifact";
-constexpr int kArtifactFormatVersion = 3;
-constexpr int kArtifactMinFormatVersion = 3;  // version 2 has no memories / location_weight (1: no feat_4 either)
+constexpr int kArtifactFormatVersion = 4;
+constexpr int kArtifactMinFormatVersion = 4;  // 3: a location weight, not location_offset; 2: no memories; 1: no feat_4
 
 // files of an artifact folder
 constexpr const char* kManifest = "manifest.json";
@@ -30,7 +30,7 @@ constexpr const char* kTrainHists = "train_hists";      // (N, grid^2, n_cluster
 constexpr const char* kBankForeground = "bank_fg";      // (N, h_0, w_0) float32
 constexpr const char* kCenters = "centers";             // (n_clusters, C) float32
 constexpr const char* kMemories[] = {"memory_4", "memory_8"};  // (M, D, h_s, w_s), the banks' dtype
-constexpr const char* kLocationWeight = "location_weight";     // (h_0, w_0) float32
+constexpr const char* kLocationOffset = "location_offset";     // (h_0, w_0) float32
 constexpr const char* kNpySuffix = ".npy";
 
 }  // namespace contract

@@ -25,7 +25,7 @@ using runtime::NpyArray;
 using contract::kBankForeground;
 using contract::kBanks;
 using contract::kCenters;
-using contract::kLocationWeight;
+using contract::kLocationOffset;
 using contract::kMemories;
 using contract::kTrainHists;
 
@@ -33,7 +33,7 @@ std::string npy_file(const char* array) { return std::string(array) + contract::
 
 const std::vector<std::string> kArrayFiles = {
     npy_file(kBanks[0]),    npy_file(kBanks[1]),    npy_file(kTrainHists),     npy_file(kBankForeground),
-    npy_file(kCenters),     npy_file(kMemories[0]), npy_file(kMemories[1]),    npy_file(kLocationWeight)};
+    npy_file(kCenters),     npy_file(kMemories[0]), npy_file(kMemories[1]),    npy_file(kLocationOffset)};
 #if CPR_WITH_TENSORRT
 constexpr bool kWithTensorRT = true;
 #else
@@ -89,7 +89,7 @@ struct Detector::Impl {
   std::unique_ptr<runtime::Network> network;
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
   NpyArray memory_4, memory_8;            // (M, D, S/s1, S/s1), (M, D, S/s2, S/s2): searched whole
-  std::vector<float> location_weight;     // (S/s1, S/s1) factor of the fused map
+  std::vector<float> location_offset;     // (S/s1, S/s1) subtracted from the fine patch scores
   std::vector<int64_t> memory_index;      // 0 .. M-1
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
@@ -133,22 +133,22 @@ struct Detector::Impl {
     load_memory();
   }
 
-  // The memory (a coreset of every training patch, the banks' dtype and D) and the location weight.
+  // The memory (a coreset of every training patch, the banks' dtype and D) and the location offset.
   void load_memory() {
     const runtime::Manifest& m = manifest;
     memory_4 = load_array(m, kMemories[0]);
     memory_8 = load_array(m, kMemories[1]);
-    const NpyArray weight = load_array(m, kLocationWeight);
+    const NpyArray offset = load_array(m, kLocationOffset);
     const int64_t n_memory = memory_4.shape.empty() ? 0 : memory_4.shape[0];
     if (n_memory < 1 || memory_4.dtype != bank_4.dtype || memory_8.dtype != bank_4.dtype ||
-        weight.dtype != DType::kFloat32) {
+        offset.dtype != DType::kFloat32) {
       throw ArtifactError(m.folder + ": " + kMemories[0] + " / " + kMemories[1] + " must hold >= 1 map in " + kBanks[0] +
-                          "'s dtype, " + kLocationWeight + " float32");
+                          "'s dtype, " + kLocationOffset + " float32");
     }
     expect_shape(m.path(npy_file(kMemories[0])), kMemories[0], memory_4.shape, {n_memory, dim_4, fine_side(), fine_side()});
     expect_shape(m.path(npy_file(kMemories[1])), kMemories[1], memory_8.shape, {n_memory, dim_8, coarse_side(), coarse_side()});
-    expect_shape(m.path(npy_file(kLocationWeight)), kLocationWeight, weight.shape, {fine_side(), fine_side()});
-    location_weight = weight.to_float();
+    expect_shape(m.path(npy_file(kLocationOffset)), kLocationOffset, offset.shape, {fine_side(), fine_side()});
+    location_offset = offset.to_float();
     memory_index.resize(n_memory);
     for (int64_t i = 0; i < n_memory; ++i) memory_index[i] = i;
   }
@@ -208,20 +208,28 @@ struct Detector::Impl {
     return index;
   }
 
-  // The fused map's factor (S/s1, S/s1): location_weight, times max(own foreground, max over the
-  // retrieved images of bank_fg) when the foreground branch is on.
+  // The fused map's factor (S/s1, S/s1): max(own foreground, max over the retrieved images of
+  // bank_fg); empty when the foreground branch is off.
   std::vector<float> map_weight(const cv::Mat& own, const std::vector<int64_t>& index) const {
-    std::vector<float> out = location_weight;
-    if (!manifest.use_foreground) return out;
+    if (!manifest.use_foreground) return {};
     const int64_t plane = fine_side() * fine_side();
+    std::vector<float> out(plane);
     const float* fg = own.ptr<float>();
     const float* bank = reinterpret_cast<const float*>(bank_fg.data());
     for (int64_t i = 0; i < plane; ++i) {
       float v = fg[i];
       for (int64_t j : index) v = std::max(v, bank[j * plane + i]);
-      out[i] *= v;
+      out[i] = v;
     }
     return out;
+  }
+
+  // fine = max(fine - location_offset, 0); NaN stays NaN (a damaged map still poisons the score).
+  void offset_locations(float* local_4) const {
+    for (size_t i = 0; i < location_offset.size(); ++i) {
+      const float v = local_4[i] - location_offset[i];
+      local_4[i] = v < 0.0f ? 0.0f : v;
+    }
   }
 
   // Patch scores per scale: the closest of the retrieved images' patches inside the window and of
@@ -275,11 +283,12 @@ struct Detector::Impl {
     const int64_t fine = fine_side(), coarse = coarse_side();
     std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
     local_search(out, index, local_4.data(), local_8.data());
+    offset_locations(local_4.data());
     const std::vector<float> weight = map_weight(out.foreground, index);
     const MapView maps[2] = {{local_4.data(), fine, fine}, {local_8.data(), coarse, coarse}};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;
-    postprocess(maps, 2, 1, weight.data(), side(1), manifest.blur_sigma, manifest.top_t,
+    postprocess(maps, 2, 1, weight.empty() ? nullptr : weight.data(), side(1), manifest.blur_sigma, manifest.top_t,
                 model_map.ptr<float>(), &p.score);
     cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
     // fail closed: a non-finite score or map never becomes a verdict (NaN > threshold would say "good")

@@ -33,7 +33,8 @@ from cpr_engine.training.memory import greedy_coreset
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model"), p.add_argument("data"), p.add_argument("category")
-    p.add_argument("--fraction", type=float, default=0.01, help="coreset share of all bank patches")
+    p.add_argument("--fraction", type=float, nargs="+", default=[0.01],
+                   help="coreset share of all bank patches: one for both scales, or fine and coarse")
     p.add_argument("--no-full-bank", action="store_true", help="skip the full-bank (1-NN) rows (minutes)")
     args = p.parse_args()
     det = Detector.load(args.model, device="cpu")
@@ -82,9 +83,11 @@ def main() -> None:
     rows(base, f"K={cfg.top_k}")
     flat = [b.permute(0, 2, 3, 1).reshape(-1, b.shape[1]).float() for b in model.banks]
     start = time.time()
-    cores = [f[greedy_coreset(f, max(1, int(args.fraction * len(f))))] for f in flat]
-    print(f"coreset {args.fraction}: {time.time() - start:.0f} s", flush=True)
-    rows([torch.minimum(base[s], whole(descs[s], cores[s])) for s in range(2)], f"K U core{args.fraction}")
+    fractions = (args.fraction * 2)[:2]
+    cores = [f[greedy_coreset(f, max(1, int(share * len(f))))] for f, share in zip(flat, fractions)]
+    name = "core" + "/".join(map(str, dict.fromkeys(fractions)))
+    print(f"{name}: {time.time() - start:.0f} s", flush=True)
+    rows([torch.minimum(base[s], whole(descs[s], cores[s])) for s in range(2)], f"K U {name}")
     if not args.no_full_bank:
         rows([whole(descs[s], flat[s]) for s in range(2)], "1-NN")
 

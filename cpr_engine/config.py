@@ -12,7 +12,7 @@ Where the engine departs from the paper, measured in ``benchmarks/RESULTS.md`` (
 - ``descriptor="auto"``, ``auto_windows``, and the foreground branch are decided per model on a
   validation split of the training images with synthetic anomalies (never on test data); on a CPU
   with the default budget ``auto`` means the raw backbone taps (``descriptor_candidates``);
-- the memory (``memory_fraction``): a coreset of all training patches searched whole beside the K
+- the memory (``memory_fractions``): a coreset of all training patches searched whole beside the K
   retrieved images, so that a patch seen on no retrieved image can still find its match; and the
   location offset (``use_location_offset``): how far the training images' mean leave-one-out map
   lies above its mean at each location, subtracted from the fine patch scores, kept only where the
@@ -64,9 +64,10 @@ class CPRConfig:
     # choose ``windows`` from how far the best match of a good training patch lies in its references
     auto_windows: bool = True
     max_windows: tuple = (9, 5)  # the widest windows auto_windows may choose (search cost grows as r^2)
-    # the memory: a coreset of this share of all training patches per scale, searched whole beside the
-    # K retrieved images (at least one map's worth of patches)
-    memory_fraction: float = 0.01
+    # the memory: a coreset of this share of all training patches, per scale (fine, coarse), searched
+    # whole beside the K retrieved images (at least one map's worth of patches). The coarse maps have a
+    # quarter of the patches, so their larger share costs about what the fine one does.
+    memory_fractions: tuple[float, float] = (0.01, 0.05)
     # subtract the training images' per-location excess (mean leave-one-out map minus its mean) from
     # the fine patch scores; kept only when it helps on the validation split
     use_location_offset: bool = True
@@ -93,6 +94,7 @@ class CPRConfig:
         self.check_types()
         self.windows = tuple(int(r) for r in self.windows)
         self.max_windows = tuple(int(r) for r in self.max_windows)
+        self.memory_fractions = tuple(float(f) for f in self.memory_fractions)
         self.validate()
 
     def check_types(self) -> None:
@@ -104,12 +106,15 @@ class CPRConfig:
                 continue
             if kind == "tuple":
                 ok = isinstance(value, (tuple, list)) and all(_is_int(v) for v in value)
+            elif kind == "tuple[float, float]":
+                ok = isinstance(value, (tuple, list)) and all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
             elif kind in ("int", "float"):
                 ok = _is_int(value) if kind == "int" else isinstance(value, numbers.Real) and not isinstance(value, bool)
             else:
                 ok = isinstance(value, {"str": str, "bool": bool, "dict": dict}[kind])
             if not ok:
-                wanted = {"tuple": "a sequence of integers", "int": "an integer", "float": "a number",
+                wanted = {"tuple": "a sequence of integers", "tuple[float, float]": "two numbers", "int": "an integer", "float": "a number",
                           "str": "a string", "bool": "True or False", "dict": "a dict"}[kind]
                 raise InputError(f"CPRConfig: {f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
@@ -128,7 +133,8 @@ class CPRConfig:
             (self.descriptor_dim >= 1, f"descriptor_dim must be >= 1, got {self.descriptor_dim}"),
             (len(self.windows) == 2 and all(r >= 1 and r % 2 == 1 for r in self.windows),
              f"windows must be two odd sizes (stride 4, stride 8), got {self.windows}"),
-            (0 < self.memory_fraction <= 1, f"memory_fraction must be in (0, 1], got {self.memory_fraction}"),
+            (len(self.memory_fractions) == 2 and all(0 < f <= 1 for f in self.memory_fractions),
+             f"memory_fractions must be two shares in (0, 1] (fine, coarse), got {self.memory_fractions}"),
             (self.blur_sigma >= 0, f"blur_sigma must be >= 0, got {self.blur_sigma}"),
             (self.top_t >= 1, f"top_t must be >= 1, got {self.top_t}"),
             (len(self.max_windows) == 2 and all(r >= 1 and r % 2 == 1 for r in self.max_windows),
@@ -150,9 +156,9 @@ class CPRConfig:
         """Number of blocks (of grid*grid) summed by the robust histogram distance."""
         return max(1, int(round(self.grid * self.grid * self.keep_blocks)))
 
-    def memory_images(self, n_train: int) -> int:
-        """M: maps' worth of memory patches per scale for ``n_train`` training images (>= 1)."""
-        return max(1, math.ceil(self.memory_fraction * n_train))
+    def memory_images(self, n_train: int) -> tuple[int, int]:
+        """(M_fine, M_coarse): maps' worth of memory patches per scale for ``n_train`` training images (>= 1)."""
+        return tuple(max(1, math.ceil(share * n_train)) for share in self.memory_fractions)
 
     def training_schedule(self, is_texture: bool, device_type: str) -> tuple[int, float | None]:
         """(steps, seconds) of local-metric training; training stops at whichever comes first.

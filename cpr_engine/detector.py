@@ -33,7 +33,7 @@ from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cpr-engine-model"
-MODEL_FORMAT_VERSION = 3  # 2: the memory and a location weight; 3: the location offset in its place
+MODEL_FORMAT_VERSION = 4  # 2: the memory and a location weight; 3: the location offset; 4: a memory size per scale
 #: How ``payload["integrity"]`` digests the state dict (see :func:`tensors_sha256`).
 DIGEST_SCHEME = "sha256: sorted state-dict keys; each key, dtype, shape and raw bytes"
 

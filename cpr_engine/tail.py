@@ -33,7 +33,7 @@ class TailState(NamedTuple):
     banks: list  # per scale (N, D, h_s, w_s) descriptors, finest first
     bank_fg: Any  # (N, h_0, w_0) foreground of the training images
     memories: list  # per scale (M, D, h_s, w_s) coreset of every training patch, searched whole
-    memory_index: Any  # (1, M) int64: 0 .. M-1
+    memory_indices: list  # per scale (1, M_s) int64: 0 .. M_s - 1
     location_offset: Any  # (h_0, w_0) float32 subtracted from the fine patch scores (zeros: none)
     memory_sources: list | None = None  # per scale (M, h_s, w_s) int64 training image of each memory patch
 
@@ -73,13 +73,14 @@ def local_search(descriptors: list, index, state: TailState, settings, impl: str
     if exclude is None:
         memories = state.memories
         if hasattr(index, "expand"):  # a torch tensor (this module never imports torch itself)
-            memory_index = state.memory_index.expand(batch, -1).contiguous()
+            indices = [rows.expand(batch, -1).contiguous() for rows in state.memory_indices]
         else:
-            memory_index = np.repeat(state.memory_index, batch, axis=0)
+            indices = [np.repeat(rows, batch, axis=0) for rows in state.memory_indices]
     else:
-        memories, memory_index = _memories_without(state, exclude)
-    whole = ops.nn_search(descriptors, memories, memory_index, whole_map_windows(state), impl=impl,
-                          check_index=check_index)
+        memories, indices = _memories_without(state, exclude)
+    # one search per scale: the scales' memories hold different numbers of maps
+    whole = [ops.nn_search([d], [memory], rows, [window], impl=impl, check_index=check_index)[0]
+             for d, memory, rows, window in zip(descriptors, memories, indices, whole_map_windows(state))]
     return [_closer(a, b) for a, b in zip(near, whole)]
 
 
@@ -93,17 +94,17 @@ def _closer(a, b):
 
 
 def _memories_without(state: TailState, exclude):
-    """Per-query memories with each query's excluded training image zeroed: per scale (B * M, D, h, w),
-    and the (B, M) rows of each query's copy (torch only: leave-one-out scoring happens in training)."""
+    """Per-query memories with each query's excluded training image zeroed: per scale (B * M_s, D, h, w)
+    and the (B, M_s) rows of each query's copy (torch only: leave-one-out scoring happens in training)."""
     if state.memory_sources is None:
         raise ValueError("local_search: exclude needs the memory's sources (a torch model's tail state)")
-    n_memory = state.memory_index.shape[1]
-    memories = []
-    for memory, sources in zip(state.memories, state.memory_sources):
-        keep = (sources[None] != exclude[:, None, None, None]).to(memory.dtype)  # (B, M, h, w)
+    memories, indices = [], []
+    first = exclude.new_ones(exclude.shape[0]).cumsum(0) - 1  # 0, 1, 2, ...
+    for memory, sources, rows in zip(state.memories, state.memory_sources, state.memory_indices):
+        keep = (sources[None] != exclude[:, None, None, None]).to(memory.dtype)  # (B, M_s, h, w)
         memories.append((memory[None] * keep[:, :, None]).flatten(0, 1))
-    offsets = (exclude.new_ones(exclude.shape[0]).cumsum(0) - 1) * n_memory  # 0, M, 2M, ...
-    return memories, offsets[:, None] + state.memory_index
+        indices.append((first * rows.shape[1])[:, None] + rows)  # query b's copy: rows b M_s .. (b + 1) M_s - 1
+    return memories, indices
 
 
 def offset_locations(local: list, state: TailState) -> list:

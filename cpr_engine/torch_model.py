@@ -79,12 +79,13 @@ class CPRModel(nn.Module):
         self.register_buffer("fg_weight", torch.zeros(c4))
         self.register_buffer("fg_bias", torch.zeros(()))
         self.register_buffer("bank_fg", torch.ones(n_train, fine, fine))
-        n_memory = config.memory_images(n_train)
-        self.register_buffer("memory_4", torch.zeros(n_memory, d4, fine, fine))
-        self.register_buffer("memory_8", torch.zeros(n_memory, d8, coarse, coarse))
-        self.register_buffer("memory_source_4", torch.zeros(n_memory, fine, fine, dtype=torch.int64))
-        self.register_buffer("memory_source_8", torch.zeros(n_memory, coarse, coarse, dtype=torch.int64))
-        self.register_buffer("memory_index", torch.arange(n_memory)[None], persistent=False)
+        m4, m8 = config.memory_images(n_train)
+        self.register_buffer("memory_4", torch.zeros(m4, d4, fine, fine))
+        self.register_buffer("memory_8", torch.zeros(m8, d8, coarse, coarse))
+        self.register_buffer("memory_source_4", torch.zeros(m4, fine, fine, dtype=torch.int64))
+        self.register_buffer("memory_source_8", torch.zeros(m8, coarse, coarse, dtype=torch.int64))
+        self.register_buffer("memory_index_4", torch.arange(m4)[None], persistent=False)
+        self.register_buffer("memory_index_8", torch.arange(m8)[None], persistent=False)
         self.register_buffer("location_offset", torch.zeros(fine, fine))
         self.register_buffer("use_foreground", torch.zeros((), dtype=torch.bool))
         self.ops_impl: str | None = None
@@ -133,7 +134,7 @@ class CPRModel(nn.Module):
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this model's buffers)."""
         return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
-                              self.memory_index, self.location_offset, self.memory_sources)
+                              [self.memory_index_4, self.memory_index_8], self.location_offset, self.memory_sources)
 
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""

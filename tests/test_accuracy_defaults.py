@@ -151,7 +151,7 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
         ("raw", fg, lo, g) for fg in (True, False) for lo in (True, False) for g in (True, False)} and len(rows) == 12
     top = max(r["mean"] for r in rows)
     near_best = [r for r in rows if r["mean"] >= top - 0.005]
-    best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), -r["mean"]))
+    best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), not r["location_offset"], -r["mean"]))
     assert best["mean"] >= top - 0.005 and all(sum(w * w for w in r["windows"]) >= sum(w * w for w in best["windows"])
                                                for r in near_best)
     assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_offset"]) == (
@@ -185,3 +185,16 @@ def test_near_ties_go_to_the_cheapest_search():
     assert best_candidate(rows)["tag"] == "9/5 better"  # 3/1 is cheaper but 0.01 behind
     rows[1]["mean"] = rows[3]["mean"] = 0.79
     assert best_candidate(rows)["tag"] == "global"  # nothing else within 0.005
+
+
+def test_near_ties_then_go_to_the_location_offset():
+    from cpr_engine.training.selection import best_candidate
+
+    rows = [{"windows": [9, 5], "location_offset": False, "mean": 0.7981, "tag": "off"},
+            {"windows": [9, 5], "location_offset": True, "mean": 0.7979, "tag": "on"},
+            {"windows": [3, 1], "location_offset": False, "mean": 0.7960, "tag": "cheaper, off"}]
+    assert best_candidate(rows)["tag"] == "cheaper, off"  # the cheaper search still comes first
+    rows[2]["mean"] = 0.70
+    assert best_candidate(rows)["tag"] == "on"  # then the offset, within the tolerance
+    rows[1]["mean"] = 0.790
+    assert best_candidate(rows)["tag"] == "off"  # not when it is clearly worse

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from cpr_engine import tail
+from cpr_engine.config import CPRConfig
+from cpr_engine.errors import InputError
 from cpr_engine.preprocess import to_model_input
 from cpr_engine.training.memory import greedy_coreset, location_offset
 
@@ -36,10 +38,19 @@ def test_greedy_coreset_visits_every_cluster_first():
     assert sorted(cluster[greedy_coreset(vectors, 3, seed=5).numpy()].tolist()) == [0, 1, 2]
 
 
+def test_memory_sizes_per_scale():
+    config = CPRConfig(memory_fractions=(0.01, 0.05))
+    assert config.memory_images(30) == (1, 2) and config.memory_images(231) == (3, 12)
+    for bad in ((0.01,), (0.0, 0.05), (0.01, 1.5)):
+        with pytest.raises(InputError, match="memory_fractions"):
+            CPRConfig(memory_fractions=bad)
+
+
 def test_memory_holds_bank_patches_of_their_source_images(tiny_detector):
     model = tiny_detector.model
     n = model.bank_4.shape[0]
-    assert model.memory_4.shape[0] == model.config.memory_images(n) >= 1
+    assert tuple(m.shape[0] for m in model.memories) == model.config.memory_images(n)
+    assert min(model.config.memory_images(n)) >= 1
     for bank, memory, sources in zip(model.banks, model.memories, model.memory_sources):
         assert memory.shape[1:] == bank.shape[1:] and sources.shape == (memory.shape[0], *memory.shape[2:])
         patches = memory.permute(0, 2, 3, 1).reshape(-1, memory.shape[1])

@@ -17,15 +17,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
 @pytest.fixture
 def case():
     """A random training state of 5 images and a batch of 3 queries, awkward sizes (D = 7, C = 5, 3 codes,
-    grid 2 over 8 x 8 fine maps, a memory of 2 maps per scale)."""
+    grid 2 over 8 x 8 fine maps, a memory of 2 fine and 3 coarse maps)."""
     rng = np.random.default_rng(0)
     hists = rng.dirichlet(np.ones(4), size=(5, 4)).astype(np.float32)
     state = tail.TailState(rng.normal(size=(3, 5)).astype(np.float32), hists,
                            [_unit(rng.normal(size=(5, 7, 8, 8))), _unit(rng.normal(size=(5, 7, 4, 4)))],
                            rng.random((5, 8, 8), dtype=np.float32),
-                           [_unit(rng.normal(size=(2, 7, 8, 8))), _unit(rng.normal(size=(2, 7, 4, 4)))],
-                           np.arange(2)[None], (rng.random((8, 8)) - 0.3).astype(np.float32),
-                           [rng.integers(0, 5, size=(2, 8, 8)), rng.integers(0, 5, size=(2, 4, 4))])
+                           [_unit(rng.normal(size=(2, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
+                           [np.arange(2)[None], np.arange(3)[None]], (rng.random((8, 8)) - 0.3).astype(np.float32),
+                           [rng.integers(0, 5, size=(2, 8, 8)), rng.integers(0, 5, size=(3, 4, 4))])
     query = ([_unit(rng.normal(size=(3, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
              rng.normal(size=(3, 5, 8, 8)).astype(np.float32), rng.random((3, 8, 8), dtype=np.float32))
     return state, query

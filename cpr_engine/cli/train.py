@@ -34,11 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
                     "foreground branch (on/off), the location offset (on/off) and the search windows (the offsets "
                     "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
-                    "(within 0.005 of it: the smallest windows, the cheapest search) are kept and printed. The "
+                    "(within 0.005 of it: the cheapest search, then the location offset on) are kept and printed. The "
                     "decision threshold is the largest leave-one-out score of the training images, or, where the "
                     "layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and MVTec "
                     "LOCO), the largest score of those. Every model keeps a memory, a coreset of 1%% of all "
-                    "training patches searched beside the K retrieved images, so a match that lies on no retrieved "
+                    "fine and 5%% of all coarse training patches searched beside the K retrieved images, so a match that lies on no retrieved "
                     "image is still found. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
     add_train_args(p)
@@ -165,7 +165,7 @@ def choice_summary(meta: dict) -> str:
     scores = ", ".join(f"{r['descriptor']}/fg {on(r['foreground'])}/lo {on(r.get('location_offset'))}/windows "
                        f"{r['windows']} {r['mean']:.3f}" for r in rows)
     return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP (near-ties within {SELECTION_TOLERANCE}: the "
-            f"cheapest search) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")
+            f"cheapest search, then the location offset) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")
 
 
 def train_categories(data: str, dataset: str, categories: list[str] | None, out: str, variant: str,

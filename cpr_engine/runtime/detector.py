@@ -44,7 +44,7 @@ class ArtifactDetector:
         self.memories = [load_array(folder, name, mmap=False) for name in MEMORIES]
         self.location_offset = np.ascontiguousarray(load_array(folder, LOCATION_OFFSET, mmap=False), dtype=np.float32)
         self._check_arrays()
-        self.memory_index = np.arange(len(self.memories[0]), dtype=np.int64)[None]
+        self.memory_indices = [np.arange(len(memory), dtype=np.int64)[None] for memory in self.memories]
 
     @classmethod
     def load(cls, folder: str | Path, backend: str = "auto", providers: list[str] | None = None,
@@ -88,8 +88,8 @@ class ArtifactDetector:
             if array.shape != shape:
                 raise ArtifactError(f"{self.folder}: {array_file(name)} has shape {array.shape}; expected {shape}")
         dims = [bank.shape[1] for bank in self.banks]
-        n_memory = len(self.memories[0]) if self.memories[0].ndim == 4 else 0
         for name, memory, bank in zip(MEMORIES, self.memories, self.banks):
+            n_memory = len(memory) if memory.ndim == 4 else 0
             if memory.shape != (n_memory, *bank.shape[1:]) or n_memory < 1 or memory.dtype != bank.dtype:
                 raise ArtifactError(f"{self.folder}: {array_file(name)} is {memory.dtype} {memory.shape}; expected "
                                     f"{bank.dtype} (M >= 1, {', '.join(map(str, bank.shape[1:]))}) like its bank")
@@ -135,7 +135,7 @@ class ArtifactDetector:
     def tail_state(self) -> tail.TailState:
         """The training state the scoring tail searches (this artifact's arrays)."""
         return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
-                              self.memory_index, self.location_offset)
+                              self.memory_indices, self.location_offset)
 
     def retrieve(self, features: np.ndarray) -> np.ndarray:
         """(B, C, h_0, w_0) float32 fine taps (graph output ``feat_4``) -> (B, K) int64 closest training images."""

@@ -64,7 +64,7 @@ class TrainReport:
     windows: list = field(default_factory=list)  # search windows used
     foreground_fitted: bool = False  # the foreground LDA was fitted (objects); kept only if it helped
     location_offset: bool = False  # the training images' per-location excess is subtracted from the fine map
-    memory_images: int = 0  # M: maps' worth of memory patches per scale
+    memory_images: tuple = (0, 0)  # (M_fine, M_coarse): maps' worth of memory patches per scale
     n_validation: int = 0  # training images held out of LRB training to choose the model
     selection: list = field(default_factory=list)  # validation metrics of every candidate
     seconds: float = 0.0
@@ -481,6 +481,6 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
                              "p_paste": sampler.p_paste, "real_queries": sampler.real_queries,
                              "pasted_queries": sampler.pasted_queries},
                          descriptor=descriptor, windows=list(config.windows), foreground_fitted=has_fg,
-                         location_offset=bool(best["location_offset"]), memory_images=model.memory_4.shape[0],
+                         location_offset=bool(best["location_offset"]), memory_images=tuple(m.shape[0] for m in model.memories),
                          n_validation=len(val_ids), selection=selection, seconds=time.time() - start)
     return model, report

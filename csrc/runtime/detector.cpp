@@ -90,7 +90,7 @@ struct Detector::Impl {
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
   NpyArray memory_4, memory_8;            // (M, D, S/s1, S/s1), (M, D, S/s2, S/s2): searched whole
   std::vector<float> location_offset;     // (S/s1, S/s1) subtracted from the fine patch scores
-  std::vector<int64_t> memory_index;      // 0 .. M-1
+  std::vector<int64_t> memory_index_4, memory_index_8;  // 0 .. M_s - 1 per scale
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
   int64_t n_train = 0, dim_4 = 0, dim_8 = 0, n_codes = 0, channels = 0;  // D per scale: own widths
@@ -139,18 +139,21 @@ struct Detector::Impl {
     memory_4 = load_array(m, kMemories[0]);
     memory_8 = load_array(m, kMemories[1]);
     const NpyArray offset = load_array(m, kLocationOffset);
-    const int64_t n_memory = memory_4.shape.empty() ? 0 : memory_4.shape[0];
-    if (n_memory < 1 || memory_4.dtype != bank_4.dtype || memory_8.dtype != bank_4.dtype ||
+    const int64_t m_4 = memory_4.shape.empty() ? 0 : memory_4.shape[0];
+    const int64_t m_8 = memory_8.shape.empty() ? 0 : memory_8.shape[0];
+    if (m_4 < 1 || m_8 < 1 || memory_4.dtype != bank_4.dtype || memory_8.dtype != bank_4.dtype ||
         offset.dtype != DType::kFloat32) {
       throw ArtifactError(m.folder + ": " + kMemories[0] + " / " + kMemories[1] + " must hold >= 1 map in " + kBanks[0] +
                           "'s dtype, " + kLocationOffset + " float32");
     }
-    expect_shape(m.path(npy_file(kMemories[0])), kMemories[0], memory_4.shape, {n_memory, dim_4, fine_side(), fine_side()});
-    expect_shape(m.path(npy_file(kMemories[1])), kMemories[1], memory_8.shape, {n_memory, dim_8, coarse_side(), coarse_side()});
+    expect_shape(m.path(npy_file(kMemories[0])), kMemories[0], memory_4.shape, {m_4, dim_4, fine_side(), fine_side()});
+    expect_shape(m.path(npy_file(kMemories[1])), kMemories[1], memory_8.shape, {m_8, dim_8, coarse_side(), coarse_side()});
     expect_shape(m.path(npy_file(kLocationOffset)), kLocationOffset, offset.shape, {fine_side(), fine_side()});
     location_offset = offset.to_float();
-    memory_index.resize(n_memory);
-    for (int64_t i = 0; i < n_memory; ++i) memory_index[i] = i;
+    memory_index_4.resize(m_4);
+    memory_index_8.resize(m_8);
+    for (int64_t i = 0; i < m_4; ++i) memory_index_4[i] = i;
+    for (int64_t i = 0; i < m_8; ++i) memory_index_8[i] = i;
   }
 
   // The codebook (M, C) float32, M from train_hists.
@@ -236,19 +239,20 @@ struct Detector::Impl {
   // every memory patch (a window covering the map).
   void local_search(const runtime::NetworkOutput& out, const std::vector<int64_t>& index, float* local_4,
                     float* local_8) const {
-    const int64_t fine = fine_side(), coarse = coarse_side(), n_memory = int64_t(memory_index.size());
+    const int64_t fine = fine_side(), coarse = coarse_side();
     std::vector<float> whole_4(fine * fine), whole_8(coarse * coarse);
     const NNSearchScale near[2] = {
         {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim_4, fine, fine, manifest.windows[0], local_4},
         {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim_8, coarse, coarse, manifest.windows[1],
          local_8}};
-    const NNSearchScale whole[2] = {
-        {out.desc_4.ptr<float>(), memory_4.data(), memory_4.dtype, n_memory, dim_4, fine, fine, 2 * fine - 1,
-         whole_4.data()},
-        {out.desc_8.ptr<float>(), memory_8.data(), memory_8.dtype, n_memory, dim_8, coarse, coarse, 2 * coarse - 1,
-         whole_8.data()}};
+    const NNSearchScale whole_fine = {out.desc_4.ptr<float>(), memory_4.data(), memory_4.dtype,
+                                      int64_t(memory_index_4.size()), dim_4, fine, fine, 2 * fine - 1, whole_4.data()};
+    const NNSearchScale whole_coarse = {out.desc_8.ptr<float>(), memory_8.data(), memory_8.dtype,
+                                        int64_t(memory_index_8.size()), dim_8, coarse, coarse, 2 * coarse - 1,
+                                        whole_8.data()};
     search(near, 2, index);
-    search(whole, 2, memory_index);
+    search(&whole_fine, 1, memory_index_4);  // the scales' memories hold different numbers of maps
+    search(&whole_coarse, 1, memory_index_8);
     closer(local_4, whole_4);
     closer(local_8, whole_8);
   }

@@ -32,10 +32,10 @@ class TailState(NamedTuple):
     train_hists: Any  # (N, grid^2, n_clusters + 1) block histograms of the training images
     banks: list  # per scale (N, D, h_s, w_s) descriptors, finest first
     bank_fg: Any  # (N, h_0, w_0) foreground of the training images
-    memories: list  # per scale (M, D, h_s, w_s) coreset of every training patch, searched whole
+    memories: list  # per scale (M_s, D, h_s, w_s) coreset of every training patch, searched whole
     memory_indices: list  # per scale (1, M_s) int64: 0 .. M_s - 1
     location_offset: Any  # (h_0, w_0) float32 subtracted from the fine patch scores (zeros: none)
-    memory_sources: list | None = None  # per scale (M, h_s, w_s) int64 training image of each memory patch
+    memory_sources: list | None = None  # per scale (M_s, h_s, w_s) int64 training image of each memory patch
 
 
 def histograms(features, state: TailState, settings, impl: str | None = None):

@@ -109,12 +109,12 @@ class CPRModel(nn.Module):
 
     @property
     def memories(self) -> list[torch.Tensor]:
-        """The memory per scale, finest first: (M, D_s, h_s, w_s) coreset of every bank patch."""
+        """The memory per scale, finest first: (M_s, D_s, h_s, w_s) coreset of every bank patch."""
         return [self.memory_4, self.memory_8]
 
     @property
     def memory_sources(self) -> list[torch.Tensor]:
-        """Per scale (M, h_s, w_s) int64: the training image each memory patch comes from."""
+        """Per scale (M_s, h_s, w_s) int64: the training image each memory patch comes from."""
         return [self.memory_source_4, self.memory_source_8]
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -5,8 +5,10 @@ import torch
 
 from cpr_engine.data import build_demo
 
+# memory_fractions: 8 training images give memories of 1 (fine) and 3 (coarse) maps, so every tail and
+# runtime is tested with a different memory size per scale
 TINY = dict(variant="faster", image_size=64, steps=4, batch_size=4, top_k=3, n_points=32,
-            kmeans_samples=2000, kmeans_n_init=2)
+            kmeans_samples=2000, kmeans_n_init=2, memory_fractions=(0.1, 0.3))
 
 
 @pytest.fixture(autouse=True)

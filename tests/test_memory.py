@@ -51,6 +51,8 @@ def test_memory_holds_bank_patches_of_their_source_images(tiny_detector):
     n = model.bank_4.shape[0]
     assert tuple(m.shape[0] for m in model.memories) == model.config.memory_images(n)
     assert min(model.config.memory_images(n)) >= 1
+    # conftest's TINY sizes the scales differently, so every parity test covers per-scale memory sizes
+    assert model.memory_4.shape[0] != model.memory_8.shape[0]
     for bank, memory, sources in zip(model.banks, model.memories, model.memory_sources):
         assert memory.shape[1:] == bank.shape[1:] and sources.shape == (memory.shape[0], *memory.shape[2:])
         patches = memory.permute(0, 2, 3, 1).reshape(-1, memory.shape[1])

@@ -29,7 +29,7 @@ constexpr const char* kBanks[] = {"bank_4", "bank_8"};  // (N, D, h_s, w_s)
 constexpr const char* kTrainHists = "train_hists";      // (N, grid^2, n_clusters + 1)
 constexpr const char* kBankForeground = "bank_fg";      // (N, h_0, w_0) float32
 constexpr const char* kCenters = "centers";             // (n_clusters, C) float32
-constexpr const char* kMemories[] = {"memory_4", "memory_8"};  // (M, D, h_s, w_s), the banks' dtype
+constexpr const char* kMemories[] = {"memory_4", "memory_8"};  // (M_s, D, h_s, w_s), the banks' dtype
 constexpr const char* kLocationOffset = "location_offset";     // (h_0, w_0) float32
 constexpr const char* kNpySuffix = ".npy";
 

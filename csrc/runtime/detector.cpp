@@ -88,7 +88,7 @@ struct Detector::Impl {
   Backend backend = Backend::kOpenCV;
   std::unique_ptr<runtime::Network> network;
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
-  NpyArray memory_4, memory_8;            // (M, D, S/s1, S/s1), (M, D, S/s2, S/s2): searched whole
+  NpyArray memory_4, memory_8;            // (M_4, D, S/s1, S/s1), (M_8, D, S/s2, S/s2): searched whole
   std::vector<float> location_offset;     // (S/s1, S/s1) subtracted from the fine patch scores
   std::vector<int64_t> memory_index_4, memory_index_8;  // 0 .. M_s - 1 per scale
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4

@@ -2,9 +2,9 @@
 
 Backbone taps -> global retrieval (codebook histograms, robust KL, top-K) -> Local Retrieval
 Branch descriptors -> location-restricted NN search per scale (+ the memory, searched whole) ->
-location and foreground weighting -> fusion, blur, top-T image score. Everything needed at inference
-(backbone weights, LRB weights, codebook, training histograms, descriptor bank, foreground maps,
-memory, location weight) lives in ``state_dict``.
+location offset and foreground weighting -> fusion, blur, top-T image score. Everything needed at
+inference (backbone weights, LRB weights, codebook, training histograms, descriptor bank, foreground
+maps, memory, location offset) lives in ``state_dict``.
 
 Retrieval, NN search and post-processing go through :mod:`cpr_engine.ops`: native kernels when
 ``cpr_engine._C`` is built, the PyTorch reference otherwise (``model.ops_impl`` forces one); inputs

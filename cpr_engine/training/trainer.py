@@ -365,9 +365,9 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         if (candidate["descriptor"], candidate["windows"]) != current:
             current, offset = (candidate["descriptor"], candidate["windows"]), None
         model.location_offset.zero_()
-        if candidate["location_offset"] and offset is None:
-            offset = location_offset(model, feats, offset_ids)
         if candidate["location_offset"]:
+            if offset is None:
+                offset = location_offset(model, feats, offset_ids)
             model.location_offset.copy_(offset)
         model.use_foreground.fill_(candidate["foreground"])
         metrics = validation_metrics(model, queries, device)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -152,8 +153,8 @@ struct Detector::Impl {
     location_offset = offset.to_float();
     memory_index_4.resize(m_4);
     memory_index_8.resize(m_8);
-    for (int64_t i = 0; i < m_4; ++i) memory_index_4[i] = i;
-    for (int64_t i = 0; i < m_8; ++i) memory_index_8[i] = i;
+    std::iota(memory_index_4.begin(), memory_index_4.end(), int64_t(0));
+    std::iota(memory_index_8.begin(), memory_index_8.end(), int64_t(0));
   }
 
   // The codebook (M, C) float32, M from train_hists.
@@ -216,13 +217,11 @@ struct Detector::Impl {
   std::vector<float> map_weight(const cv::Mat& own, const std::vector<int64_t>& index) const {
     if (!manifest.use_foreground) return {};
     const int64_t plane = fine_side() * fine_side();
-    std::vector<float> out(plane);
     const float* fg = own.ptr<float>();
     const float* bank = reinterpret_cast<const float*>(bank_fg.data());
-    for (int64_t i = 0; i < plane; ++i) {
-      float v = fg[i];
-      for (int64_t j : index) v = std::max(v, bank[j * plane + i]);
-      out[i] = v;
+    std::vector<float> out(fg, fg + plane);
+    for (int64_t j : index) {  // one retrieved image's plane at a time: contiguous reads
+      for (int64_t i = 0; i < plane; ++i) out[i] = std::max(out[i], bank[j * plane + i]);
     }
     return out;
   }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from tests.helpers.artifacts import misshapen_memory_and_offset, replace_array
 from tests.helpers.offsets import with_location_offset
 
 pytest.importorskip("onnx")
@@ -207,6 +208,16 @@ def test_wrong_image_size_is_refused(binary, artifacts, images, tmp_path):
     side = 128 // json.loads((art / "manifest.json").read_text())["strides"][0]
     error = _load_error(binary, art, images, tmp_path)
     assert "bank_4.npy: bank_4 has shape" in error and "expected" in error and f"{side}, {side})" in error
+
+
+@pytest.mark.parametrize("name", ["memory_8", "location_offset"])
+def test_misshapen_memory_or_offset_is_refused(binary, artifacts, images, tmp_path, name):
+    """A memory or location offset of the wrong shape, listed and signed (a bad exporter): exit 2 with
+    a line naming the file, no verdict."""
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    replace_array(art, name, misshapen_memory_and_offset(art)[name])
+    error = _load_error(binary, art, images, tmp_path)
+    assert f"{name}.npy" in error and "shape" in error, error
 
 
 def test_corrupt_image_is_reported_and_others_scored(binary, artifacts, images, tmp_path):

@@ -19,6 +19,7 @@ from cpr_engine.errors import CPRError, InputError, ModelFileError, NonFiniteSco
 from cpr_engine.inputs import verdict
 from cpr_engine.contract import MANIFEST, MANIFEST_DIGEST
 from cpr_engine.runtime.artifact import ArtifactError, add_file, read_manifest
+from tests.helpers.artifacts import misshapen_memory_and_offset, replace_array
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,16 @@ def test_detector_nan_bank_buffer_is_never_good(tiny_detector, image, buffer):
     finally:
         with torch.no_grad():
             bank.copy_(saved)
+
+
+@pytest.mark.parametrize("name", ["memory_8", "location_offset"])
+def test_artifact_with_a_misshapen_memory_or_offset_is_refused(artifact, tmp_path, name):
+    """A memory or location offset of the wrong shape, listed and signed (a bad exporter): refused on
+    load with a line naming the file, never scored."""
+    folder = _copy(artifact, tmp_path / "art")
+    replace_array(folder, name, misshapen_memory_and_offset(folder)[name])
+    with pytest.raises(ArtifactError, match=f"{name}.npy"):
+        Detector.load(folder)
 
 
 @pytest.mark.needs_native

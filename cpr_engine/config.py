@@ -73,6 +73,10 @@ class CPRConfig:
     use_location_offset: bool = True
     # foreground: fitted for objects; kept only when it helps on the validation split
     use_foreground: bool = True
+    # with the foreground kept: True weights the anomaly map (and so the image score) by it, False the
+    # image score only (the map still shows defects off the object); train_model chooses it on the
+    # validation split
+    foreground_on_map: bool = True
     lda_samples: int = 15_000
     # post-processing
     blur_sigma: float = 4.0

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
-ARTIFACT_FORMAT_VERSION = 4
-# version 3 has a multiplicative location weight instead of LOCATION_OFFSET; 2 no MEMORIES; 1 no FEATURES_OUTPUT
+ARTIFACT_FORMAT_VERSION = 5
+# version 4 has no foreground_on_map (read as True); 3 has a multiplicative location weight instead of LOCATION_OFFSET; 2 no MEMORIES; 1 no FEATURES_OUTPUT
 ARTIFACT_MIN_FORMAT_VERSION = 4
 
 # -- files of an artifact folder -------------------------------------------------------------------
@@ -68,9 +68,10 @@ class RuntimeSettings:
     grid: int  # histogram blocks per side
     blur_sigma: float  # Gaussian blur of the anomaly map (pixels)
     top_t: int  # map values summed into the image score
-    use_foreground: bool  # multiply the fused map by the foreground
+    use_foreground: bool  # weight by the foreground (the fused map, or the image score only)
     threshold: float  # an image score above it is anomalous
     pixel_normal: tuple[float, float] = (0.0, 1.0)  # (median, max) pixel score of good training images
+    foreground_on_map: bool = True  # with use_foreground: True weights the map and score, False the score only
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "RuntimeSettings":

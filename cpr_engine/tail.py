@@ -5,7 +5,7 @@ training state (codebook centers, train_hists, banks, bank_fg, memories, locatio
 codebook block histograms, histogram matching and top-K (global retrieval) -> location-restricted
 nearest-neighbour search in the K images, and a whole-map search in the memory (a coreset of all
 training patches) -> location offset (the training images' per-location excess subtracted from the
-fine patch scores) -> map weight (foreground) -> post-processing (fusion of the scales, upsampling,
+fine patch scores) -> map weight (foreground, on the map or on the image score only) -> post-processing (fusion of the scales, upsampling,
 blur, top-T image score).
 
 Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on NumPy arrays (the
@@ -14,7 +14,8 @@ torch-free ``ArtifactDetector``) and on torch tensors on any device (``CPRModel`
 The C++ runtime (``csrc/runtime/detector.cpp``) is the one other place the sequence is written.
 
 ``settings`` is anything with the attributes ``grid``, ``kept_blocks``, ``top_k``, ``windows``,
-``image_size``, ``blur_sigma`` and ``top_t``: a ``CPRConfig`` or a ``contract.RuntimeSettings``.
+``image_size``, ``blur_sigma``, ``top_t`` and ``foreground_on_map``: a ``CPRConfig`` or a
+``contract.RuntimeSettings``.
 """
 from __future__ import annotations
 
@@ -128,9 +129,19 @@ def map_weight(foreground, index, state: TailState):
 
 def postprocess(local: list, foreground, index, state: TailState, settings, impl: str | None = None):
     """Patch scores (+ the query's foreground or None) -> maps (B, S, S) float32, scores (B,) float32
-    (location offset, map weight, then ``ops.postprocess``)."""
-    return ops.postprocess(offset_locations(local, state), map_weight(foreground, index, state),
-                           settings.image_size, settings.blur_sigma, settings.top_t, impl=impl)
+    (location offset, map weight, then ``ops.postprocess``).
+
+    The map weight multiplies the fused map, and so the image score; with
+    ``settings.foreground_on_map`` False it weights the image score only and the maps are unweighted
+    (a second ``ops.postprocess``).
+    """
+    local = offset_locations(local, state)
+    weight = map_weight(foreground, index, state)
+    sizes = (settings.image_size, settings.blur_sigma, settings.top_t)
+    maps, scores = ops.postprocess(local, weight if settings.foreground_on_map else None, *sizes, impl=impl)
+    if weight is not None and not settings.foreground_on_map:
+        scores = ops.postprocess(local, weight, *sizes, impl=impl)[1]
+    return maps, scores
 
 
 def score(descriptors: list, features, foreground, state: TailState, settings, exclude=None,

@@ -22,6 +22,9 @@ from .config import CPRConfig
 from .foreground import foreground_map
 from .lrb import LocalRetrievalBranch, RawTapHead
 
+#: where the foreground weights: the anomaly map (and so the image score), the image score only, nowhere
+FOREGROUND_MODES = ("map", "score", "off")
+
 
 class CPROutput(NamedTuple):
     """Model output; field names are also export output names and runtime keys."""
@@ -139,6 +142,21 @@ class CPRModel(nn.Module):
     def retrieve(self, feature4: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Top-K training images per query, (B, K) int64, closest first."""
         return tail.retrieve(feature4, self.tail_state, self.config, exclude, self.ops_impl)
+
+    @property
+    def foreground_mode(self) -> str:
+        """Where the foreground weights: ``"map"`` (the anomaly map, and so the image score), ``"score"``
+        (the image score only) or ``"off"`` (the ``use_foreground`` buffer and ``config.foreground_on_map``)."""
+        if not bool(self.use_foreground):
+            return "off"
+        return "map" if self.config.foreground_on_map else "score"
+
+    def set_foreground_mode(self, mode: str) -> None:
+        """Set ``use_foreground`` and ``config.foreground_on_map`` for ``mode`` (see :attr:`foreground_mode`)."""
+        if mode not in FOREGROUND_MODES:
+            raise ValueError(f"foreground mode must be one of {FOREGROUND_MODES}, got {mode!r}")
+        self.use_foreground.fill_(mode != "off")
+        self.config.foreground_on_map = mode != "score"
 
     def foreground(self, feature4: torch.Tensor, enabled: bool | None = None) -> torch.Tensor | None:
         """The query's own foreground (B, h, w) float32, or None when the foreground branch is off.

@@ -135,7 +135,8 @@ def test_raw_descriptor_model_trains_without_steps_and_exports(demo_root, tmp_pa
 
 
 def test_auto_choice_is_the_best_validation_candidate(demo_root):
-    """The best validation mean wins; near-ties (within 0.005) go to the cheapest search."""
+    """The best validation mean wins; near-ties (within 0.005) go to the cheapest search, then the location
+    offset; equal means to the cheapest foreground mode."""
     options = dict(TINY, val_fraction=0.25)
     variant = options.pop("variant")
     det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
@@ -145,18 +146,27 @@ def test_auto_choice_is_the_best_validation_candidate(demo_root):
     global_search = [2 * side4 - 1, 2 * side8 - 1]
     assert global_search in [r["windows"] for r in rows] and len({tuple(r["windows"]) for r in rows}) == 2
     # the global search is a candidate for the raw taps only (its cost with 384-d learned descriptors)
-    # ... each with the foreground on / off and the location offset on / off
+    # ... each with the foreground on the map / on the image score only / off and the location offset on / off
+    modes = ("map", "score", "off")
     assert {(r["descriptor"], r["foreground"], r["location_offset"], tuple(r["windows"]) == tuple(global_search))
-            for r in rows} == {("learned", fg, lo, False) for fg in (True, False) for lo in (True, False)} | {
-        ("raw", fg, lo, g) for fg in (True, False) for lo in (True, False) for g in (True, False)} and len(rows) == 12
+            for r in rows} == {("learned", fg, lo, False) for fg in modes for lo in (True, False)} | {
+        ("raw", fg, lo, g) for fg in modes for lo in (True, False) for g in (True, False)} and len(rows) == 18
+    # the image-score-only mode has the maps of "off" and the image score of "map"
+    for r in rows:
+        if r["foreground"] == "score":
+            same = {m: next(o for o in rows if o["foreground"] == m and all(
+                o[k] == r[k] for k in ("descriptor", "windows", "location_offset"))) for m in ("map", "off")}
+            assert r["image_AUROC"] == same["map"]["image_AUROC"]
+            assert all(r[k] == same["off"][k] for k in ("pixel_AUROC", "pixel_AUPRO", "pixel_AP"))
     top = max(r["mean"] for r in rows)
     near_best = [r for r in rows if r["mean"] >= top - 0.005]
-    best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), not r["location_offset"], -r["mean"]))
+    best = min(near_best, key=lambda r: (sum(w * w for w in r["windows"]), not r["location_offset"], -r["mean"],
+                                         ("off", "map", "score").index(r["foreground"])))
     assert best["mean"] >= top - 0.005 and all(sum(w * w for w in r["windows"]) >= sum(w * w for w in best["windows"])
                                                for r in near_best)
     assert (det.meta["descriptor"], det.meta["foreground"], det.meta["windows"], det.meta["location_offset"]) == (
         best["descriptor"], best["foreground"], best["windows"], best["location_offset"])
-    assert det.config.descriptor == best["descriptor"] and bool(det.model.use_foreground) == best["foreground"]
+    assert det.config.descriptor == best["descriptor"] and det.model.foreground_mode == best["foreground"]
     assert bool((det.model.location_offset != 0).any()) == best["location_offset"]
     assert list(det.config.windows) == det.meta["windows"]
     # the user's configuration object is not changed by what training chose
@@ -198,3 +208,15 @@ def test_near_ties_then_go_to_the_location_offset():
     assert best_candidate(rows)["tag"] == "on"  # then the offset, within the tolerance
     rows[1]["mean"] = 0.790
     assert best_candidate(rows)["tag"] == "off"  # not when it is clearly worse
+
+
+def test_equal_means_go_to_the_cheapest_foreground_mode():
+    from cpr_engine.training.selection import best_candidate
+
+    rows = [{"windows": [9, 5], "location_offset": True, "foreground": fg, "mean": mean, "tag": fg}
+            for fg, mean in (("map", 0.7150), ("score", 0.7150), ("off", 0.7150))]
+    assert best_candidate(rows)["tag"] == "off"  # the foreground changed no metric: no foreground
+    rows[2]["mean"] = 0.7149
+    assert best_candidate(rows)["tag"] == "map"  # a better mean still wins, however small
+    rows[0]["mean"] = 0.7148
+    assert best_candidate(rows)["tag"] == "score"

@@ -142,6 +142,17 @@ def test_train_refuses_impossible_values_before_any_work(flag, value, tmp_path, 
     assert flag in line and not (tmp_path / "out").exists()
 
 
+def test_train_summary_names_the_foreground_mode():
+    rows = [{"descriptor": "raw", "windows": [9, 5], "foreground": fg, "location_offset": True, "mean": mean}
+            for fg, mean in (("map", 0.70), ("score", 0.75), ("off", 0.74))]
+    meta = {"descriptor": "raw", "foreground": "score", "location_offset": True, "windows": [9, 5],
+            "selection": rows, "n_validation": 4}
+    line = train.choice_summary(meta)
+    assert line.startswith("descriptor raw, foreground on the image score only, location offset on, windows [9, 5]")
+    assert "raw/fg score/lo on/windows [9, 5] 0.750" in line and "raw/fg off/lo on/windows [9, 5] 0.740" in line
+    assert "foreground off," in train.choice_summary({**meta, "foreground": "off", "selection": []})
+
+
 @pytest.mark.slow
 def test_demo_summary_reads_the_mean_rows():
     rows = [{"category": "a", "image_AUROC": 1.0}, {"category": "a[1-NN]", "image_AUROC": 0.9},

@@ -3,7 +3,6 @@
 Skipped when the binary is absent, failed instead when CPR_REQUIRE_CPP=1 (CI). The C++ runtime
 reads the artifact's network_opencv.onnx and centers.npy (written by cpr-export).
 """
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from tests.helpers.artifacts import misshapen_memory_and_offset, replace_array
+from tests.helpers.artifacts import edit_manifest, misshapen_memory_and_offset, replace_array
 from tests.helpers.offsets import with_location_offset
 
 pytest.importorskip("onnx")
@@ -35,9 +34,11 @@ def binary():
 
 
 @pytest.fixture(scope="module")
-def model_path(object_detector, tmp_path_factory):
-    """The tiny object model of conftest (foreground branch on), saved with a non-uniform location offset."""
-    return with_location_offset(object_detector, tmp_path_factory.mktemp("cpp"))
+def model_paths(object_detector, tmp_path_factory):
+    """{foreground mode: model.pt}: the tiny object model of conftest, saved with a non-uniform location
+    offset and its foreground on the map ("map") or on the image score only ("score")."""
+    root = tmp_path_factory.mktemp("cpp")
+    return {mode: with_location_offset(object_detector, root / mode, mode) for mode in ("map", "score")}
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,15 @@ def images(demo_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def artifacts(model_path, tmp_path_factory):
+def artifacts(model_paths, tmp_path_factory):
+    """{kind: artifact}: "fp32", "fp16" of the "map" model, "fp32_score" of the "score" model."""
     from cpr_engine import Detector
     from cpr_engine.exporter import export_artifact
 
-    det = Detector.load(model_path, device="cpu")
     root = tmp_path_factory.mktemp("cpp_artifacts")
     out = {}
-    for name, fp16 in (("fp32", False), ("fp16", True)):
+    for name, fp16, mode in (("fp32", False, "map"), ("fp16", True, "map"), ("fp32_score", False, "score")):
+        det = Detector.load(model_paths[mode], device="cpu")
         out[name] = Path(export_artifact(det, root / name, fp16=fp16, trt="no")["artifact"])
     return out
 
@@ -78,31 +80,49 @@ def parse(stdout: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def python_predictions(model_path, images):
+def python_predictions(model_paths, images):
+    """{foreground mode: ({file: Prediction}, threshold)} of the Python Detector."""
     from cpr_engine import Detector
     from cpr_engine.data import read_image
 
-    det = Detector.load(model_path, device="cpu")
     files = sorted(images.iterdir())
-    preds = det.predict([read_image(p) for p in files])
-    return {p.name: pred for p, pred in zip(files, preds)}, det.threshold
+    out = {}
+    for mode, path in model_paths.items():
+        det = Detector.load(path, device="cpu")
+        out[mode] = {p.name: pred for p, pred in zip(files, det.predict([read_image(p) for p in files]))}, det.threshold
+    return out
 
 
-@pytest.mark.parametrize("kind", ["fp32", "fp16"])
+@pytest.mark.parametrize("kind", ["fp32", "fp16", "fp32_score"])
 def test_scores_match_python(binary, artifacts, images, python_predictions, tmp_path, kind):
+    from cpr_engine.data import read_image
+    from cpr_engine.overlay import heatmap_overlay
+
     result = run(binary, artifacts[kind], images, tmp_path / "heat")
     assert result.returncode == 0, result.stderr
     got = parse(result.stdout)
-    expected, threshold = python_predictions
+    mode = "score" if kind.endswith("_score") else "map"
+    expected, threshold = python_predictions[mode]
+    others = python_predictions["map" if mode == "score" else "score"][0]
+    normal = tuple(json.loads((artifacts[kind] / "manifest.json").read_text())["pixel_normal"])
+    rtol = RTOL[kind.split("_")[0]]
     assert set(got) == set(expected)
     assert "images/s" in result.stdout.splitlines()[-1]
+    closer_to_own_map = 0
     for name, (score, verdict) in got.items():
         ref = expected[name].score
-        assert score == pytest.approx(ref, rel=RTOL[kind]), name
-        if abs(ref - threshold) > RTOL[kind] * abs(threshold):  # a verdict can only flip inside the tolerance
+        assert score == pytest.approx(ref, rel=rtol), name
+        if abs(ref - threshold) > rtol * abs(threshold):  # a verdict can only flip inside the tolerance
             assert verdict == ("anomalous" if expected[name].is_anomalous else "good"), name
         heat = cv2.imread(str(tmp_path / "heat" / f"{Path(name).stem}.png"))
         assert heat is not None and heat.shape[:2] == expected[name].anomaly_map.shape, name
+        # the heat map draws this mode's map (weighted or not by the foreground), as Python draws it
+        image = read_image(images / name)
+        own, other = (heatmap_overlay(image, p.anomaly_map, normal)[..., ::-1].astype(int)
+                      for p in (expected[name], others[name]))
+        assert (abs(heat.astype(int) - own) > 3).mean() < 0.01, name
+        closer_to_own_map += int(abs(heat - own).mean() < abs(heat - other).mean())
+    assert closer_to_own_map >= len(got) - 1, "the two foreground modes draw the same maps: nothing is tested"
 
 
 def _broken_copy(artifact, tmp_path):
@@ -123,20 +143,9 @@ def test_tampered_file_is_refused(binary, artifacts, images, tmp_path):
     assert "checksum mismatch for bank_4.npy" in _load_error(binary, art, images, tmp_path)
 
 
-def _edit_manifest(art, digest=True, **changes):
-    """Change manifest settings; ``digest``: rewrite manifest.sha256 to match (a consistent edit, to
-    reach the checks behind the digest), else leave it (tampering)."""
-    manifest = json.loads((art / "manifest.json").read_text())
-    manifest.update(changes)
-    data = json.dumps(manifest).encode()
-    (art / "manifest.json").write_bytes(data)
-    if digest:
-        (art / "manifest.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  manifest.json\n")
-
-
 def test_tampered_or_unsigned_manifest_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
-    _edit_manifest(art, digest=False, top_t=1)
+    edit_manifest(art, resign=False, top_t=1)
     assert "checksum mismatch for manifest.json" in _load_error(binary, art, images, tmp_path)
     (art / "manifest.sha256").unlink()
     assert "has no manifest.sha256" in _load_error(binary, art, images, tmp_path)
@@ -144,9 +153,9 @@ def test_tampered_or_unsigned_manifest_is_refused(binary, artifacts, images, tmp
 
 def test_unusable_threshold_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
-    _edit_manifest(art, threshold=-1.0)
+    edit_manifest(art, threshold=-1.0)
     assert "setting 'threshold' must be a finite number >= 0" in _load_error(binary, art, images, tmp_path)
-    _edit_manifest(art, threshold=float("nan"))  # Python writes NaN, which is not JSON: refused as unreadable
+    edit_manifest(art, threshold=float("nan"))  # Python writes NaN, which is not JSON: refused as unreadable
     assert "manifest.json: unreadable manifest" in _load_error(binary, art, images, tmp_path)
 
 
@@ -176,21 +185,29 @@ def test_setting_out_of_range_is_refused_as_python_refuses_it(binary, artifacts,
 
     art = _broken_copy(artifacts["fp32"], tmp_path)
     manifest = json.loads((art / "manifest.json").read_text())
-    _edit_manifest(art, **{key: value(manifest) if callable(value) else value})
+    edit_manifest(art, **{key: value(manifest) if callable(value) else value})
     with pytest.raises(ArtifactError, match=f"manifest setting '{key}' = .* is not allowed: must be") as python:
         check_settings(str(art), json.loads((art / "manifest.json").read_text()))
     assert f"error: cannot load the artifact: {python.value}\n" in _load_error(binary, art, images, tmp_path)
 
 
+@pytest.mark.parametrize("key", ["use_foreground", "foreground_on_map"])
+def test_foreground_setting_that_is_not_a_boolean_is_refused(binary, artifacts, images, tmp_path, key):
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    edit_manifest(art, **{key: 1})
+    error = _load_error(binary, art, images, tmp_path)
+    assert f"setting '{key}' missing or invalid" in error and error.count("\n") == 1
+
+
 def test_newer_format_version_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
-    _edit_manifest(art, format_version=99)
+    edit_manifest(art, format_version=99)
     assert "format version 99" in _load_error(binary, art, images, tmp_path)
 
 
 def test_other_format_and_missing_manifest_are_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
-    _edit_manifest(art, format="something-else")
+    edit_manifest(art, format="something-else")
     assert "format tag 'cpr-engine-artifact' missing" in _load_error(binary, art, images, tmp_path)
     (art / "manifest.json").unlink()
     assert "no manifest.json" in _load_error(binary, art, images, tmp_path)
@@ -204,7 +221,7 @@ def test_missing_file_is_refused(binary, artifacts, images, tmp_path):
 
 def test_wrong_image_size_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
-    _edit_manifest(art, image_size=128)
+    edit_manifest(art, image_size=128)
     side = 128 // json.loads((art / "manifest.json").read_text())["strides"][0]
     error = _load_error(binary, art, images, tmp_path)
     assert "bank_4.npy: bank_4 has shape" in error and "expected" in error and f"{side}, {side})" in error
@@ -241,7 +258,7 @@ def test_whole_map_windows_match_the_python_runtime(binary, artifacts, images, t
     manifest = json.loads((art / "manifest.json").read_text())
     sides = [manifest["image_size"] // s for s in manifest["strides"]]
     windows = [2 * side - 1 for side in sides] if which == "both" else [3, 2 * sides[1] - 1]
-    _edit_manifest(art, windows=windows)
+    edit_manifest(art, windows=windows)
     result = run(binary, art, images, tmp_path / "heat")
     assert result.returncode == 0, result.stderr
     got = parse(result.stdout)

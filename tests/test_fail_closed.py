@@ -19,7 +19,7 @@ from cpr_engine.errors import CPRError, InputError, ModelFileError, NonFiniteSco
 from cpr_engine.inputs import verdict
 from cpr_engine.contract import MANIFEST, MANIFEST_DIGEST
 from cpr_engine.runtime.artifact import ArtifactError, add_file, read_manifest
-from tests.helpers.artifacts import misshapen_memory_and_offset, replace_array
+from tests.helpers.artifacts import edit_manifest, misshapen_memory_and_offset, replace_array
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +45,6 @@ def model_file(tiny_detector, tmp_path_factory):
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst
-
-
-def _edit_manifest(folder, resign=True, **changes):
-    """Change settings of manifest.json; ``resign``: rewrite manifest.sha256 to match (a bad exporter, not tampering)."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest.update(changes)
-    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    (folder / MANIFEST).write_bytes(data)
-    if resign:
-        (folder / MANIFEST_DIGEST).write_text(f"{hashlib.sha256(data).hexdigest()}  {MANIFEST}\n")
 
 
 # --- the verdict -----------------------------------------------------------------------------------
@@ -198,6 +188,7 @@ BAD_SETTINGS = [
     ("blur_sigma", -4),
     ("blur_sigma", float("nan")),
     ("use_foreground", "false"),
+    ("foreground_on_map", 1),
     ("variant", "nope"),
     ("image_size", 72),
     ("image_size", 0),
@@ -214,7 +205,7 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("key,value", BAD_SETTINGS, ids=[f"{k}={v!r}" for k, v in BAD_SETTINGS])
 def test_bad_manifest_setting_is_refused(artifact, tmp_path, key, value):
     folder = _copy(artifact, tmp_path / "bad")
-    _edit_manifest(folder, **{key: value})
+    edit_manifest(folder, **{key: value})
     with pytest.raises(ArtifactError, match=f"'{key}'") as info:
         Detector.load(folder)
     message = str(info.value)
@@ -228,7 +219,7 @@ def test_bad_manifest_setting_is_refused(artifact, tmp_path, key, value):
                                        ("bank_dtype", "float16")])
 def test_setting_that_does_not_fit_the_arrays_is_refused(artifact, tmp_path, key, value):
     folder = _copy(artifact, tmp_path / "bad")
-    _edit_manifest(folder, **{key: value})
+    edit_manifest(folder, **{key: value})
     with pytest.raises(ArtifactError, match=key):  # n_clusters: centers.npy has another number of rows
         Detector.load(folder)
 
@@ -243,7 +234,7 @@ def test_nan_in_an_artifact_bank_is_refused(artifact, tmp_path):
     np.save(folder / "bank_8.npy", bank)
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"]["bank_8.npy"]["sha256"] = sha256_of(folder / "bank_8.npy")
-    _edit_manifest(folder, files=manifest["files"])
+    edit_manifest(folder, files=manifest["files"])
     with pytest.raises(ArtifactError, match="bank_8.npy holds NaN or inf \\(training image 2\\)"):
         Detector.load(folder)
 
@@ -279,7 +270,7 @@ def test_missing_or_edited_manifest_digest_is_refused(artifact, tmp_path):
     (folder / MANIFEST_DIGEST).write_text("0" * 64 + "  manifest.json\n")
     with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
         Detector.load(folder)
-    _edit_manifest(folder, threshold=float("nan"), resign=False)
+    edit_manifest(folder, threshold=float("nan"), resign=False)
     with pytest.raises(ArtifactError, match="checksum mismatch for manifest.json"):
         Detector.load(folder)
 

@@ -15,6 +15,7 @@ from cpr_engine.inputs import AnomalyDetector
 from cpr_engine.contract import MANIFEST
 from cpr_engine.runtime.artifact import ArtifactError
 from cpr_engine.runtime.detector import ArtifactDetector
+from tests.helpers.artifacts import edit_manifest
 from tests.helpers.offsets import with_location_offset
 
 
@@ -35,15 +36,18 @@ def test_images(demo_root):
 
 @pytest.fixture(scope="module")
 def artifacts(object_detector, tiny_detector, tmp_path_factory):
-    """{(name, fp16): (torch detector, artifact folder)} for an object and a texture model."""
+    """{(name, fp16): (torch detector, artifact folder)} for an object model with its foreground on the map
+    ("object") or on the image score only ("object_score", fp32) and a texture model."""
     root = tmp_path_factory.mktemp("rt")
-    offset = Detector.load(with_location_offset(object_detector, root), device="cpu")
+    models = {"object": Detector.load(with_location_offset(object_detector, root / "map", "map"), device="cpu"),
+              "object_score": Detector.load(with_location_offset(object_detector, root / "score", "score"), device="cpu"),
+              "texture": tiny_detector}
     out = {}
-    for name, det in (("object", offset), ("texture", tiny_detector)):
-        for fp16 in (False, True):
-            folder = root / f"{name}_{int(fp16)}"
-            export_artifact(det, folder, fp16=fp16, trt="no")
-            out[(name, fp16)] = (det, folder)
+    for name, fp16 in (("object", False), ("object", True), ("object_score", False), ("texture", False),
+                       ("texture", True)):
+        folder = root / f"{name}_{int(fp16)}"
+        export_artifact(models[name], folder, fp16=fp16, trt="no")
+        out[(name, fp16)] = (models[name], folder)
     return out
 
 
@@ -51,8 +55,8 @@ def _scores(preds):
     return np.array([p.score for p in preds])
 
 
-@pytest.mark.parametrize("fp16", [False, True])
-@pytest.mark.parametrize("name", ["object", "texture"])
+@pytest.mark.parametrize("name,fp16", [("object", False), ("object", True), ("object_score", False),
+                                       ("texture", False), ("texture", True)])
 def test_artifact_scores_equal_pytorch(artifacts, test_images, name, fp16):
     det, folder = artifacts[(name, fp16)]
     runtime = Detector.load(folder)
@@ -64,6 +68,21 @@ def test_artifact_scores_equal_pytorch(artifacts, test_images, name, fp16):
         assert g.anomaly_map.shape == image.shape[:2] and g.anomaly_map.dtype == np.float32
         np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, rtol=RTOL[fp16], atol=RTOL[fp16] * w.anomaly_map.max())
         assert g.is_anomalous == w.is_anomalous or abs(w.score - det.threshold) < RTOL[fp16] * det.threshold
+
+
+def test_foreground_on_the_score_only_and_format_4(artifacts, test_images, tmp_path):
+    """The image-score-only artifact has the weighted artifact's scores and other maps; a format-4 artifact
+    (no foreground_on_map) is read as the map weighted, as that format scored."""
+    _, weighted = artifacts[("object", False)]
+    _, score_only = artifacts[("object_score", False)]
+    older = _copy(score_only, tmp_path / "format_4")
+    edit_manifest(older, drop=("foreground_on_map",), format_version=4)
+    want, got, older_got = (Detector.load(folder).predict(test_images) for folder in (weighted, score_only, older))
+    np.testing.assert_allclose(_scores(got), _scores(want), rtol=1e-6)
+    assert any(not np.allclose(g.anomaly_map, w.anomaly_map, rtol=1e-3) for g, w in zip(got, want))
+    for o, w in zip(older_got, want):
+        np.testing.assert_array_equal(o.anomaly_map, w.anomaly_map)
+        assert o.score == w.score
 
 
 def test_both_detector_classes_implement_the_protocol(artifacts, tiny_detector):

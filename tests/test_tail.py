@@ -1,4 +1,6 @@
 """The scoring tail (cpr_engine/tail.py): one code path for NumPy arrays and torch tensors."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -64,13 +66,30 @@ def test_tail_equals_the_ops_composed_by_hand(case):
     assert maps.shape == (3, 32, 32) and scores.shape == (3,)
 
 
+def test_foreground_on_the_image_score_only(case):
+    """foreground_on_map False: the maps of the unweighted tail and the scores of the weighted one."""
+    state, (descs, features, fg) = case
+    score_only = dataclasses.replace(SETTINGS, foreground_on_map=False)
+    maps, scores = tail.score(descs, features, fg, state, score_only)
+    weighted_maps, weighted_scores = tail.score(descs, features, fg, state, SETTINGS)
+    plain_maps, plain_scores = tail.score(descs, features, None, state, SETTINGS)
+    np.testing.assert_array_equal(maps, plain_maps)
+    np.testing.assert_array_equal(scores, weighted_scores)
+    assert not np.array_equal(maps, weighted_maps) and not np.array_equal(scores, plain_scores), \
+        "the foreground changes nothing here: the case does not test the mode"
+    # without a foreground the setting changes nothing
+    for got, want in zip(tail.score(descs, features, None, state, score_only), (plain_maps, plain_scores)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_numpy_and_torch_take_the_same_path(case):
     state, (descs, features, fg) = case
     torch_state = tail.TailState(*(_torch(part) for part in state))
-    for foreground in (fg, None):
-        maps, scores = tail.score(descs, features, foreground, state, SETTINGS)
+    score_only = dataclasses.replace(SETTINGS, foreground_on_map=False)
+    for foreground, settings in ((fg, SETTINGS), (None, SETTINGS), (fg, score_only)):
+        maps, scores = tail.score(descs, features, foreground, state, settings)
         t_maps, t_scores = tail.score(_torch(descs), _torch(features), None if foreground is None else _torch(foreground),
-                                      torch_state, SETTINGS)
+                                      torch_state, settings)
         np.testing.assert_allclose(t_maps.numpy(), maps, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(t_scores.numpy(), scores, rtol=1e-5)
 

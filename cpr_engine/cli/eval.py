@@ -128,7 +128,7 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         if report:
             page = html_report.CategoryReport(cat, result["metrics"], det.threshold, result["images"], {
                 "descriptor": det.config.descriptor, "windows": list(det.config.windows),
-                "foreground": bool(det.model.use_foreground), "K": det.config.top_k, "backbone": det.config.backbone},
+                "foreground": det.model.foreground_mode, "K": det.config.top_k, "backbone": det.config.backbone},
                 result["pro_curve"])
             html_report.add_galleries(page, det, {s.image_path: s.mask_path for s in test}, Path(report) / "thumbs")
             pages.append(page)

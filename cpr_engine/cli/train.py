@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "unless --force. Without --n-anomaly no test image is read. Decided from the training "
                     "images, with no flag: 15% of them are held out and scored clean and with synthetic defects; "
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
-                    "foreground branch (on/off), the location offset (on/off) and the search windows (the offsets "
+                    "foreground branch (on the map, on the image score only, or off), the location offset (on/off) and the search windows (the offsets "
                     "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
                     "(within 0.005 of it: the cheapest search, then the location offset on) are kept and printed. The "
                     "decision threshold is the largest leave-one-out score of the training images, or, where the "
@@ -149,6 +149,9 @@ def install_run(stage: Path, run_dir: Path) -> None:
             _remove(old)
 
 
+FOREGROUND_WORDS = {"map": "on the map", "score": "on the image score only", "off": "off"}
+
+
 def choice_summary(meta: dict) -> str:
     """One line: the descriptor heads, foreground, location offset and windows training chose, and why."""
     from ..training.selection import SELECTION_TOLERANCE
@@ -158,11 +161,11 @@ def choice_summary(meta: dict) -> str:
     def on(flag) -> str:
         return "on" if flag else "off"
 
-    kept = (f"descriptor {meta['descriptor']}, foreground {on(meta['foreground'])}, location offset "
+    kept = (f"descriptor {meta['descriptor']}, foreground {FOREGROUND_WORDS[meta['foreground']]}, location offset "
             f"{on(meta.get('location_offset'))}, windows {meta['windows']}")
     if not rows:
         return f"{kept} (too few training images for a validation split, so nothing was compared)"
-    scores = ", ".join(f"{r['descriptor']}/fg {on(r['foreground'])}/lo {on(r.get('location_offset'))}/windows "
+    scores = ", ".join(f"{r['descriptor']}/fg {r['foreground']}/lo {on(r.get('location_offset'))}/windows "
                        f"{r['windows']} {r['mean']:.3f}" for r in rows)
     return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP (near-ties within {SELECTION_TOLERANCE}: the "
             f"cheapest search, then the location offset) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")

@@ -288,8 +288,9 @@ def check_settings(folder: str | Path, manifest: dict) -> None:
         pixels = size * size if size is not None else None
         if not (_is_int(m["top_t"]) and 1 <= m["top_t"] <= (pixels or m["top_t"])):
             raise bad("top_t", f"an integer in [1, image_size^2 = {pixels}]")
-    if "use_foreground" in m and not isinstance(m["use_foreground"], bool):
-        raise bad("use_foreground", "true or false (a JSON boolean)")
+    for key in ("use_foreground", "foreground_on_map"):
+        if key in m and not isinstance(m[key], bool):
+            raise bad(key, "true or false (a JSON boolean)")
     normal = m.get("pixel_normal")
     if normal is not None and not (isinstance(normal, list) and len(normal) == 2 and all(map(_is_number, normal))
                                    and all(map(math.isfinite, normal)) and 0 <= normal[0] <= normal[1]):

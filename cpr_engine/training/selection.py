@@ -6,7 +6,8 @@
   training, each scored clean, with a synthetic blob and with a synthetic scratch.
 - :func:`best_candidate`: of the candidates scored on those queries with the field's metrics, the
   best mean of I-AUROC, P-AUROC, AUPRO and P-AP wins; within ``SELECTION_TOLERANCE`` of it, the
-  one with the smallest search windows, then the one with the location offset.
+  one with the smallest search windows, then the one with the location offset; on equal means the
+  cheapest foreground mode.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ SELECTION_METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AP")
 # validation means closer than this to the best are not told apart (a few dozen synthetic defects):
 # among them the cheapest search wins (the global search costs 10-40x a windowed one)
 SELECTION_TOLERANCE = 0.005
+# inference cost of a foreground mode (torch_model.FOREGROUND_MODES): none; one product; a second post-processing
+FOREGROUND_COST = {"off": 0, "map": 1, "score": 2}
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +123,8 @@ def search_cost(windows) -> int:
 def best_candidate(rows: list[dict]) -> dict:
     """The row with the best ``"mean"``; among rows within ``SELECTION_TOLERANCE`` of it, the one with the
     cheapest search (``"windows"``), then one with the location offset (``"location_offset"``), then the
-    best mean.
+    best mean, then (equal means: the foreground changed no metric) the cheapest foreground mode
+    (``FOREGROUND_COST``).
 
     The offset goes first on a tie because synthetic defects, placed anywhere, cannot show its gain:
     on the real defects measured it was the largest one (KolektorSDD, DeepPCB: benchmarks/RESULTS.md)
@@ -128,16 +132,32 @@ def best_candidate(rows: list[dict]) -> dict:
     """
     top = max(r["mean"] for r in rows)
     return min((r for r in rows if r["mean"] >= top - SELECTION_TOLERANCE),
-               key=lambda r: (search_cost(r["windows"]), not r.get("location_offset", False), -r["mean"]))
+               key=lambda r: (search_cost(r["windows"]), not r.get("location_offset", False), -r["mean"],
+                              FOREGROUND_COST[r.get("foreground", "off")]))
 
 
 @torch.no_grad()
-def validation_metrics(model, queries: ValidationQueries, device: torch.device, batch: int = 8) -> dict[str, float]:
-    """The field's metrics of ``model`` (bank filled) on the validation queries."""
+def validation_outputs(model, queries: ValidationQueries, device: torch.device,
+                       batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (3V,) and anomaly maps (3V, S, S) float32 of ``model`` (bank filled) on the validation queries."""
     scores, maps = [], []
     for i in range(0, len(queries.images), batch):
         out = model(queries.images[i:i + batch].to(device), exclude=queries.exclude[i:i + batch].to(device))
         scores.append(out.pred_score.float().cpu().numpy())
         maps.append(out.anomaly_map.float().cpu().numpy())
-    metrics = compute_all(np.concatenate(scores), queries.labels, np.concatenate(maps), queries.masks)
+    return np.concatenate(scores), np.concatenate(maps)
+
+
+def validation_metrics(scores: np.ndarray, maps: np.ndarray, queries: ValidationQueries) -> dict[str, float]:
+    """The field's metrics (``SELECTION_METRICS``) of validation scores (3V,) and maps (3V, S, S)."""
+    metrics = compute_all(scores, queries.labels, maps, queries.masks)
     return {k: float(metrics[k]) for k in SELECTION_METRICS}
+
+
+def foreground_outputs(weighted: tuple | None, unweighted: tuple) -> dict[str, tuple]:
+    """{foreground mode: (scores, maps)} from the outputs with the foreground on the map (``weighted``;
+    None without a foreground branch) and without it: the image-score-only mode takes the weighted
+    scores and the unweighted maps, exactly what that mode computes."""
+    if weighted is None:
+        return {"off": unweighted}
+    return {"map": weighted, "score": (weighted[0], unweighted[1]), "off": unweighted}

@@ -37,8 +37,8 @@ from .memory import fill_memory, location_offset
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
 from .queries import QuerySampler, RealDefects
 from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
-from .selection import (ValidationQueries, best_candidate, choose_windows, validation_metrics, validation_queries,
-                        validation_split)
+from .selection import (ValidationQueries, best_candidate, choose_windows, foreground_outputs, validation_metrics,
+                        validation_outputs, validation_queries, validation_split)
 from .synthesis import AnomalySource
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class TrainReport:
     threshold: float
     loo_scores: list = field(default_factory=list)
     pixel_normal: tuple = (0.0, 1.0)  # (median, max) pixel score of the leave-one-out maps
-    foreground: bool = False  # foreground branch used at inference
+    foreground: str = "off"  # where the foreground weights at inference: "map", "score" (image score only) or "off"
     # None when trained on good images only; else real defects used and how (section 7b)
     supervised: dict | None = None
     descriptor: str = "learned"  # descriptor heads kept: "learned" (LRB) or "raw" (backbone taps)
@@ -336,42 +336,50 @@ def real_defect_queries(model: CPRModel, images_u8: np.ndarray, masks: np.ndarra
 def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], has_fg: bool,
                  windows: list[tuple[int, int]], queries: ValidationQueries | None, offset_ids: torch.Tensor,
                  device: torch.device) -> tuple[dict, list[dict]]:
-    """Score every (descriptor heads, windows, foreground on/off, location offset on/off) candidate on
+    """Score every (descriptor heads, windows, location offset on/off, foreground mode) candidate on
     the validation queries.
 
     ``windows[0]`` goes with every descriptor; the others (the global search) only with the raw
     taps, whose 40 / 112 channels keep a whole-image search affordable (384-d learned descriptors
     would make it about ten times slower than the windowed search). The location offset of each
     (descriptor, windows) pair is computed from the training images ``offset_ids`` (not the
-    validation images); with ``config.use_location_offset`` False it is never a candidate.
+    validation images); with ``config.use_location_offset`` False it is never a candidate. The
+    foreground modes (``torch_model.FOREGROUND_MODES`` with a fitted foreground, else "off") share
+    two scorings of the queries, with the foreground on the map and without it.
 
     Returns:
         (the best candidate {"descriptor", "windows", "foreground", "location_offset"}, one row per
         candidate with its metrics and their mean). With no usable validation queries the first
-        candidate is kept: the first heads and windows, the foreground on when fitted, no location offset.
+        candidate is kept: the first heads and windows, the foreground on the map when fitted, no
+        location offset.
     """
     offsets = (False, True) if model.config.use_location_offset else (False,)
-    candidates = [{"descriptor": name, "windows": list(w), "foreground": fg, "location_offset": lo}
-                  for name in heads for w in dict.fromkeys(windows) if name == "raw" or w == windows[0]
-                  for fg in ((True, False) if has_fg else (False,)) for lo in offsets]
+    searches = [(name, list(w), lo) for name in heads for w in dict.fromkeys(windows) if name == "raw" or w == windows[0]
+                for lo in offsets]
     if queries is None or len(set(queries.labels.tolist())) < 2:
-        return candidates[0], []
+        name, w, lo = searches[0]
+        return {"descriptor": name, "windows": w, "foreground": "map" if has_fg else "off", "location_offset": lo}, []
     rows, current, offset = [], (None, None), None
-    for candidate in candidates:
-        if candidate["descriptor"] != current[0]:
-            model.set_descriptor_heads(heads[candidate["descriptor"]], heads_widths(heads[candidate["descriptor"]]))
+    for name, w, lo in searches:
+        if name != current[0]:
+            model.set_descriptor_heads(heads[name], heads_widths(heads[name]))
             fill_bank(model, feats)
-        model.config.windows = tuple(candidate["windows"])
-        if (candidate["descriptor"], candidate["windows"]) != current:
-            current, offset = (candidate["descriptor"], candidate["windows"]), None
+        model.config.windows = tuple(w)
+        if (name, w) != current:
+            current, offset = (name, w), None
         model.location_offset.zero_()
-        if candidate["location_offset"]:
+        if lo:
             if offset is None:
                 offset = location_offset(model, feats, offset_ids)
             model.location_offset.copy_(offset)
-        model.use_foreground.fill_(candidate["foreground"])
-        metrics = validation_metrics(model, queries, device)
-        rows.append({**candidate, **metrics, "mean": float(np.mean(list(metrics.values())))})
+        outputs = {}
+        for mode in ("map", "off") if has_fg else ("off",):
+            model.set_foreground_mode(mode)
+            outputs[mode] = validation_outputs(model, queries, device)
+        for mode, (scores, maps) in foreground_outputs(outputs.get("map"), outputs["off"]).items():
+            metrics = validation_metrics(scores, maps, queries)
+            rows.append({"descriptor": name, "windows": w, "foreground": mode, "location_offset": lo, **metrics,
+                         "mean": float(np.mean(list(metrics.values())))})
     best = best_candidate(rows)
     return {k: best[k] for k in ("descriptor", "windows", "foreground", "location_offset")}, rows
 
@@ -468,7 +476,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     if model.lrb is not heads[descriptor] or not selection:  # else bank and memory hold these heads' already
         model.set_descriptor_heads(heads[descriptor], heads_widths(heads[descriptor]))
         fill_bank(model, feats)
-    model.use_foreground.fill_(keep_fg)
+    model.set_foreground_mode(keep_fg)
     model.location_offset.zero_()
     if best["location_offset"]:
         model.location_offset.copy_(location_offset(model, feats, torch.arange(n, device=dev)))

@@ -7,8 +7,8 @@ namespace cpr {
 namespace contract {
 
 constexpr const char* kArtifactFormat = "cpr-engine-artifact";
-constexpr int kArtifactFormatVersion = 4;
-constexpr int kArtifactMinFormatVersion = 4;  // 3: a location weight, not location_offset; 2: no memories; 1: no feat_4
+constexpr int kArtifactFormatVersion = 5;
+constexpr int kArtifactMinFormatVersion = 4;  // 4: no foreground_on_map (read as true); 3: a location weight, not location_offset; 2: no memories; 1: no feat_4
 
 // files of an artifact folder
 constexpr const char* kManifest = "manifest.json";

@@ -291,8 +291,13 @@ struct Detector::Impl {
     const MapView maps[2] = {{local_4.data(), fine, fine}, {local_8.data(), coarse, coarse}};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;
-    postprocess(maps, 2, 1, weight.empty() ? nullptr : weight.data(), side(1), manifest.blur_sigma, manifest.top_t,
-                model_map.ptr<float>(), &p.score);
+    const float* map_factor = weight.empty() || !manifest.foreground_on_map ? nullptr : weight.data();
+    postprocess(maps, 2, 1, map_factor, side(1), manifest.blur_sigma, manifest.top_t, model_map.ptr<float>(), &p.score);
+    if (!weight.empty() && !manifest.foreground_on_map) {  // the foreground weights the image score only
+      cv::Mat weighted_map(model_map.size(), CV_32F);
+      postprocess(maps, 2, 1, weight.data(), side(1), manifest.blur_sigma, manifest.top_t, weighted_map.ptr<float>(),
+                  &p.score);
+    }
     cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
     // fail closed: a non-finite score or map never becomes a verdict (NaN > threshold would say "good")
     if (!std::isfinite(p.score) || !cv::checkRange(model_map)) {

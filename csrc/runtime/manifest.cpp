@@ -181,6 +181,9 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   m.blur_sigma = setting<float>(manifest, "blur_sigma", manifest_path);
   m.top_t = setting<int64_t>(manifest, "top_t", manifest_path);
   m.use_foreground = setting<bool>(manifest, "use_foreground", manifest_path);
+  if (manifest.contains("foreground_on_map")) {  // format 4 artifacts have none: the map was weighted
+    m.foreground_on_map = setting<bool>(manifest, "foreground_on_map", manifest_path);
+  }
   m.threshold = setting<double>(manifest, "threshold", manifest_path);
   if (!std::isfinite(m.threshold) || m.threshold < 0) {
     throw ArtifactError(manifest_path + ": setting 'threshold' must be a finite number >= 0");

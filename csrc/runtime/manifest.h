@@ -26,6 +26,7 @@ struct Manifest {
   bool use_foreground = false;
   double threshold = 0.0;           // a score above it is anomalous
   std::pair<float, float> pixel_normal{0.f, 1.f};
+  bool foreground_on_map = true;     // with use_foreground: weight the map and score (true) or the score only
   std::vector<std::string> files;    // every file listed (all verified)
 
   std::string path(const std::string& file) const { return folder + "/" + file; }

@@ -23,7 +23,7 @@ from . import __version__
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
 from .errors import InputError, ModelFileError
-from .inputs import as_image_list, predict_batched
+from .inputs import as_image_list, good_score_threshold, predict_batched, score_bound
 from .preprocess import resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 
@@ -78,15 +78,16 @@ class Detector:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold: the largest leave-one-out score of the good training images, or of the
-        good held-out images given to :meth:`calibrate` (``meta["threshold_source"]`` says which)."""
+        """Decision threshold (``inputs.good_score_threshold``) from the leave-one-out scores of the good
+        training images, or from the good held-out images given to :meth:`calibrate`
+        (``meta["threshold_source"]`` says which, and how)."""
         self._require_model()
         return float(self.meta["threshold"])
 
     def calibrate(self, images, batch_size: int = 8) -> float:
         """Set the decision threshold from good images kept out of training (e.g. MVTec AD 2's
-        ``validation/good``): the largest of their scores, the rule the leave-one-out threshold
-        follows on training images. Images as :meth:`predict` takes them. Returns the threshold.
+        ``validation/good``) by the rule the leave-one-out threshold follows on training images
+        (``inputs.good_score_threshold``). Images as :meth:`predict` takes them. Returns the threshold.
 
         Raises:
             InputError when no image is given; the errors of :meth:`predict` for unreadable images
@@ -96,8 +97,9 @@ class Detector:
         scores = [p.score for p in (predictions if isinstance(predictions, list) else [predictions])]
         if not scores:
             raise InputError("calibrate: no images given")
-        self.meta["threshold"] = float(max(scores))
-        self.meta["threshold_source"] = f"max score of {len(scores)} good held-out images"
+        bound = score_bound(self.config.top_t, self.config.image_size, self.meta.get("pixel_normal", (0.0, math.inf))[1])
+        self.meta["threshold"], self.meta["threshold_source"] = good_score_threshold(
+            scores, "scores of good held-out images", bound)
         return self.meta["threshold"]
 
     @property
@@ -162,8 +164,7 @@ class Detector:
                                          device=str(self.device), run_dir=run_dir, progress=progress,
                                          defects=defect_arrays, p_real_defect=p_real_defect, p_paste=p_paste)
         self.config = self.model.config  # with what training chose: descriptor heads, windows
-        self.meta = {"category": category, "engine_version": __version__, **report.to_dict(),
-                     "threshold_source": "max leave-one-out score of the training images"}
+        self.meta = {"category": category, "engine_version": __version__, **report.to_dict()}
         if pairs is not None:
             self.meta["supervised"]["defects"] = [{"image": str(i), "mask": str(m)} for i, m in pairs]
         if run_dir:

@@ -89,6 +89,47 @@ def _non_finite(name: str, values) -> str | None:
     return f"{name} has {n_nan} NaN and {int((~finite).sum()) - n_nan} inf of {a.size} values"
 
 
+# the decision threshold from good images' scores: the 99.9th percentile of a normal distribution
+# fitted robustly (median, 1.4826 x median absolute deviation), from ROBUST_MIN_IMAGES scores on
+ROBUST_Z = 3.09
+ROBUST_MIN_IMAGES = 10
+
+
+def score_bound(top_t: int, image_size: int, pixel_max: float) -> float:
+    """The largest sensible threshold: an image score (the sum of the top-T map pixels) above it needs
+    every one of its top-T pixels above ``pixel_max``, the largest pixel score of good training images."""
+    return min(top_t, image_size * image_size) * pixel_max
+
+
+def good_score_threshold(scores, kind: str, bound: float) -> tuple[float, str]:
+    """Decision threshold from image scores of good images, and a line saying how it was set.
+
+    From ``ROBUST_MIN_IMAGES`` scores on: median + ``ROBUST_Z`` x 1.4826 x MAD (the 99.9th percentile
+    of a normal fitted to them, so one unusual good image does not lift it above the defects), at
+    most ``bound`` (:func:`score_bound`); with fewer scores, or all of them equal, the largest score.
+
+    Args:
+        scores: (N,) finite image scores of good images; kind: what they are, for the line
+            (e.g. "leave-one-out scores of the training images"); bound: the largest threshold.
+    Raises:
+        InputError when there is no score; NonFiniteScoreError for a NaN/inf score.
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise InputError(f"no {kind} to set the threshold from")
+    problem = _non_finite(kind, values)
+    if problem:
+        raise NonFiniteScoreError(f"{problem}; no threshold set")
+    median = float(np.median(values))
+    spread = 1.4826 * float(np.median(np.abs(values - median)))
+    if values.size < ROBUST_MIN_IMAGES or spread == 0:
+        return float(values.max()), f"max of {values.size} {kind}"
+    robust = median + ROBUST_Z * spread
+    if robust > bound:
+        return float(bound), f"top_t x the largest good pixel score (below median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind})"
+    return robust, f"median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind}"
+
+
 def verdict(score, threshold, anomaly_map=None, index: int = 0) -> bool:
     """``is_anomalous`` of one image: ``score > threshold``, failing closed.
 

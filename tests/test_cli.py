@@ -23,7 +23,8 @@ def test_every_flag_has_help(module, capsys):
 
 
 def test_train_takes_the_threshold_from_validation_images(demo_root, tmp_path, capsys):
-    """MVTec AD 2: the threshold is the largest score of validation/good (kept out of training)."""
+    """MVTec AD 2: the threshold comes from the scores of validation/good (kept out of training): with
+    fewer than 10 of them, their largest."""
     import shutil
 
     from cpr_engine import Detector
@@ -37,13 +38,13 @@ def test_train_takes_the_threshold_from_validation_images(demo_root, tmp_path, c
     shutil.copytree(Path(demo_root, "grass", "test", "good"), cat / "test_public" / "good")
     runs = tmp_path / "runs"
     assert train.main(["--data", str(tmp_path / "ad2"), "--out", str(runs), *TINY_ARGS]) == 0
-    assert "max score of 3 good held-out images" in capsys.readouterr().out
+    assert "max of 3 scores of good held-out images" in capsys.readouterr().out
     meta = json.loads((runs / "grass" / "train.json").read_text())
     assert meta["n_train"] == len(train_images) - 3
     det = Detector.load(runs / "grass" / "model.pt", device="cpu")
     scores = [p.score for p in det.predict([str(p) for p in sorted((cat / "validation" / "good").iterdir())])]
     assert det.threshold == pytest.approx(max(scores), rel=1e-5)
-    assert meta["threshold_source"] == "max score of 3 good held-out images"
+    assert meta["threshold_source"] == "max of 3 scores of good held-out images"
     assert meta["threshold"] != pytest.approx(max(meta["loo_scores"]))  # not the leave-one-out rule
 
 

@@ -49,6 +49,30 @@ def _copy(src, dst):
 
 # --- the verdict -----------------------------------------------------------------------------------
 
+def test_threshold_from_good_scores_is_robust_to_one_unusual_image():
+    from cpr_engine.inputs import good_score_threshold
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(100.0, 10.0, size=200)
+    typical, _ = good_score_threshold(good, "scores", bound=1e9)
+    with_outlier, line = good_score_threshold(np.append(good, 500.0), "scores", bound=1e9)
+    assert 125 < typical < 140 and abs(with_outlier - typical) < 1.0  # the 99.9th percentile of N(100, 10): 130.9
+    assert line == "median + 3.09 x 1.4826 MAD of 201 scores"
+    assert good_score_threshold(good, "scores", bound=120.0) == (120.0, "top_t x the largest good pixel score "
+                                                                 "(below median + 3.09 x 1.4826 MAD of 200 scores)")
+    assert good_score_threshold(good[:9], "scores", bound=1e9) == (good[:9].max(), "max of 9 scores")  # too few
+    assert good_score_threshold(np.full(12, 3.0), "scores", bound=1e9) == (3.0, "max of 12 scores")  # no spread
+
+
+def test_threshold_from_no_or_non_finite_scores_is_refused():
+    from cpr_engine.inputs import good_score_threshold
+
+    with pytest.raises(InputError, match="no leave-one-out scores"):
+        good_score_threshold([], "leave-one-out scores", bound=1.0)
+    with pytest.raises(NonFiniteScoreError, match="scores has 1 NaN and 0 inf of 12 values; no threshold set"):
+        good_score_threshold([1.0] * 11 + [float("nan")], "scores", bound=1.0)
+
+
 def test_verdict_is_score_above_threshold_and_refuses_non_finite():
     assert verdict(np.float32(2.0), 1.0, np.zeros((4, 4), np.float32)) is True
     assert verdict(1.0, 1.0) is False

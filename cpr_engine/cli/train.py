@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "foreground branch (on the map, on the image score only, or off), the location offset (on/off) and the search windows (the offsets "
                     "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
                     "(within 0.005 of it: the cheapest search, then the location offset on) are kept and printed. The "
-                    "decision threshold is the largest leave-one-out score of the training images, or, where the "
-                    "layout keeps good images out of training (<category>/validation/good of MVTec AD 2 and MVTec "
-                    "LOCO), the largest score of those. Every model keeps a memory, a coreset of 1%% of all "
+                    "decision threshold comes from the leave-one-out scores of the training images (from 10 images on "
+                    "their median + 3.09 x 1.4826 x MAD, at most top-T x the largest good pixel score; else their "
+                    "largest), or, where the layout keeps good images out of training (<category>/validation/good of "
+                    "MVTec AD 2 and MVTec LOCO), from the scores of those by the same rule. Every model keeps a memory, a coreset of 1%% of all "
                     "fine and 5%% of all coarse training patches searched beside the K retrieved images, so a match that lies on no retrieved "
                     "image is still found. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)

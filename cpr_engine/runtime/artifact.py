@@ -31,6 +31,7 @@ from ..config import VARIANTS
 from ..contract import (ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, ARTIFACT_MIN_FORMAT_VERSION, BANK_DTYPES, MANIFEST,
                         MANIFEST_DIGEST, array_file)
 from ..errors import ModelFileError, OutputError, first_few
+from ..inputs import score_bound
 # Relative slack of the threshold's upper bound (top_t x the largest leave-one-out pixel score).
 THRESHOLD_BOUND_SLACK = 1e-3
 
@@ -300,9 +301,9 @@ def check_settings(folder: str | Path, manifest: dict) -> None:
         if not (_is_number(threshold) and math.isfinite(threshold) and threshold >= 0):
             raise bad("threshold", "a finite number >= 0")
         if normal is not None and _is_int(m.get("top_t")) and size is not None:
-            # the threshold is the largest leave-one-out image score, a sum of top_t pixels of a map
-            # whose pixels are at most pixel_normal[1]: a larger one would pass real defects as good
-            bound = min(m["top_t"], size * size) * normal[1]
+            # training keeps the threshold at most this (inputs.score_bound): a larger one would pass
+            # real defects as good
+            bound = score_bound(m["top_t"], size, normal[1])
             if threshold > bound * (1 + THRESHOLD_BOUND_SLACK) + 1e-6:
                 raise bad("threshold", f"a finite number in [0, {bound:.6g}] (top_t x the largest "
                                        f"leave-one-out pixel score, pixel_normal[1])")

@@ -123,7 +123,8 @@ class ArtifactDetector:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold recorded at export (largest leave-one-out score of the good training images)."""
+        """Decision threshold recorded at export (from the good training images' leave-one-out scores:
+        ``cpr_engine.inputs.good_score_threshold``)."""
         return self.settings.threshold
 
     @property

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..config import CPRConfig
 from ..foreground import fit_foreground, foreground_map
+from ..inputs import good_score_threshold, score_bound
 from ..reference import hist_match, top_k
 from ..lrb import RawTapHead
 from ..preprocess import channels_first
@@ -55,6 +56,7 @@ class TrainReport:
     steps: int
     final_loss: float
     threshold: float
+    threshold_source: str  # how the threshold was set (``inputs.good_score_threshold``)
     loo_scores: list = field(default_factory=list)
     pixel_normal: tuple = (0.0, 1.0)  # (median, max) pixel score of the leave-one-out maps
     foreground: str = "off"  # where the foreground weights at inference: "map", "score" (image score only) or "off"
@@ -481,8 +483,10 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     if best["location_offset"]:
         model.location_offset.copy_(location_offset(model, feats, torch.arange(n, device=dev)))
     loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
+    threshold, threshold_source = good_score_threshold(loo, "leave-one-out scores of the training images",
+                                                       score_bound(config.top_t, config.image_size, pixel_max))
     report = TrainReport(is_texture=is_texture, n_train=n, steps=steps_run, final_loss=final_loss,
-                         threshold=float(loo.max()), loo_scores=[float(s) for s in loo],
+                         threshold=threshold, threshold_source=threshold_source, loo_scores=[float(s) for s in loo],
                          pixel_normal=(pixel_median, pixel_max), foreground=keep_fg,
                          supervised=None if real is None else {
                              "n_defects": len(real.images), "p_real_defect": sampler.p_real_defect,

@@ -13,7 +13,8 @@ import dataclasses
 
 ARTIFACT_FORMAT = "cpr-engine-artifact"
 ARTIFACT_FORMAT_VERSION = 5
-# version 4 has no foreground_on_map (read as True); 3 has a multiplicative location weight instead of LOCATION_OFFSET; 2 no MEMORIES; 1 no FEATURES_OUTPUT
+# version 4 has no foreground_on_map (read as True); 3 a multiplicative location weight instead of
+# LOCATION_OFFSET; 2 no MEMORIES; 1 no FEATURES_OUTPUT
 ARTIFACT_MIN_FORMAT_VERSION = 4
 
 # -- files of an artifact folder -------------------------------------------------------------------

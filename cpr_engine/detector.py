@@ -97,7 +97,8 @@ class Detector:
         scores = [p.score for p in (predictions if isinstance(predictions, list) else [predictions])]
         if not scores:
             raise InputError("calibrate: no images given")
-        bound = score_bound(self.config.top_t, self.config.image_size, self.meta.get("pixel_normal", (0.0, math.inf))[1])
+        pixel_max = self.meta.get("pixel_normal", (0.0, math.inf))[1]
+        bound = score_bound(self.config.top_t, self.config.image_size, pixel_max)
         self.meta["threshold"], self.meta["threshold_source"] = good_score_threshold(
             scores, "scores of good held-out images", bound)
         return self.meta["threshold"]

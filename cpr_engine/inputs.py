@@ -124,10 +124,11 @@ def good_score_threshold(scores, kind: str, bound: float) -> tuple[float, str]:
     spread = 1.4826 * float(np.median(np.abs(values - median)))
     if values.size < ROBUST_MIN_IMAGES or spread == 0:
         return float(values.max()), f"max of {values.size} {kind}"
-    robust = median + ROBUST_Z * spread
-    if robust > bound:
-        return float(bound), f"top_t x the largest good pixel score (below median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind})"
-    return robust, f"median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind}"
+    robust = f"median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind}"
+    threshold = median + ROBUST_Z * spread
+    if threshold > bound:
+        return float(bound), f"top_t x the largest good pixel score (below {robust})"
+    return threshold, robust
 
 
 def verdict(score, threshold, anomaly_map=None, index: int = 0) -> bool:

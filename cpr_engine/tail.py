@@ -5,8 +5,8 @@ training state (codebook centers, train_hists, banks, bank_fg, memories, locatio
 codebook block histograms, histogram matching and top-K (global retrieval) -> location-restricted
 nearest-neighbour search in the K images, and a whole-map search in the memory (a coreset of all
 training patches) -> location offset (the training images' per-location excess subtracted from the
-fine patch scores) -> map weight (foreground, on the map or on the image score only) -> post-processing (fusion of the scales, upsampling,
-blur, top-T image score).
+fine patch scores) -> map weight (foreground, on the map or on the image score only) ->
+post-processing (fusion of the scales, upsampling, blur, top-T image score).
 
 Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on NumPy arrays (the
 torch-free ``ArtifactDetector``) and on torch tensors on any device (``CPRModel``, the CUDA-graph

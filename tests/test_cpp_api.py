@@ -199,6 +199,20 @@ def test_foreground_setting_that_is_not_a_boolean_is_refused(binary, artifacts, 
     assert f"setting '{key}' missing or invalid" in error and error.count("\n") == 1
 
 
+def test_format_4_artifact_weights_the_map(binary, artifacts, images, tmp_path):
+    """A format-4 artifact has no foreground_on_map: read as true (the map and score weighted, as it scored)."""
+    art = _broken_copy(artifacts["fp32_score"], tmp_path)
+    edit_manifest(art, drop=("foreground_on_map",), format_version=4)
+    older, weighted, score_only = (run(binary, folder, images, tmp_path / name) for folder, name in (
+        (art, "older"), (artifacts["fp32"], "weighted"), (artifacts["fp32_score"], "score_only")))
+    assert older.returncode == weighted.returncode == score_only.returncode == 0, older.stderr
+    assert parse(older.stdout) == parse(weighted.stdout)
+    for name in parse(older.stdout):  # same scores as the score-only artifact, other maps
+        assert parse(older.stdout)[name][0] == pytest.approx(parse(score_only.stdout)[name][0], rel=1e-6)
+    heat = [cv2.imread(str(tmp_path / kind / "gray.png")).astype(int) for kind in ("older", "weighted", "score_only")]
+    assert (heat[0] == heat[1]).all() and (heat[0] != heat[2]).any()
+
+
 def test_newer_format_version_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
     edit_manifest(art, format_version=99)

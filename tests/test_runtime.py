@@ -39,9 +39,9 @@ def artifacts(object_detector, tiny_detector, tmp_path_factory):
     """{(name, fp16): (torch detector, artifact folder)} for an object model with its foreground on the map
     ("object") or on the image score only ("object_score", fp32) and a texture model."""
     root = tmp_path_factory.mktemp("rt")
-    models = {"object": Detector.load(with_location_offset(object_detector, root / "map", "map"), device="cpu"),
-              "object_score": Detector.load(with_location_offset(object_detector, root / "score", "score"), device="cpu"),
-              "texture": tiny_detector}
+    models = {f"object{suffix}": Detector.load(with_location_offset(object_detector, root / mode, mode), device="cpu")
+              for suffix, mode in (("", "map"), ("_score", "score"))}
+    models["texture"] = tiny_detector
     out = {}
     for name, fp16 in (("object", False), ("object", True), ("object_score", False), ("texture", False),
                        ("texture", True)):

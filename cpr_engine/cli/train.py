@@ -32,13 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "unless --force. Without --n-anomaly no test image is read. Decided from the training "
                     "images, with no flag: 15% of them are held out and scored clean and with synthetic defects; "
                     "the descriptor (raw backbone taps or the learned local metric, see --descriptor), the "
-                    "foreground branch (on the map, on the image score only, or off), the location offset (on/off) and the search windows (the offsets "
-                    "the data needs, at most 9 / 5, or a global search) with the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there "
-                    "(within 0.005 of it: the cheapest search, then the location offset on) are kept and printed. The "
-                    "decision threshold comes from the leave-one-out scores of the training images (from 10 images on "
-                    "their median + 3.09 x 1.4826 x MAD, at most top-T x the largest good pixel score; else their "
-                    "largest), or, where the layout keeps good images out of training (<category>/validation/good of "
-                    "MVTec AD 2 and MVTec LOCO), from the scores of those by the same rule. Every model keeps a memory, a coreset of 1%% of all "
+                    "foreground branch (on the map, on the image score only, or off), the location offset (on/off) "
+                    "and the search windows (the offsets the data needs, at most 9 / 5, or a global search) with "
+                    "the best mean of I-AUROC, P-AUROC, AUPRO and P-AP there (within 0.005 of it: the cheapest "
+                    "search, then the location offset on; equal means: the cheapest foreground mode) are kept and "
+                    "printed. The decision threshold comes from the leave-one-out scores of the training images "
+                    "(from 10 images on their median + 3.09 x 1.4826 x MAD, at most top-T x the largest good pixel "
+                    "score; else their largest), or, where the layout keeps good images out of training "
+                    "(<category>/validation/good of MVTec AD 2 and MVTec LOCO), from the scores of those by the "
+                    "same rule. Every model keeps a memory, a coreset of 1%% of all "
                     "fine and 5%% of all coarse training patches searched beside the K retrieved images, so a match that lies on no retrieved "
                     "image is still found. Why these defaults: benchmarks/RESULTS.md.")
     add_data_args(p)
@@ -169,7 +171,7 @@ def choice_summary(meta: dict) -> str:
     scores = ", ".join(f"{r['descriptor']}/fg {r['foreground']}/lo {on(r.get('location_offset'))}/windows "
                        f"{r['windows']} {r['mean']:.3f}" for r in rows)
     return (f"{kept}: best mean of I-AUROC, P-AUROC, AUPRO, P-AP (near-ties within {SELECTION_TOLERANCE}: the "
-            f"cheapest search, then the location offset) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")
+            f"cheapest search, then the location offset; equal means: the cheapest foreground mode) on {meta['n_validation']} held-out training images with synthetic defects ({scores})")
 
 
 def train_categories(data: str, dataset: str, categories: list[str] | None, out: str, variant: str,

@@ -356,8 +356,8 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         location offset.
     """
     offsets = (False, True) if model.config.use_location_offset else (False,)
-    searches = [(name, list(w), lo) for name in heads for w in dict.fromkeys(windows) if name == "raw" or w == windows[0]
-                for lo in offsets]
+    searches = [(name, list(w), lo) for name in heads for w in dict.fromkeys(windows)
+                if name == "raw" or w == windows[0] for lo in offsets]
     if queries is None or len(set(queries.labels.tolist())) < 2:
         name, w, lo = searches[0]
         return {"descriptor": name, "windows": w, "foreground": "map" if has_fg else "off", "location_offset": lo}, []

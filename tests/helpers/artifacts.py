@@ -1,4 +1,5 @@
-"""Edits of an exported artifact folder: what a buggy or older exporter could write (listed and signed), or tampering."""
+"""Edits of an exported artifact folder: what a buggy or older exporter could write (listed and
+signed), or tampering."""
 import hashlib
 import json
 from pathlib import Path

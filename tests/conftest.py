@@ -48,3 +48,14 @@ def object_detector(demo_root):
     det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee", category="coffee")
     assert bool(det.model.use_foreground)
     return det
+
+
+@pytest.fixture(scope="session")
+def score_only_detector(object_detector, tmp_path_factory):
+    """``object_detector`` with its foreground on the image score only (the maps unweighted)."""
+    from cpr_engine import Detector
+
+    det = Detector.load(object_detector.save(tmp_path_factory.mktemp("score_only") / "model.pt"), device="cpu")
+    det.model.set_foreground_mode("score")
+    assert det.model.foreground_mode == "score" and not det.config.foreground_on_map
+    return det

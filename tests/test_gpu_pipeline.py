@@ -82,7 +82,7 @@ def test_uint8_resize_matches_opencv(hw):
         assert (got - want).abs().max() <= 1
 
 
-@pytest.mark.parametrize("which", ["tiny_detector", "object_detector"])
+@pytest.mark.parametrize("which", ["tiny_detector", "object_detector", "score_only_detector"])
 @pytest.mark.parametrize("map_size", ["model", "input"])
 @pytest.mark.parametrize("hw", AREA_SIZES)
 def test_cpu_pipeline_equals_score_batch(which, map_size, hw, photos, request):
@@ -177,8 +177,13 @@ def cuda_detector(object_detector, tmp_path_factory):
 
 
 @needs_cuda
+@pytest.mark.parametrize("which", ["object_detector", "score_only_detector"])
 @pytest.mark.parametrize("hw", [(64, 64), (96, 96)])
-def test_graph_replay_equals_eager(hw, cuda_detector, object_detector, photos):
+def test_graph_replay_equals_eager(hw, which, photos, request, tmp_path):
+    from cpr_engine import Detector
+
+    cpu_detector = request.getfixturevalue(which)
+    cuda_detector = Detector.load(cpu_detector.save(tmp_path / "model.pt"), device="cuda")
     graph = GraphPipeline(cuda_detector, 4, hw, fp16=False, map_size="input")
     eager = GraphPipeline(cuda_detector, 4, hw, fp16=False, graph=False, map_size="input")
     assert graph.graph and not eager.graph
@@ -187,7 +192,7 @@ def test_graph_replay_equals_eager(hw, cuda_detector, object_detector, photos):
         want_scores, want_maps = eager.run(batch)
         np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)
         np.testing.assert_allclose(got_maps, want_maps, rtol=1e-6, atol=1e-6)
-    cpu_scores, cpu_maps = GraphPipeline(object_detector, 4, hw, map_size="input").run(batch)
+    cpu_scores, cpu_maps = GraphPipeline(cpu_detector, 4, hw, map_size="input").run(batch)
     np.testing.assert_allclose(got_scores, cpu_scores, rtol=1e-3)
     np.testing.assert_allclose(got_maps, cpu_maps, rtol=1e-3, atol=1e-3 * np.abs(cpu_maps).max())
     dev_scores, dev_maps = graph.run_device(torch.from_numpy(batch).cuda())

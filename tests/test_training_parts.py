@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,3 +128,22 @@ def test_query_pool_grows_then_replaces_its_oldest_queries():
     assert pool.filled == pool.size and torch.equal(changed[0], changed[1])
     assert int(changed[0].sum()) == pool.fresh and changed[0][:pool.fresh].all() and pool.cursor == pool.fresh
     assert set(pool.refs.tolist()) <= set(references.flatten().tolist())
+
+
+def test_validation_defects_are_not_confined_to_the_foreground():
+    """An object's validation defects fall off its foreground too: a foreground that hides them loses."""
+    from cpr_engine.training.queries import QuerySampler
+    from cpr_engine.training.selection import validation_queries
+    from cpr_engine.training.synthesis import AnomalySource
+
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, 255, size=(8, 64, 64, 3), dtype=np.uint8)
+    foreground = np.zeros((8, 64, 64), np.float32)
+    foreground[:, :, :16] = 1.0  # the object: the left quarter
+    sampler = QuerySampler(good, foreground, True, AnomalySource(images=list(good)), np.zeros((8, 2), np.int64))
+    queries = validation_queries(sampler, np.arange(2, 8), seed=0)
+    assert queries.images.shape == (18, 3, 64, 64) and queries.labels.tolist() == [0, 1, 1] * 6
+    assert not queries.masks[0::3].any()  # the clean copies
+    off_object = queries.masks[:, :, 16:].sum() / queries.masks.sum()
+    assert off_object > 0.65, off_object  # the background is 3/4 of the image (measured 0.78; confining half: 0.48)
+    assert queries.exclude.tolist() == np.repeat(np.arange(2, 8), 3).tolist()

@@ -143,6 +143,7 @@ def test_untrained_detector_and_bad_fit(tmp_path):
     ("image_size", True, "image_size must be an integer, got True (bool)"),
     ("time_budget", "90", "time_budget must be a number"),
     ("use_foreground", 1, "use_foreground must be True or False"),
+    ("foreground_on_map", "no", "foreground_on_map must be True or False"),
     ("windows", (3.5, 1), "windows must be a sequence of integers"),
     ("descriptor", 3, "descriptor must be a string"),
     ("blur_sigma", float("nan"), "blur_sigma must be >= 0"),
@@ -157,3 +158,16 @@ def test_predict_batch_size_must_be_a_positive_integer(tiny_detector):
     for bad in ("8", 0, 2.0, True):
         with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
             tiny_detector.predict([image], batch_size=bad)
+
+
+def test_foreground_mode_round_trip_and_unknown_mode(object_detector, tmp_path):
+    from cpr_engine import Detector
+
+    det = Detector.load(object_detector.save(tmp_path / "model.pt"), device="cpu")
+    for mode in ("score", "off", "map"):
+        det.model.set_foreground_mode(mode)
+        assert det.model.foreground_mode == mode
+        assert Detector.load(det.save(tmp_path / f"{mode}.pt"), device="cpu").model.foreground_mode == mode
+    with pytest.raises(ValueError, match=r"one of \('map', 'score', 'off'\), got 'both'"):
+        det.model.set_foreground_mode("both")
+    assert det.model.foreground_mode == "map"

@@ -74,8 +74,8 @@ class CPRConfig:
     # foreground: fitted for objects; kept only when it helps on the validation split
     use_foreground: bool = True
     # with the foreground kept: True weights the anomaly map (and so the image score) by it, False the
-    # image score only (the map still shows defects off the object); train_model chooses it on the
-    # validation split
+    # image score only (the map still shows defects off the object). train_model chooses the mode
+    # (on the map, on the score only, off) on the validation split; False leaves "on the map" out
     foreground_on_map: bool = True
     lda_samples: int = 15_000
     # post-processing

@@ -220,3 +220,12 @@ def test_equal_means_go_to_the_cheapest_foreground_mode():
     assert best_candidate(rows)["tag"] == "map"  # a better mean still wins, however small
     rows[0]["mean"] = 0.7148
     assert best_candidate(rows)["tag"] == "score"
+
+
+def test_foreground_on_map_false_leaves_the_map_mode_out(demo_root):
+    options = dict(TINY, val_fraction=0.25, foreground_on_map=False)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/coffee")
+    modes = {r["foreground"] for r in det.meta["selection"]}
+    assert det.meta["foreground_fitted"] and modes == {"score", "off"}
+    assert det.meta["foreground"] in modes and det.model.foreground_mode == det.meta["foreground"]

@@ -32,7 +32,7 @@ from ..inputs import good_score_threshold, score_bound
 from ..reference import hist_match, top_k
 from ..lrb import RawTapHead
 from ..preprocess import channels_first
-from ..torch_model import CPRModel, descriptor_heads
+from ..torch_model import FOREGROUND_MODES, CPRModel, descriptor_heads
 from .loss import contrastive_loss
 from .memory import fill_memory, location_offset
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
@@ -346,21 +346,23 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
     would make it about ten times slower than the windowed search). The location offset of each
     (descriptor, windows) pair is computed from the training images ``offset_ids`` (not the
     validation images); with ``config.use_location_offset`` False it is never a candidate. The
-    foreground modes (``torch_model.FOREGROUND_MODES`` with a fitted foreground, else "off") share
-    two scorings of the queries, with the foreground on the map and without it.
+    foreground modes (``torch_model.FOREGROUND_MODES`` with a fitted foreground, without "map" when
+    ``config.foreground_on_map`` is False; else "off") share two scorings of the queries, with the
+    foreground on the map and without it.
 
     Returns:
         (the best candidate {"descriptor", "windows", "foreground", "location_offset"}, one row per
         candidate with its metrics and their mean). With no usable validation queries the first
-        candidate is kept: the first heads and windows, the foreground on the map when fitted, no
-        location offset.
+        candidate is kept: the first heads and windows, the first foreground mode (on the map when
+        fitted and allowed), no location offset.
     """
     offsets = (False, True) if model.config.use_location_offset else (False,)
     searches = [(name, list(w), lo) for name in heads for w in dict.fromkeys(windows)
                 if name == "raw" or w == windows[0] for lo in offsets]
+    modes = [m for m in FOREGROUND_MODES if m != "map" or model.config.foreground_on_map] if has_fg else ["off"]
     if queries is None or len(set(queries.labels.tolist())) < 2:
         name, w, lo = searches[0]
-        return {"descriptor": name, "windows": w, "foreground": "map" if has_fg else "off", "location_offset": lo}, []
+        return {"descriptor": name, "windows": w, "foreground": modes[0], "location_offset": lo}, []
     rows, current, offset = [], (None, None), None
     for name, w, lo in searches:
         if name != current[0]:
@@ -378,8 +380,9 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         for mode in ("map", "off") if has_fg else ("off",):
             model.set_foreground_mode(mode)
             outputs[mode] = validation_outputs(model, queries, device)
-        for mode, (scores, maps) in foreground_outputs(outputs.get("map"), outputs["off"]).items():
-            metrics = validation_metrics(scores, maps, queries)
+        composed = foreground_outputs(outputs.get("map"), outputs["off"])
+        for mode in modes:
+            metrics = validation_metrics(*composed[mode], queries)
             rows.append({"descriptor": name, "windows": w, "foreground": mode, "location_offset": lo, **metrics,
                          "mean": float(np.mean(list(metrics.values())))})
     best = best_candidate(rows)

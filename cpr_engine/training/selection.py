@@ -153,10 +153,12 @@ def validation_metrics(scores: np.ndarray, maps: np.ndarray, queries: Validation
     return {k: float(metrics[k]) for k in SELECTION_METRICS}
 
 
-def foreground_outputs(weighted: tuple | None, unweighted: tuple) -> dict[str, tuple]:
-    """{foreground mode: (scores, maps)} from the outputs with the foreground on the map (``weighted``;
-    None without a foreground branch) and without it: the image-score-only mode takes the weighted
-    scores and the unweighted maps, exactly what that mode computes."""
+def foreground_metrics(weighted: dict | None, unweighted: dict) -> dict[str, dict]:
+    """{foreground mode: validation metrics} from the metrics with the foreground on the map
+    (``weighted``; None without a foreground branch) and without it: the image-score-only mode has
+    the weighted image scores and the unweighted maps, so its image metrics are the first's and its
+    pixel metrics the second's (no third scoring, no pixel metrics computed twice)."""
     if weighted is None:
         return {"off": unweighted}
-    return {"map": weighted, "score": (weighted[0], unweighted[1]), "off": unweighted}
+    image = {k: v for k, v in weighted.items() if k.startswith("image_")}
+    return {"map": weighted, "score": {**unweighted, **image}, "off": unweighted}

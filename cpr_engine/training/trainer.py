@@ -38,7 +38,7 @@ from .memory import fill_memory, location_offset
 from .sampling import exclusion_radius, gather_points, matching_points, sample_negatives, sample_points
 from .queries import QuerySampler, RealDefects
 from .real_defects import P_PASTE, P_REAL_DEFECT, check_defects
-from .selection import (ValidationQueries, best_candidate, choose_windows, foreground_outputs, validation_metrics,
+from .selection import (ValidationQueries, best_candidate, choose_windows, foreground_metrics, validation_metrics,
                         validation_outputs, validation_queries, validation_split)
 from .synthesis import AnomalySource
 
@@ -348,7 +348,7 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
     validation images); with ``config.use_location_offset`` False it is never a candidate. The
     foreground modes (``torch_model.FOREGROUND_MODES`` with a fitted foreground, without "map" when
     ``config.foreground_on_map`` is False; else "off") share two scorings of the queries, with the
-    foreground on the map and without it.
+    foreground on the map and without it (``selection.foreground_metrics``).
 
     Returns:
         (the best candidate {"descriptor", "windows", "foreground", "location_offset"}, one row per
@@ -376,13 +376,13 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
             if offset is None:
                 offset = location_offset(model, feats, offset_ids)
             model.location_offset.copy_(offset)
-        outputs = {}
+        measured = {}
         for mode in ("map", "off") if has_fg else ("off",):
             model.set_foreground_mode(mode)
-            outputs[mode] = validation_outputs(model, queries, device)
-        composed = foreground_outputs(outputs.get("map"), outputs["off"])
+            measured[mode] = validation_metrics(*validation_outputs(model, queries, device), queries)
+        composed = foreground_metrics(measured.get("map"), measured["off"])
         for mode in modes:
-            metrics = validation_metrics(*composed[mode], queries)
+            metrics = composed[mode]
             rows.append({"descriptor": name, "windows": w, "foreground": mode, "location_offset": lo, **metrics,
                          "mean": float(np.mean(list(metrics.values())))})
     best = best_candidate(rows)
@@ -496,6 +496,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
                              "p_paste": sampler.p_paste, "real_queries": sampler.real_queries,
                              "pasted_queries": sampler.pasted_queries},
                          descriptor=descriptor, windows=list(config.windows), foreground_fitted=has_fg,
-                         location_offset=bool(best["location_offset"]), memory_images=tuple(m.shape[0] for m in model.memories),
+                         location_offset=bool(best["location_offset"]),
+                         memory_images=tuple(m.shape[0] for m in model.memories),
                          n_validation=len(val_ids), selection=selection, seconds=time.time() - start)
     return model, report

@@ -1,6 +1,6 @@
 """The deployable artifact: a folder with a manifest, an ONNX graph, NumPy arrays and a SHA-256 of each.
 
-Layout (format version 4; every name from :mod:`cpr_engine.contract`)::
+Layout (format version 5, 4 still read; every name from :mod:`cpr_engine.contract`)::
 
     manifest.json       format tag, versions, model settings, {file: {sha256, bytes}}
     manifest.sha256     SHA-256 of manifest.json's bytes (``sha256sum -c`` format); the manifest is

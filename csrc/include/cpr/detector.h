@@ -14,8 +14,8 @@
 // device; OpenCV DNN otherwise.
 //
 // Artifact files read (names: csrc/runtime/contract.h): manifest.json (format
-// "cpr-engine-artifact", format_version 4), bank_4.npy / bank_8.npy (N, D, h_s, w_s) float32 or
-// float16, memory_4.npy / memory_8.npy (M_s, D, h_s, w_s) in the banks' dtype, train_hists.npy
+// "cpr-engine-artifact", format_version 5, or 4 read with foreground_on_map true), bank_4.npy /
+// bank_8.npy (N, D, h_s, w_s) float32 or float16, memory_4.npy / memory_8.npy (M_s, D, h_s, w_s) in the banks' dtype, train_hists.npy
 // (N, grid^2, M+1) float32 or float16, bank_fg.npy (N, h_0, w_0) float32, location_offset.npy
 // (h_0, w_0) float32, centers.npy (M, C) float32, and per backend one graph with input "images" (1, 3, S, S) float32 RGB
 // in [0, 1] and outputs desc_4 (1, D, h_0, w_0), desc_8 (1, D, h_1, w_1), foreground (1, h_0, w_0),

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "cpu/kernels.h"
+#include "cpr/ops.h"
 #include "cpu/simd.h"
 
 namespace cpr {

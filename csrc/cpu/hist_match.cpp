@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/half.h"
-#include "cpu/kernels.h"
+#include "cpr/ops.h"
 #include "cpu/simd.h"
 
 namespace cpr {

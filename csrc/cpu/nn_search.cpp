@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/half.h"
-#include "cpu/kernels.h"
+#include "cpr/ops.h"
 #include "cpu/simd.h"
 
 #if CPR_HAS_AVX2_CLONES

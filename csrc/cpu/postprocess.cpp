@@ -11,7 +11,7 @@
 #include <functional>
 #include <vector>
 
-#include "cpu/kernels.h"
+#include "cpr/ops.h"
 #include "cpu/simd.h"
 
 namespace cpr {

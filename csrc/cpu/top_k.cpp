@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cpu {

@@ -1,7 +1,7 @@
 // codebook_histogram, CUDA: squared-norm kernel, one thread per pixel for the argmin, one block per
 // (image, grid cell) for the histogram (shared-memory counts).
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

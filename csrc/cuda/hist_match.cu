@@ -1,7 +1,7 @@
 // hist_match, CUDA: one thread per (query, reference, block) for the block KL values, then one
 // thread per (query, reference) sums the `kept` smallest (rank counting, ties by block order).
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

@@ -1,6 +1,6 @@
 // Small host <-> device helpers used by csrc/ops (index range checks).
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

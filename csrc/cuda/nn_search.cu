@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

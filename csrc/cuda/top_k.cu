@@ -2,7 +2,7 @@
 // above the previous pick. Keys are 64-bit: ordered float bits (NaN last, -0 == +0) then the
 // index, so ties go to the lower index exactly as a stable sort.
 #include "cuda/helpers.cuh"
-#include "cuda/kernels.h"
+#include "cpr/ops.h"
 
 namespace cpr {
 namespace cuda {

@@ -1,8 +1,22 @@
 // codebook_histogram: validate, then run on the context's device.
-#include "cpu/kernels.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
+
+// The kernels this op dispatches to (csrc/cpu/codebook_histogram.cpp, csrc/cuda/codebook_histogram.cu): no checks there;
+// the CUDA launcher takes the same arguments plus the stream (a cudaStream_t as void*).
+namespace cpu {
+void codebook_histogram(const float* features, int64_t batch, int64_t channels, int64_t height,
+                        int64_t width, const float* centers, int64_t n_codes, int64_t grid,
+                        int64_t* ids, float* hists);
+}  // namespace cpu
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+void codebook_histogram(const float* features, int64_t batch, int64_t channels, int64_t height,
+                        int64_t width, const float* centers, int64_t n_codes, int64_t grid,
+                        int64_t* ids, float* hists, void* stream);
+}  // namespace cuda
+#endif
 
 void codebook_histogram(const float* features, int64_t batch, int64_t channels, int64_t height,
                         int64_t width, const float* centers, int64_t n_codes, int64_t grid,

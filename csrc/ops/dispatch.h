@@ -7,11 +7,15 @@
 
 #include "common/check.h"
 #include "cpr/ops.h"
-#ifdef CPR_WITH_CUDA
-#include "cuda/kernels.h"
-#endif
 
 namespace cpr {
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+// Copy n int64 values from device to host on `stream` and wait (csrc/cuda/memory.cu).
+void copy_to_host(const int64_t* device, int64_t n, int64_t* host, void* stream);
+}  // namespace cuda
+#endif
+
 namespace detail {
 
 inline void check_device(const char* op, const Context& ctx) {

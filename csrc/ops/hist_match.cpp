@@ -1,8 +1,20 @@
 // hist_match: validate, then run on the context's device.
-#include "cpu/kernels.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
+
+// The kernels this op dispatches to (csrc/cpu/hist_match.cpp, csrc/cuda/hist_match.cu): no checks there;
+// the CUDA launcher takes the same arguments plus the stream (a cudaStream_t as void*).
+namespace cpu {
+void hist_match(const float* query, int64_t batch, const float* refs, int64_t n_refs,
+                int64_t blocks, int64_t bins, int64_t kept_blocks, float* distances);
+}  // namespace cpu
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+void hist_match(const float* query, int64_t batch, const float* refs, int64_t n_refs,
+                int64_t blocks, int64_t bins, int64_t kept_blocks, float* distances, void* stream);
+}  // namespace cuda
+#endif
 
 void hist_match(const float* query, int64_t batch, const float* refs, int64_t n_refs,
                 int64_t blocks, int64_t bins, int64_t kept_blocks, float* distances,

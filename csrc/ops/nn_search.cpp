@@ -2,10 +2,22 @@
 // run on the context's device.
 #include <algorithm>
 
-#include "cpu/kernels.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
+
+// The kernels this op dispatches to (csrc/cpu/nn_search.cpp, csrc/cuda/nn_search.cu): no checks there;
+// the CUDA launcher takes the same arguments plus the stream (a cudaStream_t as void*).
+namespace cpu {
+void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
+               int64_t k);
+}  // namespace cpu
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
+               int64_t k, void* stream);
+}  // namespace cuda
+#endif
 
 void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, const int64_t* index,
                int64_t k, const Context& ctx, bool check_index) {

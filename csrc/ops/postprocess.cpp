@@ -1,10 +1,23 @@
 // postprocess: validate, then run on the context's device.
 #include <cmath>
 
-#include "cpu/kernels.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
+
+// The kernels this op dispatches to (csrc/cpu/postprocess.cpp, csrc/cuda/postprocess.cu): no checks there;
+// the CUDA launcher takes the same arguments plus the stream (a cudaStream_t as void*).
+namespace cpu {
+void postprocess(const MapView* maps, int64_t n_maps, int64_t batch, const float* foreground,
+                 int64_t out_size, float sigma, int64_t top_t, float* anomaly_map, float* score);
+}  // namespace cpu
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+void postprocess(const MapView* maps, int64_t n_maps, int64_t batch, const float* foreground,
+                 int64_t out_size, float sigma, int64_t top_t, float* anomaly_map, float* score,
+                 void* stream);
+}  // namespace cuda
+#endif
 
 void postprocess(const MapView* maps, int64_t n_maps, int64_t batch, const float* foreground,
                  int64_t out_size, float sigma, int64_t top_t, float* anomaly_map, float* score,

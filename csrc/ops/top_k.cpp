@@ -1,10 +1,22 @@
 // top_k: validate, then run on the context's device.
 #include <algorithm>
 
-#include "cpu/kernels.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
+
+// The kernels this op dispatches to (csrc/cpu/top_k.cpp, csrc/cuda/top_k.cu): no checks there;
+// the CUDA launcher takes the same arguments plus the stream (a cudaStream_t as void*).
+namespace cpu {
+void top_k(const float* distances, int64_t batch, int64_t n_refs, int64_t k,
+           const int64_t* exclude, int64_t* indices);
+}  // namespace cpu
+#ifdef CPR_WITH_CUDA
+namespace cuda {
+void top_k(const float* distances, int64_t batch, int64_t n_refs, int64_t k,
+           const int64_t* exclude, int64_t* indices, void* stream);
+}  // namespace cuda
+#endif
 
 int64_t top_k_count(int64_t n_refs, int64_t k, bool has_exclude) noexcept {
   return std::max<int64_t>(0, std::min(k, n_refs - (has_exclude ? 1 : 0)));

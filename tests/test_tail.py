@@ -1,5 +1,7 @@
-"""The scoring tail (cpr_engine/tail.py): one code path for NumPy arrays and torch tensors."""
+"""The scoring tail: the native one (csrc/tail, what tail.score runs on NumPy arrays and cpr::Detector runs)
+against cpr_engine/tail.py's composition of the ops, native and PyTorch reference."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -131,3 +133,61 @@ def test_excluded_image_leaves_the_memory(case):
             np.testing.assert_allclose(got[scale][b].numpy(), want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="memory's sources"):
         tail.local_search(descs, index, state._replace(memory_sources=None), SETTINGS, exclude=exclude)
+
+
+def _native(descs, features, foreground, state, settings):
+    """The native tail (``ops.score_tail``) on a tail state and settings."""
+    return ops.score_tail(descs, features, foreground, state.centers, state.train_hists, state.banks, state.memories,
+                          state.bank_fg, state.location_offset, settings.windows, settings.grid, settings.kept_blocks,
+                          settings.top_k, settings.image_size, settings.blur_sigma, settings.top_t,
+                          settings.foreground_on_map)
+
+
+def test_numpy_scoring_is_one_native_call(case, monkeypatch):
+    """tail.score on NumPy arrays is the native tail when it has its BLAS (CI builds it with one), else the stages."""
+    state, (descs, features, fg) = case
+    native, calls = ops.score_tail, []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return native(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "score_tail", counted)
+    tail.score(descs, features, fg, state, SETTINGS)
+    assert len(calls) == (1 if ops.native_tail_fast() else 0)
+    if os.environ.get("CPR_REQUIRE_NATIVE") == "1":
+        assert ops.native_tail_fast(), "CPR_REQUIRE_NATIVE=1: _C was built without a BLAS for its scoring tail"
+
+
+@pytest.mark.parametrize("bank_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("windows", [(3, 1), (15, 7)], ids=["windowed", "whole-map"])
+def test_native_tail_equals_the_reference(case, bank_dtype, windows):
+    """The native tail against the PyTorch reference composition, fp32 and fp16 banks and memories, windows
+    that do not and that do cover the map (the latter run as matrix products), every foreground mode."""
+    state, (descs, features, fg) = case
+    state = state._replace(banks=[b.astype(bank_dtype) for b in state.banks],
+                           memories=[m.astype(bank_dtype) for m in state.memories])
+    torch_state = tail.TailState(*(_torch(part) for part in state))
+    for foreground, on_map in ((fg, True), (fg, False), (None, True)):
+        settings = dataclasses.replace(SETTINGS, windows=windows, foreground_on_map=on_map)
+        maps, scores = _native(descs, features, foreground, state, settings)
+        want_maps, want_scores = tail.score(_torch(descs), _torch(features),
+                                            None if foreground is None else _torch(foreground), torch_state,
+                                            settings, impl="reference")
+        np.testing.assert_allclose(maps, want_maps.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(scores, want_scores.numpy(), rtol=1e-4)
+
+
+def test_native_tail_names_bad_input(case):
+    state, (descs, features, fg) = case
+    with pytest.raises(ValueError, match="score_tail: descriptors\\[1\\] must be \\(3, D, h, h\\)"):
+        _native([descs[0], descs[1][:2]], features, fg, state, SETTINGS)
+    with pytest.raises(ValueError, match="score_tail: memories\\[0\\] must be .* float32"):
+        _native(descs, features, fg, state._replace(memories=[state.memories[0].astype(np.float16),
+                                                               state.memories[1]]), SETTINGS)
+    with pytest.raises(ValueError, match="score_tail: foreground must be"):
+        _native(descs, features, fg[:, :4], state, SETTINGS)
+    with pytest.raises(TypeError, match="score_tail: bank_fg"):
+        _native(descs, features, fg, state._replace(bank_fg=None), SETTINGS)
+    empty = _native([d[:0] for d in descs], features[:0], fg[:0], state, SETTINGS)
+    assert empty[0].shape == (0, 32, 32) and empty[1].shape == (0,)

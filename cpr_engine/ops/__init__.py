@@ -54,8 +54,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 _logged = False
 
-__all__ = ["backend", "native_available", "cuda_available", "native_error", "codebook_histogram",
-           "hist_match", "top_k", "nn_search", "postprocess"]
+__all__ = ["backend", "native_available", "cuda_available", "native_tail_fast", "native_error", "codebook_histogram",
+           "hist_match", "top_k", "nn_search", "postprocess", "score_tail"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,6 +69,13 @@ def native_available() -> bool:
 def cuda_available() -> bool:
     """True when ``cpr_engine._C`` contains the CUDA kernels (a GPU may still be absent)."""
     return _C is not None and bool(_C.WITH_CUDA)
+
+
+def native_tail_fast() -> bool:
+    """True when ``cpr_engine._C``'s scoring tail (:func:`score_tail`) runs whole-map searches as BLAS
+    matrix products (built with a CBLAS); without one they run in the search kernel, several times
+    slower than NumPy's products, and ``tail.score`` runs the stages on NumPy instead."""
+    return _C is not None and bool(_C.TAIL_WITH_BLAS)
 
 
 def native_error() -> str | None:
@@ -508,3 +515,29 @@ def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: in
                             image_size, float(sigma), top_t, _dev(amap, op, "anomaly_map"), _dev(score, op, "score"),
                             _stream(device))
     return amap, score
+
+
+def score_tail(descriptors: Sequence[np.ndarray], features: np.ndarray, foreground: np.ndarray | None,
+               centers: np.ndarray, train_hists: np.ndarray, banks: Sequence[np.ndarray],
+               memories: Sequence[np.ndarray], bank_fg: np.ndarray | None, location_offset: np.ndarray,
+               windows: Sequence[int], grid: int, kept_blocks: int, top_k: int, image_size: int, blur_sigma: float,
+               top_t: int, foreground_on_map: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``; CPU, NumPy only):
+    the stages ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
+
+    Args:
+        descriptors: per scale (B, D_s, h_s, h_s) float32 unit-norm descriptors, finest first (2 scales).
+        features: (B, C, h_0, h_0) float32 fine taps; foreground: (B, h_0, h_0) float32 or None.
+        centers (n_codes, C), train_hists (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and
+        memories [(M_s, D_s, h_s, h_s)] (float32 or float16, a memory in its bank's dtype), bank_fg
+        (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32.
+        windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
+    Returns:
+        anomaly maps (B, S, S) float32, image scores (B,) float32.
+    """
+    if _C is None:
+        raise RuntimeError(f"score_tail: needs the compiled kernels cpr_engine._C ({native_error()})")
+    backend()
+    return _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks), list(memories),
+                         bank_fg, location_offset, [int(r) for r in windows], int(grid), int(kept_blocks), int(top_k),
+                         int(image_size), float(blur_sigma), int(top_t), bool(foreground_on_map))

@@ -1,9 +1,11 @@
 """``ArtifactDetector``: run an exported artifact without torch (NumPy, OpenCV, ``cpr_engine._C``, a network backend).
 
 The pipeline is the one of ``CPRModel.forward``: the graph gives descriptors, foreground and the
-fine taps; the scoring tail (``cpr_engine.tail``, native kernels) does the codebook histograms,
-histogram matching, top-K, the location-restricted NN search against the stored bank and the
-post-processing. ``cpr_engine.Detector.load(folder)``
+fine taps; the scoring tail does the codebook histograms, histogram matching, top-K, the
+location-restricted NN search against the stored bank and memory, the location offset, the
+foreground and the post-processing, in one native call (``cpr_engine.tail.score`` on NumPy arrays:
+``csrc/tail``, the tail ``cpr::Detector`` runs). :meth:`retrieve`, :meth:`local_search` and
+:meth:`postprocess` run the stages one by one (the per-stage benchmark). ``cpr_engine.Detector.load(folder)``
 returns one of these for an artifact folder.
 
 Thread safety: one ``ArtifactDetector`` may be shared by several threads calling :meth:`predict`

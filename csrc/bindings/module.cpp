@@ -1,4 +1,4 @@
-// cpr_engine._C: Python bindings of cpr/ops.h. Convert, check, release the GIL, call; nothing else.
+// cpr_engine._C: Python bindings of cpr/ops.h and cpr/tail.h. Convert, check, release the GIL, call; nothing else.
 //
 // Host functions take numpy.ndarray inputs (never converted) and return new arrays.
 // `_C.cuda.<op>` take device-buffer descriptors (data_ptr, shape, dtype, contiguous) for inputs and
@@ -13,6 +13,7 @@
 
 #include "bindings/arrays.h"
 #include "cpr/ops.h"
+#include "cpr/tail.h"
 
 namespace py = pybind11;
 using cpr::binding::ArrayRef;
@@ -294,11 +295,73 @@ void postprocess_cuda(py::sequence maps, py::handle foreground, int64_t out_size
                    cuda_context(stream));
 }
 
+// ---- score_tail (host only: the whole scoring tail of cpr/tail.h) -------------------------------
+py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
+                          py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
+                          py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
+                          int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t,
+                          bool foreground_on_map) {
+  const char* op = "score_tail";
+  using cpr::binding::host_input;
+  const std::string scales_msg = std::string(op) + ": descriptors, banks, memories and windows must give 2 scales";
+  if (py::len(descriptors) != 2 || py::len(banks) != 2 || py::len(memories) != 2 || py::len(windows) != 2)
+    throw std::invalid_argument(scales_msg);
+  ArrayRef f = host_input(features, Spec{op, "features", {{"B"}, {"C"}, {"h0"}, {"h0"}}, {"float32"}});
+  const int64_t B = f.shape[0], C = f.shape[1], h0 = f.shape[2];
+  if (f.shape[3] != h0) throw std::invalid_argument(std::string(op) + ": features must be square (B, C, h0, h0)");
+  ArrayRef c = host_input(centers, Spec{op, "centers", {{"n_codes"}, {"C", C}}, {"float32"}, " to match features"});
+  ArrayRef h = host_input(train_hists, Spec{op, "train_hists", {{"N"}, {"grid^2", grid * grid}, {"n_codes+1",
+                                                                 c.shape[0] + 1}}, {"float32"}});
+  const int64_t N = h.shape[0];
+  cpr::TailState state;
+  state.centers = static_cast<const float*>(c.data);
+  state.n_codes = c.shape[0];
+  state.channels = C;
+  state.train_hists = static_cast<const float*>(h.data);
+  state.n_train = N;
+  const float* desc[2] = {nullptr, nullptr};
+  for (int s = 0; s < 2; ++s) {
+    const int64_t side = s == 0 ? h0 : -1;
+    ArrayRef d = host_input(descriptors[s], Spec{op, s == 0 ? "descriptors[0]" : "descriptors[1]",
+                                                 {{"B", B}, {"D"}, {"h", side}, {"h", side}}, {"float32"}});
+    ArrayRef b = host_input(banks[s], Spec{op, s == 0 ? "banks[0]" : "banks[1]",
+                                           {{"N", N}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                           {"float32", "float16"}, " to match its descriptors"});
+    ArrayRef m = host_input(memories[s], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
+                                              {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                              {b.dtype.c_str()}, " (its bank's dtype)"});
+    if (d.shape[3] != d.shape[2]) throw std::invalid_argument(std::string(op) + ": descriptors must be square");
+    desc[s] = static_cast<const float*>(d.data);
+    state.scales[s] = {b.data, m.data, b.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32,
+                       m.shape[0], d.shape[1], d.shape[2], windows[s].cast<int64_t>()};
+  }
+  state.location_offset = static_cast<const float*>(
+      host_input(location_offset, Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+  const float* fg = nullptr;
+  if (!foreground.is_none()) {
+    fg = static_cast<const float*>(
+        host_input(foreground, Spec{op, "foreground", {{"B", B}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+    state.bank_fg = static_cast<const float*>(
+        host_input(bank_fg, Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+  }
+  const cpr::TailSettings settings{grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map};
+  py::array_t<float> amap(dims({B, image_size, image_size}));
+  py::array_t<float> score(dims({B}));
+  float* amap_p = amap.mutable_data();
+  float* score_p = score.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpr::score_tail(state, settings, B, static_cast<const float*>(f.data), desc, fg, amap_p, score_p);
+  }
+  return py::make_tuple(amap, score);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "cpr-engine native kernels (cpr/ops.h); use them through cpr_engine.ops";
   m.attr("WITH_CUDA") = cpr::cuda_compiled();
+  m.attr("TAIL_WITH_BLAS") = cpr::score_tail_uses_blas();
   m.def("cpu_isa", &cpr::cpu_isa, "Instruction set of the CPU kernels: 'avx2+fma' or 'portable'.");
   m.def("set_cpu_isa", [](const std::string& isa) { cpr::set_cpu_isa(isa.c_str()); }, py::arg("isa"),
         "'auto' (default) or 'portable' (force the baseline copies of the CPU loops).");
@@ -318,6 +381,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out_size"), py::arg("sigma"), py::arg("top_t"),
         "maps [(B, h, w) float32, finest first], foreground (B, h0, w0) float32 or None -> "
         "anomaly_map (B, S, S) float32, score (B,) float32");
+
+  m.def("score_tail", &score_tail_host, py::arg("descriptors"), py::arg("features"), py::arg("foreground"),
+        py::arg("centers"), py::arg("train_hists"), py::arg("banks"), py::arg("memories"), py::arg("bank_fg"),
+        py::arg("location_offset"), py::arg("windows"), py::arg("grid"), py::arg("kept_blocks"), py::arg("top_k"),
+        py::arg("image_size"), py::arg("blur_sigma"), py::arg("top_t"), py::arg("foreground_on_map"),
+        "The whole scoring tail (cpr/tail.h): descriptors [(B, D_s, h_s, h_s) float32], features (B, C, h0, h0) "
+        "float32, foreground (B, h0, h0) float32 or None, and the training state -> anomaly_map (B, S, S) "
+        "float32, score (B,) float32");
 
   py::module_ cuda = m.def_submodule(
       "cuda", "Same operations on CUDA device buffers: (data_ptr, shape, dtype, contiguous) tuples, "

@@ -1,9 +1,8 @@
-// cpr::Detector: artifact -> network (OpenCV DNN or TensorRT) -> the kernels of <cpr/ops.h>.
+// cpr::Detector: artifact -> network (OpenCV DNN or TensorRT) -> the scoring tail of <cpr/tail.h>.
 #include "cpr/detector.h"
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,11 +11,11 @@
 
 #include "contract.h"
 #include "cpr/ops.h"
+#include "cpr/tail.h"
 #include "manifest.h"
 #include "network.h"
 #include "npy.h"
 #include "preprocess.h"
-#include "whole_map_search.h"
 
 namespace cpr {
 namespace {
@@ -91,7 +90,7 @@ struct Detector::Impl {
   NpyArray bank_4, bank_8, bank_fg;       // (N, D, S/s1, S/s1), (N, D, S/s2, S/s2), (N, S/s1, S/s1)
   NpyArray memory_4, memory_8;            // (M_4, D, S/s1, S/s1), (M_8, D, S/s2, S/s2): searched whole
   std::vector<float> location_offset;     // (S/s1, S/s1) subtracted from the fine patch scores
-  std::vector<int64_t> memory_index_4, memory_index_8;  // 0 .. M_s - 1 per scale
+  int64_t n_memory_4 = 0, n_memory_8 = 0;  // maps per memory (M_s)
   std::vector<float> centers;             // (M, C) float32, when the network gives feat_4
   std::vector<float> train_hists;         // (N, grid^2, M+1) float32 (converted once from fp16)
   int64_t n_train = 0, dim_4 = 0, dim_8 = 0, n_codes = 0, channels = 0;  // D per scale: own widths
@@ -151,10 +150,7 @@ struct Detector::Impl {
     expect_shape(m.path(npy_file(kMemories[1])), kMemories[1], memory_8.shape, {m_8, dim_8, coarse_side(), coarse_side()});
     expect_shape(m.path(npy_file(kLocationOffset)), kLocationOffset, offset.shape, {fine_side(), fine_side()});
     location_offset = offset.to_float();
-    memory_index_4.resize(m_4);
-    memory_index_8.resize(m_8);
-    std::iota(memory_index_4.begin(), memory_index_4.end(), int64_t(0));
-    std::iota(memory_index_8.begin(), memory_index_8.end(), int64_t(0));
+    n_memory_4 = m_4, n_memory_8 = m_8;
   }
 
   // The codebook (M, C) float32, M from train_hists.
@@ -200,104 +196,35 @@ struct Detector::Impl {
     expect_shape(where, "output feat_4", blob_shape(out.feat_4), {1, channels, fine_side(), fine_side()});
   }
 
-  // (1, K) indices of the training images closest to the query's codebook block histograms.
-  std::vector<int64_t> retrieve(const runtime::NetworkOutput& out) const {
-    const int64_t blocks = manifest.grid * manifest.grid, bins = n_codes + 1;
-    std::vector<float> hist(blocks * bins), distances(n_train);
-    codebook_histogram(out.feat_4.ptr<float>(), 1, channels, fine_side(), fine_side(), centers.data(), n_codes,
-                       manifest.grid, nullptr, hist.data());
-    hist_match(hist.data(), 1, train_hists.data(), n_train, blocks, bins, manifest.kept_blocks, distances.data());
-    std::vector<int64_t> index(top_k_count(n_train, manifest.top_k, false));
-    top_k(distances.data(), 1, n_train, manifest.top_k, nullptr, index.data());
-    return index;
+  // The arrays and settings the scoring tail reads (views of this Impl's buffers).
+  TailState tail_state() const {
+    TailState state;
+    state.centers = centers.data();
+    state.n_codes = n_codes;
+    state.channels = channels;
+    state.train_hists = train_hists.data();
+    state.n_train = n_train;
+    state.scales[0] = {bank_4.data(), memory_4.data(), bank_4.dtype, n_memory_4, dim_4,
+                       fine_side(), manifest.windows[0]};
+    state.scales[1] = {bank_8.data(), memory_8.data(), bank_8.dtype, n_memory_8, dim_8,
+                       coarse_side(), manifest.windows[1]};
+    state.bank_fg = manifest.use_foreground ? reinterpret_cast<const float*>(bank_fg.data()) : nullptr;
+    state.location_offset = location_offset.data();
+    return state;
   }
 
-  // The fused map's factor (S/s1, S/s1): max(own foreground, max over the retrieved images of
-  // bank_fg); empty when the foreground branch is off.
-  std::vector<float> map_weight(const cv::Mat& own, const std::vector<int64_t>& index) const {
-    if (!manifest.use_foreground) return {};
-    const int64_t plane = fine_side() * fine_side();
-    const float* fg = own.ptr<float>();
-    const float* bank = reinterpret_cast<const float*>(bank_fg.data());
-    std::vector<float> out(fg, fg + plane);
-    for (int64_t j : index) {  // one retrieved image's plane at a time: contiguous reads
-      for (int64_t i = 0; i < plane; ++i) out[i] = std::max(out[i], bank[j * plane + i]);
-    }
-    return out;
-  }
-
-  // fine = max(fine - location_offset, 0); NaN stays NaN (a damaged map still poisons the score).
-  void offset_locations(float* local_4) const {
-    for (size_t i = 0; i < location_offset.size(); ++i) {
-      const float v = local_4[i] - location_offset[i];
-      local_4[i] = v < 0.0f ? 0.0f : v;
-    }
-  }
-
-  // Patch scores per scale: the closest of the retrieved images' patches inside the window and of
-  // every memory patch (a window covering the map).
-  void local_search(const runtime::NetworkOutput& out, const std::vector<int64_t>& index, float* local_4,
-                    float* local_8) const {
-    const int64_t fine = fine_side(), coarse = coarse_side();
-    std::vector<float> whole_4(fine * fine), whole_8(coarse * coarse);
-    const NNSearchScale near[2] = {
-        {out.desc_4.ptr<float>(), bank_4.data(), bank_4.dtype, n_train, dim_4, fine, fine, manifest.windows[0], local_4},
-        {out.desc_8.ptr<float>(), bank_8.data(), bank_8.dtype, n_train, dim_8, coarse, coarse, manifest.windows[1],
-         local_8}};
-    const NNSearchScale whole_fine = {out.desc_4.ptr<float>(), memory_4.data(), memory_4.dtype,
-                                      int64_t(memory_index_4.size()), dim_4, fine, fine, 2 * fine - 1, whole_4.data()};
-    const NNSearchScale whole_coarse = {out.desc_8.ptr<float>(), memory_8.data(), memory_8.dtype,
-                                        int64_t(memory_index_8.size()), dim_8, coarse, coarse, 2 * coarse - 1,
-                                        whole_8.data()};
-    search(near, 2, index);
-    search(&whole_fine, 1, memory_index_4);  // the scales' memories hold different numbers of maps
-    search(&whole_coarse, 1, memory_index_8);
-    closer(local_4, whole_4);
-    closer(local_8, whole_8);
-  }
-
-  // local = min(local, whole) elementwise; where either is NaN or inf the result is too (a damaged
-  // bank or memory poisons the score instead of being hidden by the other search).
-  static void closer(float* local, const std::vector<float>& whole) {
-    for (size_t i = 0; i < whole.size(); ++i) {
-      const float total = local[i] + whole[i];
-      local[i] = std::isfinite(total) ? std::min(local[i], whole[i]) : total;
-    }
-  }
-
-  // nn_search of batch 1; a window covering the map runs as matrix products (several times faster
-  // than the kernel there) when a BLAS is built in.
-  static void search(const NNSearchScale* scales, int64_t n_scales, const std::vector<int64_t>& index) {
-    std::vector<NNSearchScale> windowed;
-    for (int64_t s = 0; s < n_scales; ++s) {
-      const NNSearchScale& scale = scales[s];
-      if (runtime::whole_map_search_available() && runtime::covers_map(scale.window, scale.height, scale.width)) {
-        runtime::whole_map_search(scale, index.data(), int64_t(index.size()));
-      } else {
-        windowed.push_back(scale);
-      }
-    }
-    if (!windowed.empty()) nn_search(windowed.data(), int64_t(windowed.size()), 1, index.data(), int64_t(index.size()));
+  TailSettings tail_settings() const {
+    return {manifest.grid, manifest.kept_blocks, manifest.top_k, side(1), manifest.blur_sigma, manifest.top_t,
+            manifest.foreground_on_map};
   }
 
   Prediction predict(const cv::Mat& image) {
     const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
-    const std::vector<int64_t> index = retrieve(out);
-    const int64_t fine = fine_side(), coarse = coarse_side();
-    std::vector<float> local_4(fine * fine), local_8(coarse * coarse);
-    local_search(out, index, local_4.data(), local_8.data());
-    offset_locations(local_4.data());
-    const std::vector<float> weight = map_weight(out.foreground, index);
-    const MapView maps[2] = {{local_4.data(), fine, fine}, {local_8.data(), coarse, coarse}};
+    const float* descriptors[2] = {out.desc_4.ptr<float>(), out.desc_8.ptr<float>()};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;
-    const float* map_factor = weight.empty() || !manifest.foreground_on_map ? nullptr : weight.data();
-    postprocess(maps, 2, 1, map_factor, side(1), manifest.blur_sigma, manifest.top_t, model_map.ptr<float>(), &p.score);
-    if (!weight.empty() && !manifest.foreground_on_map) {  // the foreground weights the image score only
-      cv::Mat weighted_map(model_map.size(), CV_32F);
-      postprocess(maps, 2, 1, weight.data(), side(1), manifest.blur_sigma, manifest.top_t, weighted_map.ptr<float>(),
-                  &p.score);
-    }
+    score_tail(tail_state(), tail_settings(), 1, out.feat_4.ptr<float>(), descriptors,
+               manifest.use_foreground ? out.foreground.ptr<float>() : nullptr, model_map.ptr<float>(), &p.score);
     cv::resize(model_map, p.anomaly_map, image.size(), 0, 0, cv::INTER_LINEAR);
     // fail closed: a non-finite score or map never becomes a verdict (NaN > threshold would say "good")
     if (!std::isfinite(p.score) || !cv::checkRange(model_map)) {

@@ -6,7 +6,7 @@
 #include "cpr/ops.h"
 
 namespace cpr {
-namespace runtime {
+namespace detail {
 
 // True when an r x r window around any location reaches every location of an H x W map
 // (cpr_engine.ops.covers_map).
@@ -23,5 +23,5 @@ bool whole_map_search_available();
 // std::logic_error when not built in.
 void whole_map_search(const NNSearchScale& scale, const int64_t* index, int64_t k);
 
-}  // namespace runtime
+}  // namespace detail
 }  // namespace cpr

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cpr-bench",
         description="Time CPR inference end to end (uint8 images on the host in, scores and maps at the image size "
                     "on the host out): warm-up, then timed runs; prints latency p50/p99 per image, throughput, a "
-                    "per-stage breakdown (preprocessing, network, global retrieval, local search, post-processing) "
+                    "per-stage breakdown (torch: preprocessing, network, global retrieval, local search, post-processing; "
+                    "onnxruntime / tensorrt: preprocessing, network, scoring tail (one native call), map resize) "
                     "and peak memory, and writes the same as JSON. Without --model it trains (once, cached) a short "
                     "demo model of the variant on the offline demo data: its speed is the variant's, its accuracy "
                     "is not.")

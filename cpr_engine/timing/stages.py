@@ -7,9 +7,12 @@ search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> h
 to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
 what ``predict`` gives (``tests/test_bench.py`` checks it).
 
-The graph backend (:class:`~cpr_engine.graph_pipeline.GraphPipeline`) has three coarse stages instead
-(``GRAPH_STAGES``): the five above run inside one captured CUDA graph (eager on CPU), so they are
-timed together.
+An artifact (:class:`~cpr_engine.runtime.detector.ArtifactDetector`) scores with the native tail, one
+call for retrieval, search and post-processing (``cpr_engine.tail.score``), so its stages
+(``ARTIFACT_STAGES``) are ``preprocessing``, ``network``, ``scoring tail`` and ``map resize`` (to the
+image); ``benchmarks/tail_paths.py`` times the tail's stages one by one beside it. The graph backend
+(:class:`~cpr_engine.graph_pipeline.GraphPipeline`) has three coarse stages (``GRAPH_STAGES``): the
+five above run inside one captured CUDA graph (eager on CPU), so they are timed together.
 """
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ from typing import Callable
 import numpy as np
 
 from .. import tail
-from ..contract import FEATURES_OUTPUT
+from ..contract import DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
 STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
+ARTIFACT_STAGES = ("preprocessing", "network", "scoring tail", "map resize")
 GRAPH_STAGES = ("host -> device", "whole pipeline", "device -> host")
 Stage = Callable[[dict], None]
 
@@ -59,7 +63,8 @@ def torch_stages(det) -> list[tuple[str, Stage]]:
 
 
 def artifact_stages(det) -> list[tuple[str, Stage]]:
-    """Stages of an :class:`~cpr_engine.runtime.detector.ArtifactDetector` (ONNX Runtime / TensorRT)."""
+    """Stages of an :class:`~cpr_engine.runtime.detector.ArtifactDetector` (ONNX Runtime / TensorRT): what its
+    ``predict`` runs (``ARTIFACT_STAGES``)."""
 
     def preprocessing(st):
         st["x"] = to_model_input(st["images"], det.image_size)
@@ -67,17 +72,16 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
     def network(st):
         st["out"] = det.network(st["x"])
 
-    def retrieval(st):
-        st["index"] = det.retrieve(st["out"][FEATURES_OUTPUT])
+    def scoring_tail(st):
+        out = st["out"]
+        foreground = out[FOREGROUND_OUTPUT] if det.settings.use_foreground else None
+        st["model_maps"], st["scores"] = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[FEATURES_OUTPUT],
+                                                    foreground, det.tail_state, det.settings)
 
-    def local(st):
-        st["local"] = det.local_search(st["out"], st["index"])
+    def map_resize(st):
+        st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(st["model_maps"], st["images"])]
 
-    def post(st):
-        maps, st["scores"] = det.postprocess(st["out"], st["index"], st["local"])
-        st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(maps, st["images"])]
-
-    return list(zip(STAGES, (preprocessing, network, retrieval, local, post)))
+    return list(zip(ARTIFACT_STAGES, (preprocessing, network, scoring_tail, map_resize)))
 
 
 def graph_stages(pipe) -> list[tuple[str, Stage]]:

@@ -10,10 +10,11 @@ post-processing (fusion of the scales, upsampling, blur, top-T image score).
 
 Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on torch tensors on any
 device (``CPRModel``, the CUDA-graph ``GraphPipeline``), with the native kernels or the PyTorch
-reference, and stage by stage on NumPy arrays (the per-stage benchmark). The native tail
+reference, and stage by stage on NumPy arrays (``benchmarks/tail_paths.py``). The native tail
 (``csrc/tail``, ``<cpr/tail.h>``) is the one other place the sequence is written: :func:`score` on
-NumPy arrays (the torch-free ``ArtifactDetector``) is one call into it, and so is ``cpr::Detector``;
-``tests/test_tail.py`` holds it to this module's composition.
+NumPy arrays or CPU tensors (the torch-free ``ArtifactDetector``, ``CPRModel`` inference on the CPU)
+is one call into it, and so is ``cpr::Detector``; ``tests/test_tail.py`` holds it to this module's
+composition.
 
 ``settings`` is anything with the attributes ``grid``, ``kept_blocks``, ``top_k``, ``windows``,
 ``image_size``, ``blur_sigma``, ``top_t`` and ``foreground_on_map``: a ``CPRConfig`` or a
@@ -155,11 +156,11 @@ def score(descriptors: list, features, foreground, state: TailState, settings, e
         features: (B, C, h_0, w_0) fine backbone taps of the queries (the codebook stage's input).
         foreground: (B, h_0, w_0) foreground of the queries, or None (no foreground weighting).
         exclude, impl: see :func:`retrieve`; check_index: see ``ops.nn_search``.
-    NumPy inputs (no ``exclude``, ``impl`` not "reference") run the native tail in one call
-    (``ops.score_tail``) when it was built with a BLAS (``ops.native_tail_fast``); torch inputs, and
-    NumPy inputs otherwise, the stages below.
+    NumPy arrays and CPU tensors that the ops would send to the native kernels run the native tail in
+    one call (``ops.score_tail``; without ``exclude``, and when it was built with a BLAS:
+    ``ops.native_tail_for``); anything else (CUDA, grad, tracing, the reference) the stages below.
     """
-    if isinstance(features, np.ndarray) and impl != "reference" and exclude is None and ops.native_tail_fast():
+    if exclude is None and ops.native_tail_for(impl, [features, *descriptors, foreground]):
         return ops.score_tail(descriptors, features, foreground, state.centers, state.train_hists, state.banks,
                               state.memories, state.bank_fg, state.location_offset, settings.windows, settings.grid,
                               settings.kept_blocks, settings.top_k, settings.image_size, settings.blur_sigma,

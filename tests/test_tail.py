@@ -182,9 +182,9 @@ def test_native_tail_names_bad_input(case):
     state, (descs, features, fg) = case
     with pytest.raises(ValueError, match="score_tail: descriptors\\[1\\] must be \\(3, D, h, h\\)"):
         _native([descs[0], descs[1][:2]], features, fg, state, SETTINGS)
-    with pytest.raises(ValueError, match="score_tail: memories\\[0\\] must be .* float32"):
-        _native(descs, features, fg, state._replace(memories=[state.memories[0].astype(np.float16),
-                                                               state.memories[1]]), SETTINGS)
+    with pytest.raises(ValueError, match="score_tail: memories\\[0\\] must be \\(M, 7, 8, 8\\)"):
+        _native(descs, features, fg, state._replace(memories=[state.memories[0][:, :5], state.memories[1]]),
+                SETTINGS)
     with pytest.raises(ValueError, match="score_tail: foreground must be"):
         _native(descs, features, fg[:, :4], state, SETTINGS)
     with pytest.raises(TypeError, match="score_tail: bank_fg"):

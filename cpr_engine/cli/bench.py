@@ -18,8 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cpr-bench",
         description="Time CPR inference end to end (uint8 images on the host in, scores and maps at the image size "
                     "on the host out): warm-up, then timed runs; prints latency p50/p99 per image, throughput, a "
-                    "per-stage breakdown (torch: preprocessing, network, global retrieval, local search, post-processing; "
-                    "onnxruntime / tensorrt: preprocessing, network, scoring tail (one native call), map resize) "
+                    "per-stage breakdown (preprocessing, network, scoring tail, map resize: what predict runs) "
                     "and peak memory, and writes the same as JSON. Without --model it trains (once, cached) a short "
                     "demo model of the variant on the offline demo data: its speed is the variant's, its accuracy "
                     "is not.")
@@ -83,7 +82,7 @@ def format_report(report: dict) -> str:
              f"  throughput          {report['throughput_images_per_s']:9.1f} images/s",
              f"  peak memory         {report['peak_memory_mib']:9.1f} MiB",
              "  stage (synchronised runs)      ms / image"
-             + ("   (graph backend: the five stages run as one CUDA graph, eagerly on CPU)" if c["backend"] == "graph" else "")]
+             + ("   (graph backend: the stages run as one CUDA graph, eagerly on CPU)" if c["backend"] == "graph" else "")]
     lines += [f"    {name:<28} {ms:9.3f}" for name, ms in report["stages_ms"].items()]
     return "\n".join(lines)
 

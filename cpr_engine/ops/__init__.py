@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 _logged = False
 
-__all__ = ["backend", "native_available", "cuda_available", "native_tail_fast", "native_error", "codebook_histogram",
+__all__ = ["backend", "native_available", "cuda_available", "native_tail_fast", "native_tail_for", "native_error", "codebook_histogram",
            "hist_match", "top_k", "nn_search", "postprocess", "score_tail"]
 
 
@@ -517,27 +517,54 @@ def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: in
     return amap, score
 
 
-def score_tail(descriptors: Sequence[np.ndarray], features: np.ndarray, foreground: np.ndarray | None,
-               centers: np.ndarray, train_hists: np.ndarray, banks: Sequence[np.ndarray],
-               memories: Sequence[np.ndarray], bank_fg: np.ndarray | None, location_offset: np.ndarray,
-               windows: Sequence[int], grid: int, kept_blocks: int, top_k: int, image_size: int, blur_sigma: float,
-               top_t: int, foreground_on_map: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``; CPU, NumPy only):
-    the stages ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
+
+def native_tail_for(impl: str | None, arrays: Sequence[Any]) -> bool:
+    """Whether ``tail.score`` runs these inputs (its per-image arrays) through :func:`score_tail`: NumPy
+    arrays or CPU tensors that the ops would send to the native kernels (not forced to the reference,
+    no grad, not traced), and a native tail with its BLAS (:func:`native_tail_fast`)."""
+    if not native_tail_fast():
+        return False
+    kind = _kind("score_tail", arrays)
+    return kind in ("numpy", "cpu") and _choose("score_tail", impl, kind, arrays) == "native"
+
+
+def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_hists, banks: Sequence[Any],
+               memories: Sequence[Any], bank_fg, location_offset, windows: Sequence[int], grid: int,
+               kept_blocks: int, top_k: int, image_size: int, blur_sigma: float, top_t: int,
+               foreground_on_map: bool):
+    """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``; CPU): the stages
+    ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
 
     Args:
         descriptors: per scale (B, D_s, h_s, h_s) float32 unit-norm descriptors, finest first (2 scales).
         features: (B, C, h_0, h_0) float32 fine taps; foreground: (B, h_0, h_0) float32 or None.
         centers (n_codes, C), train_hists (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and
-        memories [(M_s, D_s, h_s, h_s)] (float32 or float16, a memory in its bank's dtype), bank_fg
-        (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32.
+        memories [(M_s, D_s, h_s, h_s)] (each float32 or float16; every memory map is searched), bank_fg (N, h_0, h_0) float32 (read only with a foreground), location_offset
+        (h_0, h_0) float32. NumPy arrays, or CPU tensors (zero-copy views; per-image arrays made contiguous).
         windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
     Returns:
-        anomaly maps (B, S, S) float32, image scores (B,) float32.
+        anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind.
     """
+    op = "score_tail"
     if _C is None:
-        raise RuntimeError(f"score_tail: needs the compiled kernels cpr_engine._C ({native_error()})")
+        raise RuntimeError(f"{op}: needs the compiled kernels cpr_engine._C ({native_error()})")
     backend()
-    return _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks), list(memories),
-                         bank_fg, location_offset, [int(r) for r in windows], int(grid), int(kept_blocks), int(top_k),
-                         int(image_size), float(blur_sigma), int(top_t), bool(foreground_on_map))
+    on_torch = _is_tensor(features)
+    if on_torch:
+        descriptors = [_np(d, op, "descriptors", True) for d in descriptors]
+        features = _np(features, op, "features", True)
+        foreground = None if foreground is None else _np(foreground, op, "foreground", True)
+        centers, train_hists, bank_fg, location_offset = (
+            None if t is None else _np(t, op, name) for t, name in
+            ((centers, "centers"), (train_hists, "train_hists"), (bank_fg, "bank_fg"),
+             (location_offset, "location_offset")))
+        banks = [_np(b, op, "banks") for b in banks]
+        memories = [_np(m, op, "memories") for m in memories]
+    maps, scores = _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks),
+                                 list(memories), bank_fg, location_offset, [int(r) for r in windows], int(grid),
+                                 int(kept_blocks), int(top_k), int(image_size), float(blur_sigma), int(top_t),
+                                 bool(foreground_on_map))
+    if on_torch:
+        torch = _torch()
+        return torch.from_numpy(maps), torch.from_numpy(scores)
+    return maps, scores

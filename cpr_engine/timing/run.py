@@ -74,8 +74,7 @@ def bench(det, backend: str, images: list[np.ndarray], batch: int, warmup: int, 
     Returns:
         {"latency_ms": {"p50", "p99", "mean"} per image, "batch_latency_ms": {...} per call,
         "throughput_images_per_s", "stages_ms": {stage: mean ms per image}, "peak_memory_mib"}.
-        The stages are ``stages.STAGES`` (torch), ``stages.ARTIFACT_STAGES`` (onnxruntime, tensorrt) or
-        ``stages.GRAPH_STAGES`` (graph).
+        The stages are ``stages.STAGES``, or ``stages.GRAPH_STAGES`` for the graph backend.
         End-to-end runs have no synchronisation between stages; the stage breakdown comes from
         separate runs that synchronise after every stage.
     """

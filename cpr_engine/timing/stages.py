@@ -1,18 +1,17 @@
-"""The inference pipeline cut into the five stages that ``cpr-bench`` times.
+"""The inference pipeline cut into the four stages that ``cpr-bench`` times (``STAGES``).
 
 ``preprocessing`` (resize + scale to [0, 1], host -> device), ``network`` (backbone taps, Local
-Retrieval Branch, foreground map), ``global retrieval`` (codebook histograms, histogram matching,
-top-K), ``local search`` (location-restricted NN
-search), ``post-processing`` (foreground, fusion, blur, top-T score, device -> host, map resized
-to the image). Each stage reads and writes a ``dict`` state; running them in order gives exactly
-what ``predict`` gives (``tests/test_bench.py`` checks it).
+Retrieval Branch or raw taps, foreground map), ``scoring tail`` (``cpr_engine.tail.score``: codebook
+histograms, histogram matching, top-K, location-restricted and memory search, offset, foreground,
+fusion, blur, top-T score; one native call on the CPU, the ops one by one on CUDA), ``map resize``
+(device -> host, maps resized to the images). Each stage reads and writes a ``dict`` state; running
+them in order gives exactly what ``predict`` gives (``tests/test_bench.py`` checks it). The tail's
+own stages are timed one by one by ``benchmarks/tail_paths.py`` (artifacts) and the ops by
+``benchmarks/bench_ops.py``.
 
-An artifact (:class:`~cpr_engine.runtime.detector.ArtifactDetector`) scores with the native tail, one
-call for retrieval, search and post-processing (``cpr_engine.tail.score``), so its stages
-(``ARTIFACT_STAGES``) are ``preprocessing``, ``network``, ``scoring tail`` and ``map resize`` (to the
-image); ``benchmarks/tail_paths.py`` times the tail's stages one by one beside it. The graph backend
-(:class:`~cpr_engine.graph_pipeline.GraphPipeline`) has three coarse stages (``GRAPH_STAGES``): the
-five above run inside one captured CUDA graph (eager on CPU), so they are timed together.
+The graph backend (:class:`~cpr_engine.graph_pipeline.GraphPipeline`) has three coarse stages
+(``GRAPH_STAGES``): everything above runs inside one captured CUDA graph (eager on CPU), so it is
+timed together.
 """
 from __future__ import annotations
 
@@ -24,47 +23,41 @@ from .. import tail
 from ..contract import DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
-STAGES = ("preprocessing", "network", "global retrieval", "local search", "post-processing")
-ARTIFACT_STAGES = ("preprocessing", "network", "scoring tail", "map resize")
+STAGES = ("preprocessing", "network", "scoring tail", "map resize")
 GRAPH_STAGES = ("host -> device", "whole pipeline", "device -> host")
 Stage = Callable[[dict], None]
 
 
 def torch_stages(det) -> list[tuple[str, Stage]]:
-    """Stages of a PyTorch ``Detector`` (any device). State in: ``images``; out: ``scores``, ``maps``."""
+    """Stages of a PyTorch ``Detector`` (any device): what its ``predict`` runs. State in: ``images``;
+    out: ``scores``, ``maps``."""
     import torch
 
     model, size, device = det.model, det.config.image_size, det.device
-    cfg = det.config
 
     def preprocessing(st):
         st["x"] = torch.from_numpy(to_model_input(st["images"], size)).to(device, non_blocking=True)
 
     def network(st):
         with torch.no_grad():
-            st["feats"] = model.features(st["x"])
-            st["descs"] = model.descriptors(st["feats"])
+            feats = model.features(st["x"])
+            st["net"] = model.descriptors(feats), feats[0], model.foreground(feats[0])
 
-    def retrieval(st):
+    def scoring_tail(st):
         with torch.no_grad():
-            st["index"] = model.retrieve(st["feats"][0])
+            st["model_maps"], st["scores"] = tail.score(*st["net"], model.tail_state, model.config,
+                                                        impl=model.ops_impl)
 
-    def local(st):
-        st["local"] = tail.local_search(st["descs"], st["index"], model.tail_state, cfg, model.ops_impl)
+    def map_resize(st):
+        scores, maps = st["scores"].float().cpu().numpy(), st["model_maps"].float().cpu().numpy()
+        st["scores"], st["maps"] = scores, [resize_map(m, im.shape[:2]) for m, im in zip(maps, st["images"])]
 
-    def post(st):
-        with torch.no_grad():
-            maps, scores = tail.postprocess(st["local"], model.foreground(st["feats"][0]), st["index"],
-                                            model.tail_state, cfg, model.ops_impl)
-        st["scores"] = scores.float().cpu().numpy()
-        st["maps"] = [resize_map(m, im.shape[:2]) for m, im in zip(maps.float().cpu().numpy(), st["images"])]
-
-    return list(zip(STAGES, (preprocessing, network, retrieval, local, post)))
+    return list(zip(STAGES, (preprocessing, network, scoring_tail, map_resize)))
 
 
 def artifact_stages(det) -> list[tuple[str, Stage]]:
     """Stages of an :class:`~cpr_engine.runtime.detector.ArtifactDetector` (ONNX Runtime / TensorRT): what its
-    ``predict`` runs (``ARTIFACT_STAGES``)."""
+    ``predict`` runs."""
 
     def preprocessing(st):
         st["x"] = to_model_input(st["images"], det.image_size)
@@ -81,7 +74,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
     def map_resize(st):
         st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(st["model_maps"], st["images"])]
 
-    return list(zip(ARTIFACT_STAGES, (preprocessing, network, scoring_tail, map_resize)))
+    return list(zip(STAGES, (preprocessing, network, scoring_tail, map_resize)))
 
 
 def graph_stages(pipe) -> list[tuple[str, Stage]]:

@@ -329,11 +329,12 @@ py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::han
                                            {"float32", "float16"}, " to match its descriptors"});
     ArrayRef m = host_input(memories[s], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
                                               {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
-                                              {b.dtype.c_str()}, " (its bank's dtype)"});
+                                              {"float32", "float16"}, " to match its descriptors"});
     if (d.shape[3] != d.shape[2]) throw std::invalid_argument(std::string(op) + ": descriptors must be square");
     desc[s] = static_cast<const float*>(d.data);
-    state.scales[s] = {b.data, m.data, b.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32,
-                       m.shape[0], d.shape[1], d.shape[2], windows[s].cast<int64_t>()};
+    const auto dtype = [](const ArrayRef& a) { return a.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32; };
+    state.scales[s] = {b.data, m.data, dtype(b), dtype(m), m.shape[0], d.shape[1], d.shape[2],
+                       windows[s].cast<int64_t>()};
   }
   state.location_offset = static_cast<const float*>(
       host_input(location_offset, Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);

@@ -204,9 +204,9 @@ struct Detector::Impl {
     state.channels = channels;
     state.train_hists = train_hists.data();
     state.n_train = n_train;
-    state.scales[0] = {bank_4.data(), memory_4.data(), bank_4.dtype, n_memory_4, dim_4,
+    state.scales[0] = {bank_4.data(), memory_4.data(), bank_4.dtype, memory_4.dtype, n_memory_4, dim_4,
                        fine_side(), manifest.windows[0]};
-    state.scales[1] = {bank_8.data(), memory_8.data(), bank_8.dtype, n_memory_8, dim_8,
+    state.scales[1] = {bank_8.data(), memory_8.data(), bank_8.dtype, memory_8.dtype, n_memory_8, dim_8,
                        coarse_side(), manifest.windows[1]};
     state.bank_fg = manifest.use_foreground ? reinterpret_cast<const float*>(bank_fg.data()) : nullptr;
     state.location_offset = location_offset.data();

@@ -89,9 +89,9 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
     const int64_t plane = sc.side * sc.side;
     local[s].resize(size_t(batch * plane));
     whole[s].resize(size_t(batch * plane));
-    near.push_back({descriptors[s], sc.bank, sc.dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window,
+    near.push_back({descriptors[s], sc.bank, sc.bank_dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window,
                     local[s].data()});
-    memory[s].push_back({descriptors[s], sc.memory, sc.dtype, sc.n_memory, sc.dim, sc.side, sc.side,
+    memory[s].push_back({descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side,
                          2 * sc.side - 1, whole[s].data()});
   }
   search(near, batch, index.data(), k);

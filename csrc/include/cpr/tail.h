@@ -18,9 +18,10 @@ namespace cpr {
 
 // One scale of the training state.
 struct TailScale {
-  const void* bank = nullptr;      // (N, D, h, w) float32 or float16 (dtype): every training image
-  const void* memory = nullptr;    // (M, D, h, w), the bank's dtype: coreset maps, searched whole
-  DType dtype = DType::kFloat32;
+  const void* bank = nullptr;      // (N, D, h, w) float32 or float16 (bank_dtype): every training image
+  const void* memory = nullptr;    // (M, D, h, w) float32 or float16 (memory_dtype): coreset maps, searched whole
+  DType bank_dtype = DType::kFloat32;
+  DType memory_dtype = DType::kFloat32;
   int64_t n_memory = 0;            // M >= 1
   int64_t dim = 0;                 // D
   int64_t side = 0;                // h = w

@@ -4,13 +4,15 @@ The pipeline is the one of ``CPRModel.forward``: the graph gives descriptors, fo
 fine taps; the scoring tail does the codebook histograms, histogram matching, top-K, the
 location-restricted NN search against the stored bank and memory, the location offset, the
 foreground and the post-processing, in one native call (``cpr_engine.tail.score`` on NumPy arrays:
-``csrc/tail``, the tail ``cpr::Detector`` runs). :meth:`retrieve`, :meth:`local_search` and
-:meth:`postprocess` run the stages one by one (the per-stage benchmark). ``cpr_engine.Detector.load(folder)``
+``csrc/tail``, the tail ``cpr::Detector`` runs; ``benchmarks/tail_paths.py`` runs its stages one by
+one beside it). ``cpr_engine.Detector.load(folder)``
 returns one of these for an artifact folder.
 
 Thread safety: one ``ArtifactDetector`` may be shared by several threads calling :meth:`predict`
 at once (the kernels keep no state, ONNX Runtime sessions are thread-safe, the TensorRT backend
-locks its execution context); ``tests/test_runtime.py`` checks it.
+locks its execution context; the tail's one-OpenBLAS-thread setting for small whole-map searches is
+process-wide and restored after each, so concurrent calls can change each other's speed, never
+their results); ``tests/test_runtime.py`` checks it.
 """
 from __future__ import annotations
 
@@ -139,19 +141,6 @@ class ArtifactDetector:
         """The training state the scoring tail searches (this artifact's arrays)."""
         return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
                               self.memory_indices, self.location_offset)
-
-    def retrieve(self, features: np.ndarray) -> np.ndarray:
-        """(B, C, h_0, w_0) float32 fine taps (graph output ``feat_4``) -> (B, K) int64 closest training images."""
-        return tail.retrieve(features, self.tail_state, self.settings)
-
-    def local_search(self, out: dict[str, np.ndarray], index: np.ndarray) -> list[np.ndarray]:
-        """Network outputs and (B, K) retrieved indices -> per-scale (B, h, w) float32 patch scores."""
-        return tail.local_search([out[name] for name in DESCRIPTOR_OUTPUTS], index, self.tail_state, self.settings)
-
-    def postprocess(self, out: dict[str, np.ndarray], index: np.ndarray,
-                    local: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Foreground weighting, fusion, blur, top-T: -> maps (B, S, S) float32, scores (B,) float32."""
-        return tail.postprocess(local, self._foreground(out), index, self.tail_state, self.settings)
 
     def _foreground(self, out: dict[str, np.ndarray]) -> np.ndarray | None:
         return out[FOREGROUND_OUTPUT] if self.settings.use_foreground else None

@@ -11,6 +11,9 @@ One function per operation, same name in every layer (``csrc/ops/<op>.cpp``,
 ``postprocess``         fuse scales, foreground, upsample, blur, top-T score (scoring.py)
 =====================  =========================================================================
 
+Beside them, :func:`score_tail`: the whole scoring tail (``cpr_engine.tail``) composed natively in one
+call (``csrc/tail``; CPU, NumPy arrays or CPU tensors).
+
 Inputs may be
 * torch CPU tensors: passed to the C++ kernels as zero-copy NumPy views (per-image activations
   such as ``query``/``features``/maps are made contiguous first, a copy only when they are not,

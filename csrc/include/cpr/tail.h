@@ -4,7 +4,7 @@
 // <cpr/ops.h>: codebook block histograms of the fine taps, histogram matching, top-K training
 // images, the location-restricted search in their banks beside a whole-map search of the memory
 // (the closer of the two per patch), the location offset, the foreground weight, post-processing.
-// cpr::Detector and cpr_engine's torch-free ArtifactDetector both score through it.
+// cpr::Detector, cpr_engine's torch-free ArtifactDetector and its CPRModel on the CPU score through it.
 //
 // Buffers follow <cpr/ops.h> (dense, row-major, host memory: the tail runs on the CPU). Two scales,
 // finest first: h_0 = w_0 = fine side, h_1 = w_1 = coarse side.

@@ -29,20 +29,14 @@ std::vector<int64_t> retrieve(const TailState& state, const TailSettings& settin
 }
 
 // nn_search over (B, k) indices; a scale whose window covers the map runs as matrix products (several
-// times faster than the kernel there) when a BLAS is built in, one image at a time.
+// times faster than the kernel there) when a BLAS is built in.
 void search(const std::vector<NNSearchScale>& scales, int64_t batch, const int64_t* index, int64_t k) {
   std::vector<NNSearchScale> windowed;
   for (const NNSearchScale& scale : scales) {
-    if (!detail::whole_map_search_available() || !detail::covers_map(scale.window, scale.height, scale.width)) {
+    if (detail::whole_map_search_available() && detail::covers_map(scale.window, scale.height, scale.width)) {
+      detail::whole_map_search(scale, batch, index, k);
+    } else {
       windowed.push_back(scale);
-      continue;
-    }
-    const int64_t plane = scale.height * scale.width;
-    for (int64_t b = 0; b < batch; ++b) {
-      NNSearchScale one = scale;
-      one.query = scale.query + b * scale.dim * plane;
-      one.out = scale.out + b * plane;
-      detail::whole_map_search(one, index + b * k, k);
     }
   }
   if (!windowed.empty()) nn_search(windowed.data(), int64_t(windowed.size()), batch, index, k);

@@ -27,12 +27,12 @@ constexpr int64_t kMinRows = 16;
 constexpr int64_t kSingleThreadMacs = 300'000'000;
 
 #if CPR_WITH_BLAS
-// While alive, OpenBLAS runs on one thread (when it is OpenBLAS and runs on more). Process-wide, as
+// While alive and made active, OpenBLAS runs on one thread (when it is OpenBLAS and runs on more). Process-wide, as
 // threadpoolctl's limit in the NumPy path is.
 class OneBlasThread {
  public:
-  OneBlasThread() {
-    if (openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr) {
+  explicit OneBlasThread(bool active) {
+    if (active && openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr) {
       previous_ = openblas_get_num_threads();
       if (previous_ > 1) openblas_set_num_threads(1);
     }
@@ -77,36 +77,43 @@ bool covers_map(int64_t window, int64_t height, int64_t width) { return window /
 
 bool whole_map_search_available() { return CPR_WITH_BLAS != 0; }
 
-void whole_map_search(const NNSearchScale& scale, const int64_t* index, int64_t k) {
+void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k) {
 #if CPR_WITH_BLAS
   const int64_t plane = scale.height * scale.width, columns = k * plane, dim = scale.dim;
   // uninitialised: both are written in full before they are read (a std::vector would zero 4 MiB per call)
   const std::unique_ptr<float[]> refs(new float[size_t(dim * columns)]);  // (D, K * H * W)
-  for (int64_t c = 0; c < dim; ++c) {
-    for (int64_t j = 0; j < k; ++j) {
-      float* dst = refs.get() + c * columns + j * plane;
-      const int64_t offset = (index[j] * dim + c) * plane;
-      if (scale.bank_dtype == DType::kFloat32) {
-        std::copy_n(static_cast<const float*>(scale.bank) + offset, plane, dst);
-      } else {
-        const uint16_t* src = static_cast<const uint16_t*>(scale.bank) + offset;
-        for (int64_t i = 0; i < plane; ++i) dst[i] = detail::half_to_float(src[i]);
-      }
-    }
-  }
-  std::unique_ptr<OneBlasThread> one_thread;
-  if (plane * columns * dim <= kSingleThreadMacs) one_thread = std::make_unique<OneBlasThread>();
   const int64_t rows = std::max(kMinRows, kBlockFloats / std::max<int64_t>(1, columns));
   const std::unique_ptr<float[]> similarity(new float[size_t(std::min(rows, plane) * columns)]);
-  for (int64_t start = 0; start < plane; start += rows) {
-    const int64_t n = std::min(plane, start + rows) - start;
-    // similarity (n, K*H*W) = query[:, start:start+n]^T (n, D) x refs (D, K*H*W); query is (D, H*W)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(columns), int(dim), 1.f, scale.query + start,
-                int(plane), refs.get(), int(columns), 0.f, similarity.get(), int(columns));
-    one_minus_row_max(similarity.get(), n, columns, scale.out + start);
+  const OneBlasThread one_thread(plane * columns * dim <= kSingleThreadMacs);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t* row = index + b * k;
+    // gather the K bank images, unless they are the previous image's (the memory: the same for every image)
+    if (b == 0 || !std::equal(row, row + k, row - k)) {
+      for (int64_t c = 0; c < dim; ++c) {
+        for (int64_t j = 0; j < k; ++j) {
+          float* dst = refs.get() + c * columns + j * plane;
+          const int64_t offset = (row[j] * dim + c) * plane;
+          if (scale.bank_dtype == DType::kFloat32) {
+            std::copy_n(static_cast<const float*>(scale.bank) + offset, plane, dst);
+          } else {
+            const uint16_t* src = static_cast<const uint16_t*>(scale.bank) + offset;
+            for (int64_t i = 0; i < plane; ++i) dst[i] = detail::half_to_float(src[i]);
+          }
+        }
+      }
+    }
+    const float* query = scale.query + b * dim * plane;
+    float* out = scale.out + b * plane;
+    for (int64_t start = 0; start < plane; start += rows) {
+      const int64_t n = std::min(plane, start + rows) - start;
+      // similarity (n, K*H*W) = query[:, start:start+n]^T (n, D) x refs (D, K*H*W); query is (D, H*W)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(columns), int(dim), 1.f, query + start,
+                  int(plane), refs.get(), int(columns), 0.f, similarity.get(), int(columns));
+      one_minus_row_max(similarity.get(), n, columns, out + start);
+    }
   }
 #else
-  (void)scale, (void)index, (void)k;
+  (void)scale, (void)batch, (void)index, (void)k;
   throw std::logic_error("whole_map_search: built without a CBLAS (CPR_WITH_BLAS)");
 #endif
 }

@@ -16,12 +16,13 @@ bool covers_map(int64_t window, int64_t height, int64_t width);
 // 4x slower than the windowed kernel here). Without it every scale runs in the nn_search kernel.
 bool whole_map_search_available();
 
-// What nn_search gives one query for a window covering the map: scale.out (H, W) = 1 - max cosine
-// of each query location over every location of the K bank images index[0..k) (float32 or
+// What nn_search gives for a window covering the map: scale.out (B, H, W) = 1 - max cosine of each
+// query location over every location of its K bank images index[b * k .. (b + 1) * k) (float32 or
 // float16), computed as sgemm products in blocks of query rows that stay in cache (as
-// cpr_engine.ops._whole_map_search). scale.query is (D, H, W) float32 (batch 1). Throws
-// std::logic_error when not built in.
-void whole_map_search(const NNSearchScale& scale, const int64_t* index, int64_t k);
+// cpr_engine.ops._whole_map_search). scale.query is (B, D, H, W) float32. The K images are gathered
+// once for consecutive queries with the same index row (the memory's). Throws std::logic_error when
+// not built in.
+void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k);
 
 }  // namespace detail
 }  // namespace cpr

@@ -57,8 +57,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 _logged = False
 
-__all__ = ["backend", "native_available", "cuda_available", "native_tail_fast", "native_tail_for", "native_error", "codebook_histogram",
-           "hist_match", "top_k", "nn_search", "postprocess", "score_tail"]
+__all__ = ["backend", "native_available", "cuda_available", "native_tail_fast", "native_tail_for", "native_error",
+           "codebook_histogram", "hist_match", "top_k", "nn_search", "postprocess", "score_tail"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +520,6 @@ def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: in
     return amap, score
 
 
-
 def native_tail_for(impl: str | None, arrays: Sequence[Any]) -> bool:
     """Whether ``tail.score`` runs these inputs (its per-image arrays) through :func:`score_tail`: NumPy
     arrays or CPU tensors that the ops would send to the native kernels (not forced to the reference,
@@ -542,8 +541,9 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
         descriptors: per scale (B, D_s, h_s, h_s) float32 unit-norm descriptors, finest first (2 scales).
         features: (B, C, h_0, h_0) float32 fine taps; foreground: (B, h_0, h_0) float32 or None.
         centers (n_codes, C), train_hists (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and
-        memories [(M_s, D_s, h_s, h_s)] (each float32 or float16; every memory map is searched), bank_fg (N, h_0, h_0) float32 (read only with a foreground), location_offset
-        (h_0, h_0) float32. NumPy arrays, or CPU tensors (zero-copy views; per-image arrays made contiguous).
+        memories [(M_s, D_s, h_s, h_s)] (each float32 or float16; every memory map is searched), bank_fg
+        (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32. NumPy
+        arrays, or CPU tensors (zero-copy views; per-image arrays made contiguous).
         windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
     Returns:
         anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind.

@@ -142,8 +142,12 @@ class ArtifactDetector:
         return tail.TailState(self.centers, self.train_hists, self.banks, self.bank_fg, self.memories,
                               self.memory_indices, self.location_offset)
 
-    def _foreground(self, out: dict[str, np.ndarray]) -> np.ndarray | None:
-        return out[FOREGROUND_OUTPUT] if self.settings.use_foreground else None
+    def score_outputs(self, out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The scoring tail on the network's outputs (``out``: graph output name -> array) -> maps (B, S, S)
+        float32, scores (B,) float32."""
+        foreground = out[FOREGROUND_OUTPUT] if self.settings.use_foreground else None
+        return tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[FEATURES_OUTPUT], foreground,
+                          self.tail_state, self.settings)
 
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of (H, W, 3) uint8 RGB images.
@@ -151,9 +155,7 @@ class ArtifactDetector:
         Returns:
             scores (B,) float32, maps (B, S, S) float32.
         """
-        out = self.network(to_model_input(images, self.image_size))
-        maps, scores = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[FEATURES_OUTPUT],
-                                  self._foreground(out), self.tail_state, self.settings)
+        maps, scores = self.score_outputs(self.network(to_model_input(images, self.image_size)))
         return scores, maps
 
     def predict(self, images, batch_size: int = 8, color: str = "RGB"):

@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 
 from .. import tail
-from ..contract import DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT
 from ..preprocess import resize_map, to_model_input
 
 STAGES = ("preprocessing", "network", "scoring tail", "map resize")
@@ -66,10 +65,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
         st["out"] = det.network(st["x"])
 
     def scoring_tail(st):
-        out = st["out"]
-        foreground = out[FOREGROUND_OUTPUT] if det.settings.use_foreground else None
-        st["model_maps"], st["scores"] = tail.score([out[name] for name in DESCRIPTOR_OUTPUTS], out[FEATURES_OUTPUT],
-                                                    foreground, det.tail_state, det.settings)
+        st["model_maps"], st["scores"] = det.score_outputs(st["out"])
 
     def map_resize(st):
         st["maps"] = [resize_map(mp, im.shape[:2]) for mp, im in zip(st["model_maps"], st["images"])]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.datasets import deeppcb, kolektorsdd
+from benchmarks.datasets import deeppcb, holdout, kolektorsdd
 from benchmarks.datasets.kolektorsdd import ConvertError
 
 
@@ -164,3 +164,68 @@ def test_deeppcb_cli_errors(pcb_src, tmp_path, capsys):
     assert deeppcb.main(["--out", str(out), "--src", str(pcb_src), "--groups", "00001", "--max-side", "0"]) == 2
     assert "--max-side" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the held-out check set (benchmarks/datasets/holdout.py): built from skimage photos, no source tree
+
+def _read(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_holdout_layout_masks_and_defects(tmp_path):
+    counts = holdout.build(tmp_path, seed=3, n_train=2, n_good=1, n_defect=4, size=128,
+                           categories=("moon", "retina"))
+    expected = {"train/good": 2, "test/good": 1, **{f"test/{k}": 1 for k in holdout.DEFECT_KINDS},
+                **{f"ground_truth/{k}": 1 for k in holdout.DEFECT_KINDS}}
+    assert counts == {"moon": expected, "retina": expected}
+    for cat in ("moon", "retina"):
+        assert _read(tmp_path / cat / "train" / "good" / "000.png").shape == (128, 128, 3)
+        for kind in holdout.DEFECT_KINDS:
+            mask = _read(tmp_path / cat / "ground_truth" / kind / "000_mask.png")
+            assert mask.shape == (128, 128) and set(np.unique(mask)) == {0, 255}
+            assert 0.002 <= (mask > 0).mean() <= 0.05
+
+
+def test_holdout_defect_changes_the_masked_pixels():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(60, 190, (128, 128, 3)).astype(np.float32)
+    for kind in holdout.DEFECT_KINDS:
+        out, mask = holdout.add_defect(img, kind, np.random.default_rng(1))  # never None on this busy image
+        change = np.abs(out - img).mean(2)
+        assert change[mask].mean() >= 4 and change[mask].mean() > 3 * change[~mask].mean(), kind
+
+
+def test_holdout_is_seeded(tmp_path):
+    def first_train(seed, name):
+        holdout.build(tmp_path / name, seed=seed, n_train=1, n_good=0, n_defect=0, size=64, categories=("ihc",))
+        return _read(tmp_path / name / "ihc" / "train" / "good" / "000.png")
+
+    assert np.array_equal(first_train(5, "a"), first_train(5, "b"))
+    assert not np.array_equal(first_train(5, "a2"), first_train(6, "c"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "32"], "--size must be >= 64"),
+    (["--category", "brick"], "unknown categories ['brick']"),
+    ([], "is not empty (pass --force"),
+])
+def test_holdout_bad_arguments_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "moon").mkdir()
+    (tmp_path / "moon" / "keep.txt").write_text("user file")
+    assert holdout.main(["--out", str(tmp_path), "--n-train", "1", "--n-good", "0", "--n-defect", "0",
+                         "--category", "moon", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert (tmp_path / "moon" / "keep.txt").read_text() == "user file"
+
+
+def test_holdout_blur_on_a_flat_view_draws_a_new_view():
+    busy = np.random.default_rng(0).uniform(60, 190, (128, 128, 3)).astype(np.float32)
+    views = iter([np.full((128, 128, 3), 100, np.float32), busy])
+    image, mask = holdout._defective_view(lambda photo, rng, size: next(views), None, "blur",
+                                          np.random.default_rng(2), 128)
+    assert np.abs(image - busy).mean(2)[mask].mean() >= 4  # drawn on the second (busy) view
+    with pytest.raises(ConvertError, match="no visible blur defect on 20 views"):
+        holdout._defective_view(lambda photo, rng, size: np.full((128, 128, 3), 100, np.float32), None, "blur",
+                                np.random.default_rng(2), 128)

@@ -178,7 +178,12 @@ class CPRModel(nn.Module):
         Returns:
             CPROutput(pred_score (B,), anomaly_map (B, S, S)).
         """
-        feats = self.features(images)
-        anomaly_map, score = tail.score(self.descriptors(feats), feats[0], self.foreground(feats[0]),
+        return self.score_features(self.features(images), exclude)
+
+    def score_features(self, features: list[torch.Tensor], exclude: torch.Tensor | None = None) -> CPROutput:
+        """:meth:`forward` from the backbone taps on: ``features`` [(B, C4, S/4, S/4), (B, C8, S/8, S/8)]
+        float32 as :meth:`features` gives them (training scores the same images under many settings
+        and computes them once); ``exclude`` as in :meth:`forward`."""
+        anomaly_map, score = tail.score(self.descriptors(features), features[0], self.foreground(features[0]),
                                         self.tail_state, self.config, exclude, self.ops_impl)
         return CPROutput(score, anomaly_map)

@@ -38,7 +38,9 @@ def test_training_image_retrieves_itself_and_scores_zero(tiny_detector, demo_roo
     with torch.no_grad():
         own = model(x)
         loo = model(x, exclude=torch.arange(n))
+        from_taps = model.score_features(model.features(x), exclude=torch.arange(n))  # what training scores
         index = model.retrieve(model.features(x)[0])
+    assert torch.equal(from_taps.pred_score, loo.pred_score) and torch.equal(from_taps.anomaly_map, loo.anomaly_map)
     assert (index[:, 0] == torch.arange(n)).all()
     assert own.anomaly_map.abs().max() < 1e-4
     assert (loo.pred_score > 1e-3).all()

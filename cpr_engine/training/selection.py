@@ -136,12 +136,15 @@ def best_candidate(rows: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def validation_outputs(model, queries: ValidationQueries, device: torch.device,
+def validation_outputs(model, features: list[torch.Tensor], queries: ValidationQueries,
                        batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (3V,) and anomaly maps (3V, S, S) float32 of ``model`` (bank filled) on the validation queries."""
+    """Image scores (3V,) and anomaly maps (3V, S, S) float32 of ``model`` (bank filled) on the validation
+    queries, from their backbone taps ``features`` (``model.features(queries.images)``, on the model's
+    device: the backbone is frozen, so every candidate shares them)."""
     scores, maps = [], []
     for i in range(0, len(queries.images), batch):
-        out = model(queries.images[i:i + batch].to(device), exclude=queries.exclude[i:i + batch].to(device))
+        out = model.score_features([f[i:i + batch] for f in features],
+                                   exclude=queries.exclude[i:i + batch].to(features[0].device))
         scores.append(out.pred_score.float().cpu().numpy())
         maps.append(out.anomaly_map.float().cpu().numpy())
     return np.concatenate(scores), np.concatenate(maps)

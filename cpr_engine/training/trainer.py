@@ -295,18 +295,20 @@ def fill_bank(model: CPRModel, feats) -> None:
 
 
 @torch.no_grad()
-def leave_one_out_scores(model: CPRModel, images: torch.Tensor, device: torch.device,
+def leave_one_out_scores(model: CPRModel, feats: list[torch.Tensor],
                          batch: int = 8) -> tuple[np.ndarray, tuple[float, float]]:
-    """Score each training image with itself excluded from retrieval.
+    """Score each training image with itself excluded from retrieval, from the training images'
+    backbone taps ``feats`` (per scale (N, C_s, h_s, w_s), on the model's device).
 
     Returns:
         scores (N,) float32, and (median, max) of all their anomaly-map pixels: the level of
         normal surface, used to scale heat-map overlays.
     """
     scores, medians, maxima = [], [], []
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch].to(device)
-        out = model(x, exclude=torch.arange(i, i + len(x), device=device))
+    n, device = feats[0].shape[0], feats[0].device
+    for i in range(0, n, batch):
+        out = model.score_features([f[i:i + batch] for f in feats],
+                                   exclude=torch.arange(i, min(i + batch, n), device=device))
         scores.append(out.pred_score.cpu())
         medians.append(float(out.anomaly_map.median()))
         maxima.append(float(out.anomaly_map.max()))
@@ -363,6 +365,7 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
     if queries is None or len(set(queries.labels.tolist())) < 2:
         name, w, lo = searches[0]
         return {"descriptor": name, "windows": w, "foreground": modes[0], "location_offset": lo}, []
+    query_feats = _features(model, queries.images, device)  # frozen backbone: once for every candidate
     rows, current, offset = [], (None, None), None
     for name, w, lo in searches:
         if name != current[0]:
@@ -379,7 +382,7 @@ def choose_model(model: CPRModel, feats, heads: dict[str, torch.nn.ModuleList], 
         measured = {}
         for mode in ("map", "off") if has_fg else ("off",):
             model.set_foreground_mode(mode)
-            measured[mode] = validation_metrics(*validation_outputs(model, queries, device), queries)
+            measured[mode] = validation_metrics(*validation_outputs(model, query_feats, queries), queries)
         composed = foreground_metrics(measured.get("map"), measured["off"])
         for mode in modes:
             metrics = composed[mode]
@@ -485,7 +488,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     model.location_offset.zero_()
     if best["location_offset"]:
         model.location_offset.copy_(location_offset(model, feats, torch.arange(n, device=dev)))
-    loo, (pixel_median, pixel_max) = leave_one_out_scores(model, images, dev)
+    loo, (pixel_median, pixel_max) = leave_one_out_scores(model, feats)
     threshold, threshold_source = good_score_threshold(loo, "leave-one-out scores of the training images",
                                                        score_bound(config.top_t, config.image_size, pixel_max))
     report = TrainReport(is_texture=is_texture, n_train=n, steps=steps_run, final_loss=final_loss,

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
+from .allocator import keep_freed_buffers
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
 from .errors import InputError, ModelFileError
@@ -75,6 +76,7 @@ class Detector:
         self.device = resolve_device(device)
         self.model = None  # CPRModel once trained or loaded
         self.meta: dict = {}
+        keep_freed_buffers()  # per-image buffers stay in the heap (cpr_engine.allocator)
 
     @property
     def threshold(self) -> float:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import ops, tail
+from ..allocator import keep_freed_buffers
 from ..contract import (BANK_FOREGROUND, BANKS, CENTERS, DESCRIPTOR_OUTPUTS, FEATURES_OUTPUT, FOREGROUND_OUTPUT,
                         LOCATION_OFFSET, MEMORIES, REQUIRED_FILES, TRAIN_HISTS, RuntimeSettings, array_file)
 from ..inputs import predict_batched
@@ -38,6 +39,7 @@ class ArtifactDetector:
     """
 
     def __init__(self, folder: Path, manifest: dict, network):
+        keep_freed_buffers()  # per-image buffers stay in the heap (cpr_engine.allocator)
         self.folder, self.manifest, self.network = folder, manifest, network
         self.settings = RuntimeSettings.from_manifest(manifest)
         self.image_size = self.settings.image_size

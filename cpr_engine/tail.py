@@ -12,8 +12,8 @@ Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on torch t
 device (``CPRModel``, the CUDA-graph ``GraphPipeline``), with the native kernels or the PyTorch
 reference, and stage by stage on NumPy arrays (``benchmarks/tail_paths.py``). The native tail
 (``csrc/tail``, ``<cpr/tail.h>``) is the one other place the sequence is written: :func:`score` on
-NumPy arrays or CPU tensors (the torch-free ``ArtifactDetector``, ``CPRModel`` inference on the CPU)
-is one call into it, and so is ``cpr::Detector``; ``tests/test_tail.py`` holds it to this module's
+NumPy arrays or CPU tensors (the torch-free ``ArtifactDetector``, ``CPRModel`` scoring on the CPU,
+training's leave-one-out scores included) is one call into it, and so is ``cpr::Detector``; ``tests/test_tail.py`` holds it to this module's
 composition.
 
 ``settings`` is anything with the attributes ``grid``, ``kept_blocks``, ``top_k``, ``windows``,
@@ -157,14 +157,17 @@ def score(descriptors: list, features, foreground, state: TailState, settings, e
         foreground: (B, h_0, w_0) foreground of the queries, or None (no foreground weighting).
         exclude, impl: see :func:`retrieve`; check_index: see ``ops.nn_search``.
     NumPy arrays and CPU tensors that the ops would send to the native kernels run the native tail in
-    one call (``ops.score_tail``; without ``exclude``, and when it was built with a BLAS:
-    ``ops.native_tail_for``); anything else (CUDA, grad, tracing, the reference) the stages below.
+    one call (``ops.score_tail``, when it was built with a BLAS: ``ops.native_tail_for``; with
+    ``exclude`` when the state has the memory's sources, as a torch model's has); anything else (CUDA,
+    grad, tracing, the reference) the stages below.
     """
-    if exclude is None and ops.native_tail_for(impl, [features, *descriptors, foreground]):
+    if (exclude is None or state.memory_sources is not None) and \
+            ops.native_tail_for(impl, [features, *descriptors, foreground, exclude]):
         return ops.score_tail(descriptors, features, foreground, state.centers, state.train_hists, state.banks,
                               state.memories, state.bank_fg, state.location_offset, settings.windows, settings.grid,
                               settings.kept_blocks, settings.top_k, settings.image_size, settings.blur_sigma,
-                              settings.top_t, settings.foreground_on_map)
+                              settings.top_t, settings.foreground_on_map, exclude,
+                              None if exclude is None else state.memory_sources)
     index = retrieve(features, state, settings, exclude, impl)
     local = local_search(descriptors, index, state, settings, impl, check_index, exclude)
     return postprocess(local, foreground, index, state, settings, impl)

@@ -135,12 +135,12 @@ def test_excluded_image_leaves_the_memory(case):
         tail.local_search(descs, index, state._replace(memory_sources=None), SETTINGS, exclude=exclude)
 
 
-def _native(descs, features, foreground, state, settings):
-    """The native tail (``ops.score_tail``) on a tail state and settings."""
+def _native(descs, features, foreground, state, settings, exclude=None):
+    """The native tail (``ops.score_tail``) on a tail state and settings (leave-one-out with ``exclude``)."""
     return ops.score_tail(descs, features, foreground, state.centers, state.train_hists, state.banks, state.memories,
                           state.bank_fg, state.location_offset, settings.windows, settings.grid, settings.kept_blocks,
                           settings.top_k, settings.image_size, settings.blur_sigma, settings.top_t,
-                          settings.foreground_on_map)
+                          settings.foreground_on_map, exclude, None if exclude is None else state.memory_sources)
 
 
 def test_numpy_scoring_is_one_native_call(case, monkeypatch):
@@ -159,21 +159,25 @@ def test_numpy_scoring_is_one_native_call(case, monkeypatch):
         assert ops.native_tail_fast(), "CPR_REQUIRE_NATIVE=1: _C was built without a BLAS for its scoring tail"
 
 
+@pytest.mark.parametrize("exclude", [None, np.array([0, 3, 4])], ids=["all", "leave-one-out"])
 @pytest.mark.parametrize("bank_dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("windows", [(3, 1), (15, 7)], ids=["windowed", "whole-map"])
-def test_native_tail_equals_the_reference(case, bank_dtype, windows):
+def test_native_tail_equals_the_reference(case, bank_dtype, windows, exclude):
     """The native tail against the PyTorch reference composition, fp32 and fp16 banks and memories, windows
-    that do not and that do cover the map (the latter run as matrix products), every foreground mode."""
+    that do not and that do cover the map (the latter run as matrix products), every foreground mode, and
+    leave-one-out scoring (each query's own image out of retrieval and memory)."""
+    if exclude is not None and not ops.native_tail_fast():
+        pytest.skip("leave-one-out in the native tail needs its BLAS")
     state, (descs, features, fg) = case
     state = state._replace(banks=[b.astype(bank_dtype) for b in state.banks],
                            memories=[m.astype(bank_dtype) for m in state.memories])
     torch_state = tail.TailState(*(_torch(part) for part in state))
     for foreground, on_map in ((fg, True), (fg, False), (None, True)):
         settings = dataclasses.replace(SETTINGS, windows=windows, foreground_on_map=on_map)
-        maps, scores = _native(descs, features, foreground, state, settings)
+        maps, scores = _native(descs, features, foreground, state, settings, exclude)
         want_maps, want_scores = tail.score(_torch(descs), _torch(features),
                                             None if foreground is None else _torch(foreground), torch_state,
-                                            settings, impl="reference")
+                                            settings, None if exclude is None else _torch(exclude), impl="reference")
         np.testing.assert_allclose(maps, want_maps.numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(scores, want_scores.numpy(), rtol=1e-4)
 
@@ -191,3 +195,28 @@ def test_native_tail_names_bad_input(case):
         _native(descs, features, fg, state._replace(bank_fg=None), SETTINGS)
     empty = _native([d[:0] for d in descs], features[:0], fg[:0], state, SETTINGS)
     assert empty[0].shape == (0, 32, 32) and empty[1].shape == (0,)
+    exclude = np.array([0, 3, 4])
+    with pytest.raises(ValueError, match="score_tail: exclude needs memory_sources"):
+        _native(descs, features, fg, state._replace(memory_sources=None), SETTINGS, exclude)
+    with pytest.raises(ValueError, match="score_tail: memory_sources\\[1\\] must be \\(3, 4, 4\\) int64"):
+        _native(descs, features, fg, state._replace(memory_sources=[state.memory_sources[0],
+                                                                    state.memory_sources[1][:2]]), SETTINGS, exclude)
+    with pytest.raises(ValueError, match="score_tail: exclude must be \\(3,\\) int64"):
+        _native(descs, features, fg, state, SETTINGS, exclude[:2])
+    with pytest.raises(IndexError, match="top_k"):
+        _native(descs, features, fg, state, SETTINGS, np.array([0, 3, 5]))
+
+
+def test_leave_one_out_on_cpu_tensors_is_one_native_call(case, monkeypatch):
+    """Training's leave-one-out scoring (CPU tensors, a state with the memory's sources) runs the native tail."""
+    state, (descs, features, fg) = case
+    torch_state = tail.TailState(*(_torch(part) for part in state))
+    native, calls = ops.score_tail, []
+    monkeypatch.setattr(ops, "score_tail", lambda *a, **k: calls.append(a) or native(*a, **k))
+    exclude = torch.tensor([0, 3, 4])
+    maps, scores = tail.score(_torch(descs), _torch(features), _torch(fg), torch_state, SETTINGS, exclude)
+    assert len(calls) == (1 if ops.native_tail_fast() else 0)
+    want_maps, want_scores = tail.score(_torch(descs), _torch(features), _torch(fg), torch_state, SETTINGS, exclude,
+                                        impl="reference")
+    np.testing.assert_allclose(maps.numpy(), want_maps.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-4)

@@ -533,7 +533,7 @@ def native_tail_for(impl: str | None, arrays: Sequence[Any]) -> bool:
 def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_hists, banks: Sequence[Any],
                memories: Sequence[Any], bank_fg, location_offset, windows: Sequence[int], grid: int,
                kept_blocks: int, top_k: int, image_size: int, blur_sigma: float, top_t: int,
-               foreground_on_map: bool):
+               foreground_on_map: bool, exclude=None, memory_sources: Sequence[Any] | None = None):
     """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``; CPU): the stages
     ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
 
@@ -545,6 +545,10 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
         (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32. NumPy
         arrays, or CPU tensors (zero-copy views; per-image arrays made contiguous).
         windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
+        exclude: optional (B,) int64 training image each query must not match (leave-one-out scoring:
+            never retrieved, and its memory locations count as zeroed, as ``tail.local_search`` does);
+            needs ``memory_sources``, per scale (M_s, h_s, h_s) int64 source image of each memory location,
+            and a build with its BLAS (:func:`native_tail_fast`).
     Returns:
         anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind.
     """
@@ -563,10 +567,13 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
              (location_offset, "location_offset")))
         banks = [_np(b, op, "banks") for b in banks]
         memories = [_np(m, op, "memories") for m in memories]
+        exclude = None if exclude is None else _np(exclude, op, "exclude", True)
+        memory_sources = None if memory_sources is None else [_np(m, op, "memory_sources") for m in memory_sources]
     maps, scores = _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks),
                                  list(memories), bank_fg, location_offset, [int(r) for r in windows], int(grid),
                                  int(kept_blocks), int(top_k), int(image_size), float(blur_sigma), int(top_t),
-                                 bool(foreground_on_map))
+                                 bool(foreground_on_map), exclude,
+                                 None if memory_sources is None else list(memory_sources))
     if on_torch:
         torch = _torch()
         return torch.from_numpy(maps), torch.from_numpy(scores)

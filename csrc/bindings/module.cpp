@@ -300,7 +300,7 @@ py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::han
                           py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
                           py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
                           int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t,
-                          bool foreground_on_map) {
+                          bool foreground_on_map, py::handle exclude, py::handle memory_sources) {
   const char* op = "score_tail";
   using cpr::binding::host_input;
   const std::string scales_msg = std::string(op) + ": descriptors, banks, memories and windows must give 2 scales";
@@ -345,6 +345,20 @@ py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::han
     state.bank_fg = static_cast<const float*>(
         host_input(bank_fg, Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
   }
+  const int64_t* excluded = nullptr;
+  if (!exclude.is_none()) {  // leave-one-out: the memory's sources per scale come with it
+    excluded = static_cast<const int64_t*>(host_input(exclude, Spec{op, "exclude", {{"B", B}}, {"int64"}}).data);
+    if (memory_sources.is_none() || py::len(memory_sources) != 2)
+      throw std::invalid_argument(std::string(op) + ": exclude needs memory_sources, one (M, h, h) int64 per scale");
+    py::sequence sources = memory_sources.cast<py::sequence>();
+    for (int s = 0; s < 2; ++s) {
+      const int64_t side = state.scales[s].side;
+      state.scales[s].memory_sources = static_cast<const int64_t*>(
+          host_input(sources[s], Spec{op, s == 0 ? "memory_sources[0]" : "memory_sources[1]",
+                                      {{"M", state.scales[s].n_memory}, {"h", side}, {"h", side}}, {"int64"},
+                                      " to match its memory"}).data);
+    }
+  }
   const cpr::TailSettings settings{grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map};
   py::array_t<float> amap(dims({B, image_size, image_size}));
   py::array_t<float> score(dims({B}));
@@ -352,7 +366,7 @@ py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::han
   float* score_p = score.mutable_data();
   {
     py::gil_scoped_release release;
-    cpr::score_tail(state, settings, B, static_cast<const float*>(f.data), desc, fg, amap_p, score_p);
+    cpr::score_tail(state, settings, B, static_cast<const float*>(f.data), desc, fg, amap_p, score_p, excluded);
   }
   return py::make_tuple(amap, score);
 }
@@ -387,9 +401,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("centers"), py::arg("train_hists"), py::arg("banks"), py::arg("memories"), py::arg("bank_fg"),
         py::arg("location_offset"), py::arg("windows"), py::arg("grid"), py::arg("kept_blocks"), py::arg("top_k"),
         py::arg("image_size"), py::arg("blur_sigma"), py::arg("top_t"), py::arg("foreground_on_map"),
+        py::arg("exclude") = py::none(), py::arg("memory_sources") = py::none(),
         "The whole scoring tail (cpr/tail.h): descriptors [(B, D_s, h_s, h_s) float32], features (B, C, h0, h0) "
         "float32, foreground (B, h0, h0) float32 or None, and the training state -> anomaly_map (B, S, S) "
-        "float32, score (B,) float32");
+        "float32, score (B,) float32; exclude (B,) int64 with memory_sources [(M_s, h_s, h_s) int64]: "
+        "leave-one-out scoring");
 
   py::module_ cuda = m.def_submodule(
       "cuda", "Same operations on CUDA device buffers: (data_ptr, shape, dtype, contiguous) tuples, "

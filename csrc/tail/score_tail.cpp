@@ -15,16 +15,16 @@ constexpr const char* kOp = "score_tail";
 
 // (B, k) closest training images of each query, closest first (codebook histograms, matching, top-K).
 std::vector<int64_t> retrieve(const TailState& state, const TailSettings& settings, int64_t batch,
-                              const float* features, int64_t* k) {
+                              const float* features, const int64_t* exclude, int64_t* k) {
   const int64_t side = state.scales[0].side, blocks = settings.grid * settings.grid, bins = state.n_codes + 1;
   std::vector<float> hists(size_t(batch * blocks * bins)), distances(size_t(batch * state.n_train));
   codebook_histogram(features, batch, state.channels, side, side, state.centers, state.n_codes, settings.grid,
                      nullptr, hists.data());
   hist_match(hists.data(), batch, state.train_hists, state.n_train, blocks, bins, settings.kept_blocks,
              distances.data());
-  *k = top_k_count(state.n_train, settings.top_k, false);
+  *k = top_k_count(state.n_train, settings.top_k, exclude != nullptr);
   std::vector<int64_t> index(size_t(batch * *k));
-  top_k(distances.data(), batch, state.n_train, settings.top_k, nullptr, index.data());
+  top_k(distances.data(), batch, state.n_train, settings.top_k, exclude, index.data());
   return index;
 }
 
@@ -56,7 +56,8 @@ void keep_closer(std::vector<float>& local, const std::vector<float>& whole) {
 bool score_tail_uses_blas() noexcept { return detail::whole_map_search_available(); }
 
 void score_tail(const TailState& state, const TailSettings& settings, int64_t batch, const float* features,
-                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score) {
+                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score,
+                const int64_t* exclude) {
   CPR_CHECK(batch >= 0, kOp, ": batch must be >= 0; got ", batch);
   for (int s = 0; s < 2; ++s) {
     const TailScale& scale = state.scales[s];
@@ -67,13 +68,19 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
   CPR_CHECK(state.location_offset != nullptr, kOp, ": the location offset must not be null (zeros: none)");
   CPR_CHECK(foreground == nullptr || state.bank_fg != nullptr, kOp,
             ": a query foreground needs the training foregrounds (state.bank_fg)");
+  if (exclude != nullptr) {
+    CPR_CHECK(detail::whole_map_search_available(), kOp,
+              ": exclude needs the memory search as matrix products (a build with a CBLAS)");
+    CPR_CHECK(state.scales[0].memory_sources != nullptr && state.scales[1].memory_sources != nullptr, kOp,
+              ": exclude needs the memory's sources (state.scales[s].memory_sources)");
+  }
   if (batch == 0) return;
   CPR_CHECK(features != nullptr && descriptors[0] != nullptr && descriptors[1] != nullptr && anomaly_map != nullptr &&
                 score != nullptr,
             kOp, ": features, descriptors, anomaly_map and score must not be null");
 
   int64_t k = 0;
-  const std::vector<int64_t> index = retrieve(state, settings, batch, features, &k);
+  const std::vector<int64_t> index = retrieve(state, settings, batch, features, exclude, &k);
 
   // patch scores per scale: the closer of the retrieved images' windows and the whole memory
   std::vector<float> local[2], whole[2];
@@ -92,7 +99,12 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
   for (int s = 0; s < 2; ++s) {  // the scales' memories hold different numbers of maps: one search each
     std::vector<int64_t> rows(size_t(batch * state.scales[s].n_memory));
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i) % state.scales[s].n_memory;
-    search(memory[s], batch, rows.data(), state.scales[s].n_memory);
+    if (exclude == nullptr) {
+      search(memory[s], batch, rows.data(), state.scales[s].n_memory);
+    } else {  // leave-one-out: each query's own image removed from the memory
+      detail::whole_map_search(memory[s][0], batch, rows.data(), state.scales[s].n_memory,
+                               state.scales[s].memory_sources, exclude);
+    }
     keep_closer(local[s], whole[s]);
   }
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #if CPR_WITH_BLAS
 #include <cblas.h>
@@ -77,7 +78,8 @@ bool covers_map(int64_t window, int64_t height, int64_t width) { return window /
 
 bool whole_map_search_available() { return CPR_WITH_BLAS != 0; }
 
-void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k) {
+void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k,
+                      const int64_t* sources, const int64_t* exclude) {
 #if CPR_WITH_BLAS
   const int64_t plane = scale.height * scale.width, columns = k * plane, dim = scale.dim;
   // uninitialised: both are written in full before they are read (a std::vector would zero 4 MiB per call)
@@ -85,6 +87,7 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
   const int64_t rows = std::max(kMinRows, kBlockFloats / std::max<int64_t>(1, columns));
   const std::unique_ptr<float[]> similarity(new float[size_t(std::min(rows, plane) * columns)]);
   const OneBlasThread one_thread(plane * columns * dim <= kSingleThreadMacs);
+  std::vector<int64_t> excluded;  // columns of this query's excluded source
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t* row = index + b * k;
     // gather the K bank images, unless they are the previous image's (the memory: the same for every image)
@@ -102,6 +105,15 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
         }
       }
     }
+    excluded.clear();
+    if (exclude != nullptr) {
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t* source = sources + row[j] * plane;
+        for (int64_t i = 0; i < plane; ++i) {
+          if (source[i] == exclude[b]) excluded.push_back(j * plane + i);
+        }
+      }
+    }
     const float* query = scale.query + b * dim * plane;
     float* out = scale.out + b * plane;
     for (int64_t start = 0; start < plane; start += rows) {
@@ -109,11 +121,15 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
       // similarity (n, K*H*W) = query[:, start:start+n]^T (n, D) x refs (D, K*H*W); query is (D, H*W)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(columns), int(dim), 1.f, query + start,
                   int(plane), refs.get(), int(columns), 0.f, similarity.get(), int(columns));
+      for (int64_t r = 0; r < n; ++r) {
+        float* sim_row = similarity.get() + r * columns;
+        for (const int64_t column : excluded) sim_row[column] = 0.f;
+      }
       one_minus_row_max(similarity.get(), n, columns, out + start);
     }
   }
 #else
-  (void)scale, (void)batch, (void)index, (void)k;
+  (void)scale, (void)batch, (void)index, (void)k, (void)sources, (void)exclude;
   throw std::logic_error("whole_map_search: built without a CBLAS (CPR_WITH_BLAS)");
 #endif
 }

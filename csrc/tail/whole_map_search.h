@@ -22,7 +22,11 @@ bool whole_map_search_available();
 // cpr_engine.ops._whole_map_search). scale.query is (B, D, H, W) float32. The K images are gathered
 // once for consecutive queries with the same index row (the memory's). Throws std::logic_error when
 // not built in.
-void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k);
+//   sources  (N, H, W) int64 or nullptr: the training image each bank location comes from
+//   exclude  (B,) int64 or nullptr (with sources): per query, locations whose source is exclude[b]
+//            count with similarity 0, as if zeroed (the leave-one-out memory of cpr_engine.tail)
+void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* index, int64_t k,
+                      const int64_t* sources = nullptr, const int64_t* exclude = nullptr);
 
 }  // namespace detail
 }  // namespace cpr

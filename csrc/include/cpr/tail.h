@@ -26,6 +26,8 @@ struct TailScale {
   int64_t dim = 0;                 // D
   int64_t side = 0;                // h = w
   int64_t window = 1;              // odd search window of the retrieved images' banks
+  const int64_t* memory_sources = nullptr;  // (M, h, w) training image of each memory location; only
+                                            // read with score_tail's `exclude`
 };
 
 // What training left for the tail to search (an artifact's arrays).
@@ -60,8 +62,12 @@ bool score_tail_uses_blas() noexcept;
 //   descriptors [2] (B, D_s, h_s, w_s) float32 unit-norm descriptors per scale (desc_4, desc_8)
 //   foreground  (B, h_0, w_0) float32 or nullptr (used only when state.bank_fg is set)
 //   anomaly_map (B, S, S) float32 out;  score (B,) float32 out
+//   exclude     (B,) int64 or nullptr: leave-one-out scoring of training images. Query b never retrieves
+//               training image exclude[b], and its memory locations from that image (memory_sources,
+//               then required) count as zeroed vectors (similarity 0). Needs score_tail_uses_blas().
 // Throws what the operations throw (std::invalid_argument naming the op and the argument).
 void score_tail(const TailState& state, const TailSettings& settings, int64_t batch, const float* features,
-                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score);
+                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score,
+                const int64_t* exclude = nullptr);
 
 }  // namespace cpr

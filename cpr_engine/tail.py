@@ -13,8 +13,8 @@ device (``CPRModel``, the CUDA-graph ``GraphPipeline``), with the native kernels
 reference, and stage by stage on NumPy arrays (``benchmarks/tail_paths.py``). The native tail
 (``csrc/tail``, ``<cpr/tail.h>``) is the one other place the sequence is written: :func:`score` on
 NumPy arrays or CPU tensors (the torch-free ``ArtifactDetector``, ``CPRModel`` scoring on the CPU,
-training's leave-one-out scores included) is one call into it, and so is ``cpr::Detector``; ``tests/test_tail.py`` holds it to this module's
-composition.
+training's leave-one-out scores included) is one call into it, and so is ``cpr::Detector``;
+``tests/test_tail.py`` holds it to this module's composition.
 
 ``settings`` is anything with the attributes ``grid``, ``kept_blocks``, ``top_k``, ``windows``,
 ``image_size``, ``blur_sigma``, ``top_t`` and ``foreground_on_map``: a ``CPRConfig`` or a

@@ -13,10 +13,11 @@
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from .. import tail
-from ..reference.scoring import fuse_scales
 from ..torch_model import CPRModel
 
 LOO_CHUNK = 8  # training images per leave-one-out batch
@@ -59,16 +60,19 @@ def location_offset(model: CPRModel, feats: list[torch.Tensor], ids: torch.Tenso
 
     Each image is scored leave-one-out (itself excluded from retrieval and memory) with the model's
     windows and no offset or weighting; the offset is m - mean(m) for m the per-location mean of
-    their fused patch-score maps.
+    their fused patch-score maps. Those maps are the tail's anomaly maps at the fine patch grid with
+    no blur (``tail.score``: one native call on the CPU).
     """
+    fine_side = feats[0].shape[-1]
+    settings = SimpleNamespace(windows=model.config.windows, grid=model.config.grid,
+                               kept_blocks=model.config.kept_blocks, top_k=model.config.top_k,
+                               image_size=fine_side, blur_sigma=0.0, top_t=1, foreground_on_map=True)
+    state = model.tail_state._replace(location_offset=torch.zeros_like(model.location_offset))
     total = None
     for start in range(0, len(ids), LOO_CHUNK):
         chunk = ids[start:start + LOO_CHUNK].to(feats[0].device)
         taps = [f[chunk] for f in feats]
-        index = model.retrieve(taps[0], exclude=chunk)
-        local = tail.local_search(model.descriptors(taps), index, model.tail_state, model.config, model.ops_impl,
-                                  exclude=chunk)
-        fused = fuse_scales(local).sum(0)
+        fused = tail.score(model.descriptors(taps), taps[0], None, state, settings, chunk, model.ops_impl)[0].sum(0)
         total = fused if total is None else total + fused
     mean_map = total / len(ids)
     return (mean_map - mean_map.mean()).float()

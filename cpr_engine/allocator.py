@@ -36,7 +36,8 @@ def keep_freed_buffers() -> bool:
     """Set glibc's mmap and trim thresholds (see the module docstring) once per process.
 
     Returns True when they are set (now or by an earlier call), False when left alone
-    (``CPR_ENGINE_MALLOC=system``, not glibc, or mallopt refused).
+    (``CPR_ENGINE_MALLOC=system``, not glibc, or mallopt refused). Raises ValueError for any other
+    value of ``CPR_ENGINE_MALLOC`` than "auto", "system" or empty.
     """
     global _state
     if _state is None:
@@ -50,7 +51,7 @@ def _set_thresholds() -> bool:
         log.debug("allocator: %s=system, glibc's defaults kept", ENV_VAR)
         return False
     if choice not in ("", "auto"):
-        log.warning("allocator: %s=%r is neither 'auto' nor 'system'; using 'auto'", ENV_VAR, choice)
+        raise ValueError(f"cpr_engine.allocator: {ENV_VAR} must be 'auto' or 'system'; got {choice!r}")
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -71,3 +71,23 @@ def test_every_detector_sets_it():
         print(before, allocator._state)
     """)
     assert out == ["None", "True"]
+
+
+def test_an_unknown_choice_is_named():
+    env = {**os.environ, "CPR_ENGINE_MALLOC": "jemalloc"}
+    done = subprocess.run([sys.executable, "-c", "from cpr_engine import Detector; Detector('faster', pretrained=False)"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "CPR_ENGINE_MALLOC must be 'auto' or 'system'; got 'jemalloc'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_cli_names_an_unknown_choice_in_one_line(tiny_detector, demo_root, tmp_path):
+    model = tiny_detector.save(tmp_path / "model.pt")
+    env = {**os.environ, "CPR_ENGINE_MALLOC": "tcmalloc"}
+    done = subprocess.run([sys.executable, "-m", "cpr_engine.cli.predict", "--model", str(model),
+                           f"{demo_root}/grass/test/good/000.png", "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "cpr-predict: error: cpr_engine.allocator: CPR_ENGINE_MALLOC must be 'auto' or 'system'; got 'tcmalloc'"]
+    assert not (tmp_path / "out").exists()

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from skimage import data
+import torch.nn.functional as F
 from torch import nn
 
 from cpr_engine.backbones import BACKBONES, build_backbone, build_classifier, resolve_weights
+from cpr_engine.backbones import efficientnet
 from cpr_engine.backbones.efficientnet import _SameConv2d
 
 NAMES = ["densenet201", "resnet18", "wide_resnet50_2", "efficientnet_b0", "efficientnet_lite0",
@@ -134,7 +136,8 @@ def test_classifier_state_dict_loads_and_extractor_matches_taps(name, tmp_path):
     for got, expected in zip(features, run_with_hooks(classifier, x, extractor.tap_names)[1]):
         if extractor.pool:  # the depthwise local mean equals avg_pool2d (zero padding counted)
             expected = torch.nn.functional.avg_pool2d(expected, extractor.pool, 1, extractor.pool // 2)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0 if extractor.pool == 0 else 1e-5)
+        # the extractor runs channels-last (and Lite0 with its BatchNorms folded): float rounding apart
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model"])
@@ -245,7 +248,8 @@ def test_lite0_weights_classify_real_photos(lite0, image, classes):
     with torch.no_grad():
         features = extractor(x)
     for got, expected in zip(features, taps):
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        # channels-last in the extractor, NCHW in the classifier: float rounding apart
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
 def _bn_mismatch(extractor, x, bn_name, rows=slice(None)):
@@ -256,8 +260,10 @@ def _bn_mismatch(extractor, x, bn_name, rows=slice(None)):
     return (((mean - bn.running_mean) ** 2) / (bn.running_var + bn.eps)).mean().item()
 
 
-def test_lite0_weights_expect_half_normalization_and_tf_same_padding(lite0):
+def test_lite0_weights_expect_half_normalization_and_tf_same_padding(lite0, monkeypatch):
     """BatchNorm running statistics of the real weights pin down the preprocessing they were trained with."""
+    # run each BatchNorm as its own module (not folded into its convolution), so hooks see its input
+    monkeypatch.setattr(efficientnet, "_conv_bn", lambda conv, bn, x: bn(conv(x)))
     extractor = lite0[1]
     photos = [data.chelsea(), data.coffee()]
     assert extractor.mean == extractor.std == (0.5, 0.5, 0.5)
@@ -275,3 +281,38 @@ def test_lite0_weights_expect_half_normalization_and_tf_same_padding(lite0):
     first_row = slice(0, 1)
     assert (_bn_mismatch(extractor, x, "_blocks.1._bn1", first_row)
             < _bn_mismatch(symmetric, x, "_blocks.1._bn1", first_row) / 4)
+
+
+def _tf_same_reference(x, weight, stride, groups):
+    """TensorFlow "SAME": ceil(n / stride) outputs, the padding's odd pixel at the bottom/right."""
+    pads = []
+    for n, k in zip(reversed(x.shape[-2:]), reversed(weight.shape[-2:])):
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.conv2d(F.pad(x, pads), weight, None, stride, 0, 1, groups)
+
+
+@pytest.mark.parametrize("size", [(7, 9), (16, 16), (33, 20)])
+@pytest.mark.parametrize("kernel, stride, groups", [(1, 1, 1), (3, 1, 6), (5, 1, 6), (3, 2, 6), (5, 2, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lite_conv_with_folded_batch_norm_equals_conv_then_batch_norm(size, kernel, stride, groups, channels_last):
+    torch.manual_seed(0)
+    conv = efficientnet._lite_conv(6, 12 if groups == 1 else 6, kernel, stride, groups)
+    bn = efficientnet._lite_bn(conv.out_channels)
+    with torch.no_grad():
+        for tensor, (low, high) in [(bn.running_mean, (-1, 1)), (bn.running_var, (0.1, 3)),
+                                    (bn.weight, (-2, 2)), (bn.bias, (-1, 1))]:
+            tensor.uniform_(low, high)
+    x = torch.randn(2, 6, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    reference = _tf_same_reference(x, conv.weight, stride, groups)
+    assert reference.shape[-2:] == tuple(-(-n // stride) for n in size)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), reference, rtol=1e-5, atol=1e-5)
+        bn.eval()
+        expected = F.batch_norm(reference, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        torch.testing.assert_close(efficientnet._conv_bn(conv, bn, x), expected, rtol=1e-5, atol=1e-5)
+        bn.train()  # training mode: the batch's statistics, as BatchNorm itself
+        expected = F.batch_norm(reference, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+        torch.testing.assert_close(efficientnet._conv_bn(conv, bn, x), expected, rtol=1e-5, atol=1e-5)

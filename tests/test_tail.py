@@ -18,21 +18,30 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture
-def case():
-    """A random training state of 5 images and a batch of 3 queries, awkward sizes (D = 7, C = 5, 3 codes,
-    grid 2 over 8 x 8 fine maps, a memory of 2 fine and 3 coarse maps)."""
-    rng = np.random.default_rng(0)
+def _case(fine: int, dim: int, n_memory: tuple[int, int], seed: int = 0):
+    """A random training state of 5 images and a batch of 3 queries: D = ``dim``, C = 5, 3 codes, grid 2 over
+    ``fine`` x ``fine`` fine maps (coarse: half, rounded up), a memory of ``n_memory`` maps per scale."""
+    rng = np.random.default_rng(seed)
+    coarse = (fine + 1) // 2
     hists = rng.dirichlet(np.ones(4), size=(5, 4)).astype(np.float32)
     state = tail.TailState(rng.normal(size=(3, 5)).astype(np.float32), hists,
-                           [_unit(rng.normal(size=(5, 7, 8, 8))), _unit(rng.normal(size=(5, 7, 4, 4)))],
-                           rng.random((5, 8, 8), dtype=np.float32),
-                           [_unit(rng.normal(size=(2, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
-                           [np.arange(2)[None], np.arange(3)[None]], (rng.random((8, 8)) - 0.3).astype(np.float32),
-                           [rng.integers(0, 5, size=(2, 8, 8)), rng.integers(0, 5, size=(3, 4, 4))])
-    query = ([_unit(rng.normal(size=(3, 7, 8, 8))), _unit(rng.normal(size=(3, 7, 4, 4)))],
-             rng.normal(size=(3, 5, 8, 8)).astype(np.float32), rng.random((3, 8, 8), dtype=np.float32))
+                           [_unit(rng.normal(size=(5, dim, fine, fine))), _unit(rng.normal(size=(5, dim, coarse, coarse)))],
+                           rng.random((5, fine, fine), dtype=np.float32),
+                           [_unit(rng.normal(size=(n_memory[0], dim, fine, fine))),
+                            _unit(rng.normal(size=(n_memory[1], dim, coarse, coarse)))],
+                           [np.arange(n_memory[0])[None], np.arange(n_memory[1])[None]],
+                           (rng.random((fine, fine)) - 0.3).astype(np.float32),
+                           [rng.integers(0, 5, size=(n_memory[0], fine, fine)),
+                            rng.integers(0, 5, size=(n_memory[1], coarse, coarse))])
+    query = ([_unit(rng.normal(size=(3, dim, fine, fine))), _unit(rng.normal(size=(3, dim, coarse, coarse)))],
+             rng.normal(size=(3, 5, fine, fine)).astype(np.float32), rng.random((3, fine, fine), dtype=np.float32))
     return state, query
+
+
+@pytest.fixture
+def case():
+    """Awkward small sizes: D = 7, 8 x 8 fine and 4 x 4 coarse maps, a memory of 2 fine and 3 coarse maps."""
+    return _case(fine=8, dim=7, n_memory=(2, 3))
 
 
 def _torch(x):
@@ -180,6 +189,23 @@ def test_native_tail_equals_the_reference(case, bank_dtype, windows, exclude):
                                             settings, None if exclude is None else _torch(exclude), impl="reference")
         np.testing.assert_allclose(maps, want_maps.numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(scores, want_scores.numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("exclude", [None, np.array([4, 0, 2])], ids=["all", "leave-one-out"])
+def test_native_tail_equals_the_reference_with_searches_split_over_threads(exclude):
+    """Maps large enough that the whole-map searches (memory and K images) run as several blocks of query
+    rows spread over the OpenMP threads, the last block short: 23 x 23 fine maps, D = 48, a memory of 3 maps
+    (529 x 1587 x 48 multiply-adds per query, blocks of 165 rows)."""
+    if not ops.native_tail_fast():
+        pytest.skip("the whole-map searches run as matrix products only with the native tail's BLAS")
+    state, (descs, features, fg) = _case(fine=23, dim=48, n_memory=(3, 2), seed=1)
+    settings = dataclasses.replace(SETTINGS, image_size=92, windows=(45, 23))
+    torch_state = tail.TailState(*(_torch(part) for part in state))
+    maps, scores = _native(descs, features, fg, state, settings, exclude)
+    want_maps, want_scores = tail.score(_torch(descs), _torch(features), _torch(fg), torch_state, settings,
+                                        None if exclude is None else _torch(exclude), impl="reference")
+    np.testing.assert_allclose(maps, want_maps.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, want_scores.numpy(), rtol=1e-4)
 
 
 def test_native_tail_names_bad_input(case):

@@ -21,19 +21,20 @@ namespace cpr {
 namespace detail {
 namespace {
 
-constexpr int64_t kBlockFloats = int64_t(1) << 20;  // one similarity block: 4 MiB
+// One thread's similarity block: 1 MiB, kept in cache between its product and its row maxima (1.2x
+// faster than 4 MiB blocks on the demo model's memory search; benchmarks/RESULTS.md).
+constexpr int64_t kBlockFloats = int64_t(1) << 18;
 constexpr int64_t kMinRows = 16;
-// Searches up to this many multiply-adds run on one BLAS thread: waking the BLAS threads costs more
-// than they give there (cpr_engine.ops.SINGLE_THREAD_MACS, the same rule and measurements).
-constexpr int64_t kSingleThreadMacs = 300'000'000;
+// Searches of more multiply-adds than this split their row blocks over the OpenMP threads (as nn_search).
+constexpr int64_t kParallelMacs = int64_t(1) << 20;
 
 #if CPR_WITH_BLAS
-// While alive and made active, OpenBLAS runs on one thread (when it is OpenBLAS and runs on more). Process-wide, as
-// threadpoolctl's limit in the NumPy path is.
+// While alive, OpenBLAS runs on one thread (when it is OpenBLAS and runs on more): the search splits
+// its work over OpenMP threads itself. Process-wide, as threadpoolctl's limit in the NumPy path is.
 class OneBlasThread {
  public:
-  explicit OneBlasThread(bool active) {
-    if (active && openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr) {
+  OneBlasThread() {
+    if (openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr) {
       previous_ = openblas_get_num_threads();
       if (previous_ > 1) openblas_set_num_threads(1);
     }
@@ -85,8 +86,8 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
   // uninitialised: both are written in full before they are read (a std::vector would zero 4 MiB per call)
   const std::unique_ptr<float[]> refs(new float[size_t(dim * columns)]);  // (D, K * H * W)
   const int64_t rows = std::max(kMinRows, kBlockFloats / std::max<int64_t>(1, columns));
-  const std::unique_ptr<float[]> similarity(new float[size_t(std::min(rows, plane) * columns)]);
-  const OneBlasThread one_thread(plane * columns * dim <= kSingleThreadMacs);
+  const bool parallel = plane * columns * dim > kParallelMacs && plane > rows;
+  const OneBlasThread one_thread;
   std::vector<int64_t> excluded;  // columns of this query's excluded source
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t* row = index + b * k;
@@ -116,16 +117,23 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
     }
     const float* query = scale.query + b * dim * plane;
     float* out = scale.out + b * plane;
-    for (int64_t start = 0; start < plane; start += rows) {
-      const int64_t n = std::min(plane, start + rows) - start;
-      // similarity (n, K*H*W) = query[:, start:start+n]^T (n, D) x refs (D, K*H*W); query is (D, H*W)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(columns), int(dim), 1.f, query + start,
-                  int(plane), refs.get(), int(columns), 0.f, similarity.get(), int(columns));
-      for (int64_t r = 0; r < n; ++r) {
-        float* sim_row = similarity.get() + r * columns;
-        for (const int64_t column : excluded) sim_row[column] = 0.f;
+    // row blocks split over OpenMP threads, each with its own similarity block and one BLAS thread: the
+    // products and their row maxima both run in parallel
+#pragma omp parallel if (parallel)
+    {
+      const std::unique_ptr<float[]> similarity(new float[size_t(std::min(rows, plane) * columns)]);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t start = 0; start < plane; start += rows) {
+        const int64_t n = std::min(plane, start + rows) - start;
+        // similarity (n, K*H*W) = query[:, start:start+n]^T (n, D) x refs (D, K*H*W); query is (D, H*W)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(columns), int(dim), 1.f, query + start,
+                    int(plane), refs.get(), int(columns), 0.f, similarity.get(), int(columns));
+        for (int64_t r = 0; r < n; ++r) {
+          float* sim_row = similarity.get() + r * columns;
+          for (const int64_t column : excluded) sim_row[column] = 0.f;
+        }
+        one_minus_row_max(similarity.get(), n, columns, out + start);
       }
-      one_minus_row_max(similarity.get(), n, columns, out + start);
     }
   }
 #else

@@ -19,7 +19,7 @@ bool whole_map_search_available();
 // What nn_search gives for a window covering the map: scale.out (B, H, W) = 1 - max cosine of each
 // query location over every location of its K bank images index[b * k .. (b + 1) * k) (float32 or
 // float16), computed as sgemm products in blocks of query rows that stay in cache (as
-// cpr_engine.ops._whole_map_search). scale.query is (B, D, H, W) float32. The K images are gathered
+// cpr_engine.ops._whole_map_search), the blocks split over the OpenMP threads, one BLAS thread each. scale.query is (B, D, H, W) float32. The K images are gathered
 // once for consecutive queries with the same index row (the memory's). Throws std::logic_error when
 // not built in.
 //   sources  (N, H, W) int64 or nullptr: the training image each bank location comes from

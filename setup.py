@@ -73,7 +73,6 @@ RUNTIME_REQUIRES = [
     "opencv-python-headless>=4.8",
     "pillow>=10",
     "onnxruntime>=1.17",  # the network backend of the runtime (onnxruntime-gpu works too)
-    "threadpoolctl>=3.1",  # small whole-map searches on one BLAS thread (waking BLAS threads costs more)
 ]
 TRAIN_REQUIRES = [
     # torch: install a build first (scripts/setup_env.sh pins the CPU wheel); any >= 2.1 works

@@ -34,8 +34,6 @@ Native results equal the reference up to float rounding (tests/ops/ states each 
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import sys
@@ -353,7 +351,8 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
         bank: (N, D, H, W) float32 or float16 training descriptors (read in place at the indexed
             rows, never gathered), or a list.
         index: (B, K) int64 rows of each bank retrieved per query, 0 <= index < N; K > N repeats.
-        window: odd window side r (an int, or a list of ints).
+        window: odd window side r (an int, or a list of ints). On the CPU a window that covers the map
+            (``r // 2 >= max(H, W) - 1``) runs as matrix products when the native build has its BLAS.
         impl: "native" | "reference" | None.
         check_index: True: out-of-range index values raise IndexError. For CUDA tensors on the native
             kernels that check copies the index to the host and synchronises; False skips it (CUDA graph
@@ -382,11 +381,11 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
         else:
             outs = [reference(q, b, index, int(r)) for q, b, r in zip(queries, banks, windows)]
     elif kind == "numpy":
-        outs = _host_nn_search(list(zip(queries, banks, (int(r) for r in windows))), index)
+        outs = _C.nn_search(list(zip(queries, banks, (int(r) for r in windows))), index)
     elif kind == "cpu":
         torch = _torch()
         scales = [(_np(q, op, "query", True), _np(b, op, "bank"), int(r)) for q, b, r in zip(queries, banks, windows)]
-        outs = [torch.from_numpy(o) for o in _host_nn_search(scales, _np(index, op, "index", True))]
+        outs = [torch.from_numpy(o) for o in _C.nn_search(scales, _np(index, op, "index", True))]
     else:
         torch = _torch()
         device = _same_device(op, [*queries, *banks, index])
@@ -401,78 +400,6 @@ def nn_search(query, bank, index, window, impl: str | None = None, check_index: 
         with torch.cuda.device(device):
             _C.cuda.nn_search(scales, _dev(index, op, "index"), _stream(device), check_index)
     return list(outs) if multi else outs[0]
-
-
-# Floats of one similarity block of the whole-map search (4 MiB): the block stays in cache between
-# its matrix product and its row maximum. One 1024-row block per product was 3.3x slower at K = 10,
-# 40 x 40 maps, D = 40 (2-core VM; benchmarks/RESULTS.md).
-GLOBAL_BLOCK_FLOATS = 1 << 20
-GLOBAL_MIN_ROWS = 16
-# Whole-map searches up to this many multiply-adds per query run on one BLAS thread: waking BLAS's
-# threads after an ONNX Runtime call cost more than they gave (the memory's one-map search, 40 x 40,
-# D = 40: 10.5-11.2 ms with 2 threads, 4.2 ms with 1 inside cpr-bench; 2-core VM, benchmarks/RESULTS.md),
-# while K = 10 maps took 22 ms with 2 threads and 36 ms with 1.
-SINGLE_THREAD_MACS = 300_000_000
-
-
-def covers_map(window: int, height: int, width: int) -> bool:
-    """True when an r x r window around any location reaches every location of an H x W map."""
-    return window // 2 >= max(height, width) - 1
-
-
-def _host_nn_search(scales: list[tuple[np.ndarray, np.ndarray, int]], index: np.ndarray) -> list[np.ndarray]:
-    """Native CPU ``nn_search`` of NumPy scales: windowed scales in the C++ kernel, scales whose window
-    covers the whole map as matrix products (BLAS), several times faster there than the kernel."""
-    outs: list[np.ndarray | None] = [None] * len(scales)
-    windowed = [i for i, (q, _, r) in enumerate(scales) if q.ndim != 4 or not covers_map(r, *q.shape[2:])]
-    if windowed:
-        for i, out in zip(windowed, _C.nn_search([scales[i] for i in windowed], index)):
-            outs[i] = out
-    for i, (q, bank, _) in enumerate(scales):
-        if outs[i] is None:
-            outs[i] = _whole_map_search(np.ascontiguousarray(q), bank, index)
-    return outs
-
-
-def _whole_map_search(query: np.ndarray, bank: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``nn_search`` with a window covering the map: ``1 - max cosine`` over every location of each
-    query's K retrieved bank images.
-
-    Args:
-        query: (B, D, H, W) float32; bank: (N, D, H, W) float32 or float16; index: (B, K) int64.
-    Returns:
-        (B, H, W) float32.
-    """
-    if bank.ndim != 4 or query.shape[1:] != bank.shape[1:] or index.ndim != 2 or index.shape[0] != query.shape[0]:
-        raise ValueError(f"nn_search: query {query.shape}, bank {bank.shape} and index {index.shape} do not fit "
-                         "((B, D, H, W), (N, D, H, W), (B, K))")
-    if index.size and (index.min() < 0 or index.max() >= bank.shape[0]):
-        raise IndexError(f"nn_search: index values must be in [0, {bank.shape[0]}), got "
-                         f"[{index.min()}, {index.max()}]")
-    b, d, h, w = query.shape
-    out = np.empty((b, h, w), np.float32)
-    small = index.shape[1] * (h * w) ** 2 * d <= SINGLE_THREAD_MACS
-    with _blas_threads(1) if small else contextlib.nullcontext():
-        for i in range(b):
-            refs = bank[index[i]].astype(np.float32, copy=False).transpose(1, 0, 2, 3).reshape(d, -1)  # (D, K*H*W)
-            q = query[i].reshape(d, h * w).T  # (H*W, D)
-            rows = max(GLOBAL_MIN_ROWS, GLOBAL_BLOCK_FLOATS // max(1, refs.shape[1]))  # query locations per block
-            best = np.concatenate([(q[s:s + rows] @ refs).max(1)
-                                   for s in range(0, h * w, rows)]) if h * w else np.empty(0, np.float32)
-            out[i] = (1.0 - best).reshape(h, w)
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _blas_threads(n: int):
-    """Context that limits NumPy's BLAS to ``n`` threads."""
-    return _blas_controller().limit(limits=n, user_api="blas")
 
 
 def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: int, impl: str | None = None):

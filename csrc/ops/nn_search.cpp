@@ -1,7 +1,9 @@
 // nn_search: validate every scale and (unless check_index is false on CUDA) the index values, then
-// run on the context's device.
+// run on the context's device (on the CPU, windows that cover the map as matrix products).
 #include <algorithm>
+#include <vector>
 
+#include "cpu/whole_map_search.h"
 #include "ops/dispatch.h"
 
 namespace cpr {
@@ -54,7 +56,17 @@ void nn_search(const NNSearchScale* scales, int64_t n_scales, int64_t batch, con
                       ", ", *mm.second, "]");
   }
   if (ctx.device == Device::kCPU) {
-    cpu::nn_search(scales, n_scales, batch, index, k);
+    // a window that covers the map runs as matrix products where a BLAS is built in (several times faster)
+    std::vector<NNSearchScale> windowed;
+    for (int64_t i = 0; i < n_scales; ++i) {
+      const NNSearchScale& s = scales[i];
+      if (detail::whole_map_search_available() && detail::covers_map(s.window, s.height, s.width)) {
+        detail::whole_map_search(s, batch, index, k);
+      } else {
+        windowed.push_back(s);
+      }
+    }
+    if (!windowed.empty()) cpu::nn_search(windowed.data(), int64_t(windowed.size()), batch, index, k);
   } else {
 #ifdef CPR_WITH_CUDA
     cuda::nn_search(scales, n_scales, batch, index, k, ctx.stream);

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/check.h"
-#include "tail/whole_map_search.h"
+#include "cpu/whole_map_search.h"
 
 namespace cpr {
 namespace {
@@ -26,20 +26,6 @@ std::vector<int64_t> retrieve(const TailState& state, const TailSettings& settin
   std::vector<int64_t> index(size_t(batch * *k));
   top_k(distances.data(), batch, state.n_train, settings.top_k, exclude, index.data());
   return index;
-}
-
-// nn_search over (B, k) indices; a scale whose window covers the map runs as matrix products (several
-// times faster than the kernel there) when a BLAS is built in.
-void search(const std::vector<NNSearchScale>& scales, int64_t batch, const int64_t* index, int64_t k) {
-  std::vector<NNSearchScale> windowed;
-  for (const NNSearchScale& scale : scales) {
-    if (detail::whole_map_search_available() && detail::covers_map(scale.window, scale.height, scale.width)) {
-      detail::whole_map_search(scale, batch, index, k);
-    } else {
-      windowed.push_back(scale);
-    }
-  }
-  if (!windowed.empty()) nn_search(windowed.data(), int64_t(windowed.size()), batch, index, k);
 }
 
 // local = min(local, whole) elementwise; where either is NaN or inf the result is too (a damaged bank
@@ -95,12 +81,12 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
     memory[s].push_back({descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side,
                          2 * sc.side - 1, whole[s].data()});
   }
-  search(near, batch, index.data(), k);
+  nn_search(near.data(), 2, batch, index.data(), k);
   for (int s = 0; s < 2; ++s) {  // the scales' memories hold different numbers of maps: one search each
     std::vector<int64_t> rows(size_t(batch * state.scales[s].n_memory));
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i) % state.scales[s].n_memory;
     if (exclude == nullptr) {
-      search(memory[s], batch, rows.data(), state.scales[s].n_memory);
+      nn_search(memory[s].data(), 1, batch, rows.data(), state.scales[s].n_memory);
     } else {  // leave-one-out: each query's own image removed from the memory
       detail::whole_map_search(memory[s][0], batch, rows.data(), state.scales[s].n_memory,
                                state.scales[s].memory_sources, exclude);

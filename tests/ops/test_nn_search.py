@@ -155,25 +155,21 @@ def test_unchecked_index(device):
 
 
 # whole-map windows (r // 2 >= max(H, W) - 1) run as matrix products on the CPU: awkward sizes,
-# K > N (repeated references), a window exactly at the bound and one above it, fp16 banks, NumPy in
+# K > N (repeated references), a window exactly at the bound and one above it, fp16 banks, NumPy in;
+# the last case is large enough for several blocks of 165 query rows spread over the threads, the last short
 WHOLE_MAP_CASES = [  # b, d, h, w, n, k, r
     (1, 3, 1, 1, 1, 1, 1), (2, 5, 7, 3, 4, 6, 13), (3, 40, 9, 11, 5, 3, 21), (1, 112, 4, 4, 2, 2, 99),
-    (2, 17, 13, 1, 3, 2, 25), (1, 6, 7, 5, 2, 2, 13)]
+    (2, 17, 13, 1, 3, 2, 25), (1, 6, 7, 5, 2, 2, 13), (2, 48, 23, 23, 4, 3, 45)]
+
+
+def _covers_map(r, h, w):
+    return r // 2 >= max(h, w) - 1
 
 
 @pytest.mark.parametrize("b,d,h,w,n,k,r", WHOLE_MAP_CASES)
 @pytest.mark.parametrize("half", [False, True])
-@pytest.mark.parametrize("block_floats", [None, 7])
-@pytest.mark.parametrize("blas_threads", ["one", "all"])
-def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half, block_floats, blas_threads, monkeypatch):
-    """``block_floats``: 7 splits the query locations into blocks of GLOBAL_MIN_ROWS rows (a last,
-    shorter one on awkward sizes), as large maps are split. ``blas_threads``: these sizes run on one
-    BLAS thread (SINGLE_THREAD_MACS); "all" lowers the bound so that they take the large searches' path."""
-    if block_floats is not None:
-        monkeypatch.setattr(ops, "GLOBAL_BLOCK_FLOATS", block_floats)
-    if blas_threads == "all":
-        monkeypatch.setattr(ops, "SINGLE_THREAD_MACS", -1)
-    assert ops.covers_map(r, h, w)
+def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half):
+    assert _covers_map(r, h, w)
     q, bank, index = _inputs(b, d, h, w, n, k, seed=11 * h + w)
     bank = bank.half() if half else bank
     want = reference(q, bank, index, r)
@@ -187,7 +183,7 @@ def test_whole_map_window_equals_reference(b, d, h, w, n, k, r, half, block_floa
 def test_whole_map_and_windowed_scales_in_one_call_and_bad_index():
     q, bank, index = _inputs(2, 8, 6, 6, 4, 3, seed=5)
     q2, bank2, _ = _inputs(2, 8, 3, 3, 4, 3, seed=6)
-    assert not ops.covers_map(9, 6, 6) and ops.covers_map(11, 6, 6)
+    assert not _covers_map(9, 6, 6) and _covers_map(11, 6, 6)
     got = ops.nn_search([q, q2], [bank, bank2], index, [3, 5], impl="native")
     for out, qq, bb, r in zip(got, [q, q2], [bank, bank2], [3, 5]):
         assert_close(out, reference(qq, bb, index, r), atol=1e-5, rtol=0)

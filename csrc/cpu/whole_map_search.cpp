@@ -1,4 +1,4 @@
-#include "tail/whole_map_search.h"
+#include "cpu/whole_map_search.h"
 
 #include <algorithm>
 #include <limits>
@@ -30,7 +30,7 @@ constexpr int64_t kParallelMacs = int64_t(1) << 20;
 
 #if CPR_WITH_BLAS
 // While alive, OpenBLAS runs on one thread (when it is OpenBLAS and runs on more): the search splits
-// its work over OpenMP threads itself. Process-wide, as threadpoolctl's limit in the NumPy path is.
+// its work over OpenMP threads itself. Process-wide.
 class OneBlasThread {
  public:
   OneBlasThread() {

@@ -316,3 +316,19 @@ def test_lite_conv_with_folded_batch_norm_equals_conv_then_batch_norm(size, kern
         bn.train()  # training mode: the batch's statistics, as BatchNorm itself
         expected = F.batch_norm(reference, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
         torch.testing.assert_close(efficientnet._conv_bn(conv, bn, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_extractor_runs_a_cpu_batch_in_chunks_with_the_same_taps(monkeypatch):
+    from cpr_engine.backbones import CPU_CHUNK
+
+    extractor = build_backbone("efficientnet_lite0_deep", pretrained=False)
+    x = torch.rand(2 * CPU_CHUNK + 1, 3, 48, 40)
+    whole = extractor._taps(x)
+    calls, taps = [], extractor._taps
+    monkeypatch.setattr(extractor, "_taps", lambda images: calls.append(images.shape[0]) or taps(images))
+    with torch.no_grad():
+        chunked = extractor(x)
+    assert calls == [CPU_CHUNK, CPU_CHUNK + 1]  # the last chunk takes the rest: no image alone
+    for got, want in zip(chunked, whole):
+        assert got.shape == want.shape and got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -102,6 +102,11 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
 )}
 
 
+# Images per backbone call on a CPU: larger batches spill the activations out of the caches (Lite0 at
+# 320 px on the 2-core VM: 23 ms per image at batch 8, 16-18 ms in pairs; benchmarks/RESULTS.md)
+CPU_CHUNK = 2
+
+
 class FeatureExtractor(nn.Module):
     """Frozen classifier truncated after its last tap.
 
@@ -137,7 +142,17 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) float32 -> [(B, C1, ~H/s1, ~W/s1), (B, C2, ~H/s2, ~W/s2)] float32, (s1, s2) = ``strides``."""
+        """(B, 3, H, W) float32 -> [(B, C1, ~H/s1, ~W/s1), (B, C2, ~H/s2, ~W/s2)] float32, (s1, s2) = ``strides``.
+
+        On a CPU the images run ``CPU_CHUNK`` at a time, the last chunk taking the rest: no image of a
+        batch runs alone, where oneDNN may pick other kernels (rounding differently) than for a batch."""
+        if x.device.type == "cpu" and x.shape[0] > CPU_CHUNK and not torch.jit.is_tracing():
+            bounds = [*range(0, x.shape[0] - CPU_CHUNK + 1, CPU_CHUNK), x.shape[0]]
+            parts = [self._taps(x[start:stop]) for start, stop in zip(bounds, bounds[1:])]
+            return [torch.cat(taps) for taps in zip(*parts)]
+        return self._taps(x)
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
         x = x.contiguous(memory_format=torch.channels_last)
         for name in self.stages:

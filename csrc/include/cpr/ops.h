@@ -95,7 +95,9 @@ void top_k(const float* distances, int64_t batch, int64_t n_refs, int64_t k,
 // For query location (y, x) of image b at a scale, the candidates are
 // bank[index[b, j], :, y + dy, x + dx] for every j < K and |dy|, |dx| <= window / 2 inside the map;
 // positions outside the map never win. Descriptors are expected L2-normalized, so the result is
-// 1 - max dot product. The bank is read in place at the indexed rows (never gathered).
+// 1 - max dot product. The bank is read in place at the indexed rows (never gathered), except on the
+// CPU for a window that covers the map (window / 2 >= max(H, W) - 1) in a build with a CBLAS: that scale
+// runs as matrix products over the K images gathered once (the same result up to float rounding).
 struct NNSearchScale {
   const float* query = nullptr;  // (B, D, H, W) float32 query descriptors
   const void* bank = nullptr;    // (N, D, H, W) float32 or float16 (bank_dtype) training descriptors

@@ -21,8 +21,8 @@ namespace cpr {
 namespace detail {
 namespace {
 
-// One thread's similarity block: 1 MiB, kept in cache between its product and its row maxima (1.2x
-// faster than 4 MiB blocks on the demo model's memory search; benchmarks/RESULTS.md).
+// One thread's similarity block: 1 MiB, kept in cache between its product and its row maxima (the demo
+// model's scoring tail 1.1-1.2x faster than with 4 MiB blocks; benchmarks/RESULTS.md).
 constexpr int64_t kBlockFloats = int64_t(1) << 18;
 constexpr int64_t kMinRows = 16;
 // Searches of more multiply-adds than this split their row blocks over the OpenMP threads (as nn_search).
@@ -83,7 +83,8 @@ void whole_map_search(const NNSearchScale& scale, int64_t batch, const int64_t* 
                       const int64_t* sources, const int64_t* exclude) {
 #if CPR_WITH_BLAS
   const int64_t plane = scale.height * scale.width, columns = k * plane, dim = scale.dim;
-  // uninitialised: both are written in full before they are read (a std::vector would zero 4 MiB per call)
+  // uninitialised, as each thread's similarity block: written in full before they are read (a std::vector
+  // would zero them on every call)
   const std::unique_ptr<float[]> refs(new float[size_t(dim * columns)]);  // (D, K * H * W)
   const int64_t rows = std::max(kMinRows, kBlockFloats / std::max<int64_t>(1, columns));
   const bool parallel = plane * columns * dim > kParallelMacs && plane > rows;

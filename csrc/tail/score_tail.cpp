@@ -70,25 +70,25 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
 
   // patch scores per scale: the closer of the retrieved images' windows and the whole memory
   std::vector<float> local[2], whole[2];
-  std::vector<NNSearchScale> near, memory[2];
+  NNSearchScale near[2], memory[2];
   for (int s = 0; s < 2; ++s) {
     const TailScale& sc = state.scales[s];
     const int64_t plane = sc.side * sc.side;
     local[s].resize(size_t(batch * plane));
     whole[s].resize(size_t(batch * plane));
-    near.push_back({descriptors[s], sc.bank, sc.bank_dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window,
-                    local[s].data()});
-    memory[s].push_back({descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side,
-                         2 * sc.side - 1, whole[s].data()});
+    near[s] = {descriptors[s], sc.bank, sc.bank_dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window,
+               local[s].data()};
+    memory[s] = {descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side,
+                 2 * sc.side - 1, whole[s].data()};
   }
-  nn_search(near.data(), 2, batch, index.data(), k);
+  nn_search(near, 2, batch, index.data(), k);
   for (int s = 0; s < 2; ++s) {  // the scales' memories hold different numbers of maps: one search each
     std::vector<int64_t> rows(size_t(batch * state.scales[s].n_memory));
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i) % state.scales[s].n_memory;
     if (exclude == nullptr) {
-      nn_search(memory[s].data(), 1, batch, rows.data(), state.scales[s].n_memory);
+      nn_search(&memory[s], 1, batch, rows.data(), state.scales[s].n_memory);
     } else {  // leave-one-out: each query's own image removed from the memory
-      detail::whole_map_search(memory[s][0], batch, rows.data(), state.scales[s].n_memory,
+      detail::whole_map_search(memory[s], batch, rows.data(), state.scales[s].n_memory,
                                state.scales[s].memory_sources, exclude);
     }
     keep_closer(local[s], whole[s]);

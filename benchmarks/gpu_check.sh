@@ -2,7 +2,7 @@
 # The one command to run on a GPU machine (H100/H200, torch with CUDA, nvcc, no network):
 #   bash benchmarks/gpu_check.sh [benchmarks/gpu_check.py options]
 # 1. builds cpr_engine._C with the CUDA kernels in place (setup.py build_ext; no pip, no download),
-# 2. runs the CUDA tests: tests/ops -m needs_cuda, and tests/test_gpu_pipeline.py,
+# 2. runs the CUDA tests: tests/ops and tests/test_tail.py -m needs_cuda, and tests/test_gpu_pipeline.py,
 # 3. times the variants (benchmarks/gpu_check.py).
 # Writes into $OUT (default ./gpu_check_out): build.log, tests.log, gpu_check.json, gpu_check.md.
 # Exit status: 0 when the build, the tests and every timing row succeeded.
@@ -35,7 +35,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,
 
 step "CUDA tests"
 status=0
-"$PY" -m pytest -q -p no:cacheprovider -rfE -m needs_cuda tests/ops >"$OUT/tests.log" 2>&1 || status=1
+"$PY" -m pytest -q -p no:cacheprovider -rfE -m needs_cuda tests/ops tests/test_tail.py >"$OUT/tests.log" 2>&1 || status=1
 "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_gpu_pipeline.py >>"$OUT/tests.log" 2>&1 || status=1
 grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed|skipped|error" "$OUT/tests.log"
 

@@ -8,13 +8,14 @@ training patches) -> location offset (the training images' per-location excess s
 fine patch scores) -> map weight (foreground, on the map or on the image score only) ->
 post-processing (fusion of the scales, upsampling, blur, top-T image score).
 
-Every stage goes through :mod:`cpr_engine.ops`, so the same code runs on torch tensors on any
-device (``CPRModel``, the CUDA-graph ``GraphPipeline``), with the native kernels or the PyTorch
-reference, and stage by stage on NumPy arrays (``benchmarks/tail_paths.py``). The native tail
-(``csrc/tail``, ``<cpr/tail.h>``) is the one other place the sequence is written: :func:`score` on
-NumPy arrays or CPU tensors (the torch-free ``ArtifactDetector``, ``CPRModel`` scoring on the CPU,
-training's leave-one-out scores included) is one call into it, and so is ``cpr::Detector``;
-``tests/test_tail.py`` holds it to this module's composition.
+Every stage goes through :mod:`cpr_engine.ops`, so this composition runs on torch tensors on any
+device, with the native kernels or the PyTorch reference (gradients, export tracing, leave-one-out
+scoring on CUDA), and stage by stage on NumPy arrays (``benchmarks/tail_paths.py``). The native tail
+(``csrc/tail``, ``<cpr/tail.h>``, CPU and CUDA) is the one other place the sequence is written:
+:func:`score` on NumPy arrays, CPU tensors or CUDA tensors (the torch-free ``ArtifactDetector``,
+``CPRModel`` scoring with training's leave-one-out scores on the CPU, the CUDA-graph ``GraphPipeline``)
+is one call into it, and so is ``cpr::Detector``; ``tests/test_tail.py`` holds it to this module's
+composition.
 
 ``settings`` is anything with the attributes ``grid``, ``kept_blocks``, ``top_k``, ``windows``,
 ``image_size``, ``blur_sigma``, ``top_t`` and ``foreground_on_map``: a ``CPRConfig`` or a
@@ -156,13 +157,14 @@ def score(descriptors: list, features, foreground, state: TailState, settings, e
         features: (B, C, h_0, w_0) fine backbone taps of the queries (the codebook stage's input).
         foreground: (B, h_0, w_0) foreground of the queries, or None (no foreground weighting).
         exclude, impl: see :func:`retrieve`; check_index: see ``ops.nn_search``.
-    NumPy arrays and CPU tensors that the ops would send to the native kernels run the native tail in
-    one call (``ops.score_tail``, when it was built with a BLAS: ``ops.native_tail_for``; with
-    ``exclude`` when the state has the memory's sources, as a torch model's has); anything else (CUDA,
-    grad, tracing, the reference) the stages below.
+    Inputs that the ops would send to the native kernels run the native tail in one call
+    (``ops.score_tail``; ``ops.native_tail_for`` says when): NumPy arrays and CPU tensors when it was
+    built with a BLAS (with ``exclude`` when the state has the memory's sources, as a torch model's
+    has), CUDA tensors without ``exclude``; anything else (grad, tracing, the reference, leave-one-out
+    on CUDA) the stages below.
     """
     if (exclude is None or state.memory_sources is not None) and \
-            ops.native_tail_for(impl, [features, *descriptors, foreground, exclude]):
+            ops.native_tail_for(impl, [features, *descriptors, foreground, exclude], exclude is not None):
         return ops.score_tail(descriptors, features, foreground, state.centers, state.train_hists, state.banks,
                               state.memories, state.bank_fg, state.location_offset, settings.windows, settings.grid,
                               settings.kept_blocks, settings.top_k, settings.image_size, settings.blur_sigma,

@@ -246,3 +246,110 @@ def test_leave_one_out_on_cpu_tensors_is_one_native_call(case, monkeypatch):
                                         impl="reference")
     np.testing.assert_allclose(maps.numpy(), want_maps.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-4)
+
+
+_cuda = pytest.mark.skipif(not (ops.cuda_available() and torch.cuda.is_available()),
+                           reason="needs a CUDA GPU and cpr_engine._C built with CUDA")
+
+
+@pytest.mark.needs_cuda
+@_cuda
+@pytest.mark.parametrize("bank_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("windows", [(3, 1), (15, 7), (5, 3)], ids=["windowed", "whole-map", "wider"])
+def test_cuda_tail_equals_the_reference_and_the_cpu_tail(bank_dtype, windows):
+    """The native tail on CUDA tensors (one call, on the current stream) against the PyTorch reference composition
+    on the same tensors and against the native CPU tail: fp32 and fp16 banks and memories, every foreground mode,
+    awkward sizes (9 x 9 fine maps, D = 7, memories of 2 and 3 maps)."""
+    state, (descs, features, fg) = _case(fine=9, dim=7, n_memory=(2, 3), seed=2)
+    state = state._replace(banks=[b.astype(bank_dtype) for b in state.banks],
+                           memories=[m.astype(bank_dtype) for m in state.memories])
+    gpu_state = tail.TailState(*(None if part is None else
+                                 [torch.from_numpy(v).cuda() for v in part] if isinstance(part, list) else
+                                 torch.from_numpy(part).cuda() for part in state))
+    gpu = [[torch.from_numpy(d).cuda() for d in descs], torch.from_numpy(features).cuda(), torch.from_numpy(fg).cuda()]
+    for foreground, on_map in ((True, True), (True, False), (False, True)):
+        settings = dataclasses.replace(SETTINGS, image_size=36, windows=windows, foreground_on_map=on_map)
+        maps, scores = _native(gpu[0], gpu[1], gpu[2] if foreground else None, gpu_state, settings)
+        assert maps.is_cuda and scores.is_cuda and maps.shape == (3, 36, 36)
+        want_maps, want_scores = tail.score(gpu[0], gpu[1], gpu[2] if foreground else None, gpu_state, settings,
+                                            impl="reference")
+        torch.testing.assert_close(maps, want_maps, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(scores, want_scores, rtol=1e-4, atol=1e-5)
+        cpu_maps, cpu_scores = _native(descs, features, fg if foreground else None, state, settings)
+        np.testing.assert_allclose(maps.cpu().numpy(), cpu_maps, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(scores.cpu().numpy(), cpu_scores, rtol=1e-4)
+
+
+@pytest.mark.needs_cuda
+@_cuda
+def test_cuda_scoring_is_one_native_call_and_leave_one_out_is_not(monkeypatch):
+    """tail.score on CUDA tensors is one call into the native tail; leave-one-out there runs the stages, and
+    ops.score_tail refuses exclude on CUDA."""
+    state, (descs, features, fg) = _case(fine=8, dim=7, n_memory=(2, 3))
+    gpu_state = tail.TailState(*([torch.from_numpy(v).cuda() for v in part] if isinstance(part, list) else
+                                 torch.from_numpy(part).cuda() for part in state))
+    gpu = [[torch.from_numpy(d).cuda() for d in descs], torch.from_numpy(features).cuda(), torch.from_numpy(fg).cuda()]
+    native, calls = ops.score_tail, []
+    monkeypatch.setattr(ops, "score_tail", lambda *a, **k: calls.append(a) or native(*a, **k))
+    tail.score(*gpu, gpu_state, SETTINGS)
+    assert len(calls) == 1
+    tail.score(*gpu, gpu_state, SETTINGS, exclude=torch.tensor([0, 3, 4], device="cuda"))
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="score_tail: exclude .* CPU only"):
+        native(*gpu, gpu_state.centers, gpu_state.train_hists, gpu_state.banks, gpu_state.memories, gpu_state.bank_fg,
+               gpu_state.location_offset, SETTINGS.windows, 2, 3, 2, 32, 1.0, 10, True,
+               torch.tensor([0, 3, 4], device="cuda"), gpu_state.memory_sources)
+
+
+@pytest.mark.skipif(not ops.native_available(), reason="cpr_engine._C is not built")
+def test_native_tail_routing_by_device(case, monkeypatch):
+    """Which inputs ``tail.score`` sends to the native tail: CUDA tensors when the CUDA kernels are built,
+    except for leave-one-out (CPU only); NumPy arrays and CPU tensors when the tail has its BLAS; never
+    inputs that require grad or a forced reference. (The device is faked: only the choice is tested.)"""
+    _, (descs, features, fg) = case
+    tensors = [torch.from_numpy(features), torch.from_numpy(fg)]
+    monkeypatch.setattr(ops, "_kind", lambda op, arrays: "cuda")
+    for built in (True, False):
+        monkeypatch.setattr(ops, "cuda_available", lambda built=built: built)
+        assert ops.native_tail_for(None, tensors) is built
+        assert ops.native_tail_for(None, tensors, leave_one_out=True) is False
+        assert ops.native_tail_for("reference", tensors) is False
+        assert ops.native_tail_for(None, [tensors[0].requires_grad_(), tensors[1]]) is False
+        tensors[0] = tensors[0].detach()
+    monkeypatch.undo()
+    assert ops.native_tail_for(None, [features, fg]) is ops.native_tail_fast()
+    assert ops.native_tail_for(None, [features, fg], leave_one_out=True) is ops.native_tail_fast()
+
+
+@pytest.mark.skipif(not ops.cuda_available(), reason="cpr_engine._C built without CUDA")
+def test_cuda_tail_binding_names_bad_input(case):
+    """``_C.cuda.score_tail`` checks every device buffer's shape and dtype before it touches the device, with
+    the host binding's messages (no GPU needed: the bad buffers are refused first)."""
+    from cpr_engine import _C
+
+    state, (descs, features, fg) = case
+
+    def dev(a, shape=None):  # a device-buffer descriptor with a fake pointer: only its shape and dtype are read
+        return (0x1000, tuple(a.shape if shape is None else shape), str(a.dtype), True)
+
+    def call(**changes):
+        args = dict(descriptors=[dev(d) for d in descs], features=dev(features), foreground=dev(fg),
+                    centers=dev(state.centers), train_hists=dev(state.train_hists), banks=[dev(b) for b in state.banks],
+                    memories=[dev(m) for m in state.memories], bank_fg=dev(state.bank_fg),
+                    location_offset=dev(state.location_offset), windows=[3, 1], grid=2, kept_blocks=3, top_k=2,
+                    image_size=32, blur_sigma=1.0, top_t=10, foreground_on_map=True,
+                    anomaly_map=(0x1000, (3, 32, 32), "float32", True), score=(0x1000, (3,), "float32", True),
+                    stream=0)
+        args.update(changes)
+        _C.cuda.score_tail(**args)
+
+    with pytest.raises(ValueError, match="score_tail: descriptors\\[1\\] must be \\(3, D, h, h\\)"):
+        call(descriptors=[dev(descs[0]), dev(descs[1], (2, 7, 4, 4))])
+    with pytest.raises(ValueError, match="score_tail: memories\\[0\\] must be \\(M, 7, 8, 8\\)"):
+        call(memories=[dev(state.memories[0], (2, 5, 8, 8)), dev(state.memories[1])])
+    with pytest.raises(ValueError, match="score_tail: anomaly_map must be \\(3, 32, 32\\) float32"):
+        call(anomaly_map=(0x1000, (3, 16, 16), "float32", True))
+    with pytest.raises(ValueError, match="score_tail: location_offset must be .*not C-contiguous"):
+        call(location_offset=(0x1000, (8, 8), "float32", False))
+    with pytest.raises(ValueError, match="score_tail: score must be \\(3,\\) float32"):
+        call(score=(0x1000, (3,), "float16", True))

@@ -1,9 +1,9 @@
 """``GraphPipeline``: a trained ``Detector`` as one fixed-shape pipeline, captured in a CUDA graph on a GPU.
 
 uint8 images -> on-device preprocessing (OpenCV's resize as matrix products, ``resize.py``) -> network
-(float16 on CUDA) -> global retrieval, location-restricted NN search and post-processing through
-:mod:`cpr_engine.ops` (the CUDA kernels; the NN search skips its host-side index check, the index
-comes from ``top_k``) -> scores and maps, optionally resized to the input size on the device.
+(float16 on CUDA) -> the scoring tail (``tail.score``: on CUDA one call into the native tail, which
+enqueues its kernels without a host synchronisation) -> scores and maps, optionally resized to the
+input size on the device.
 Batch size and image size are fixed at construction, every buffer is allocated once (pinned on the
 host), and on CUDA the device part is captured once, after a warm-up, and replayed: nothing inside
 it synchronises with the host. On CPU the same code runs eagerly in float32 without a graph, and

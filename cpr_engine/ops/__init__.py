@@ -447,21 +447,24 @@ def postprocess(local_maps, foreground, image_size: int, sigma: float, top_t: in
     return amap, score
 
 
-def native_tail_for(impl: str | None, arrays: Sequence[Any]) -> bool:
-    """Whether ``tail.score`` runs these inputs (its per-image arrays) through :func:`score_tail`: NumPy
-    arrays or CPU tensors that the ops would send to the native kernels (not forced to the reference,
-    no grad, not traced), and a native tail with its BLAS (:func:`native_tail_fast`)."""
-    if not native_tail_fast():
-        return False
+def native_tail_for(impl: str | None, arrays: Sequence[Any], leave_one_out: bool = False) -> bool:
+    """Whether ``tail.score`` runs these inputs (its per-image arrays) through :func:`score_tail`: inputs
+    that the ops would send to the native kernels (not forced to the reference, no grad, not traced):
+    NumPy arrays or CPU tensors with a native tail built with its BLAS (:func:`native_tail_fast`), or CUDA
+    tensors with the CUDA kernels built (``leave_one_out`` scoring runs on the CPU only)."""
     kind = _kind("score_tail", arrays)
-    return kind in ("numpy", "cpu") and _choose("score_tail", impl, kind, arrays) == "native"
+    if kind == "cuda":
+        usable = cuda_available() and not leave_one_out
+    else:
+        usable = kind in ("numpy", "cpu") and native_tail_fast()
+    return usable and _choose("score_tail", impl, kind, arrays) == "native"
 
 
 def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_hists, banks: Sequence[Any],
                memories: Sequence[Any], bank_fg, location_offset, windows: Sequence[int], grid: int,
                kept_blocks: int, top_k: int, image_size: int, blur_sigma: float, top_t: int,
                foreground_on_map: bool, exclude=None, memory_sources: Sequence[Any] | None = None):
-    """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``; CPU): the stages
+    """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``): the stages
     ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
 
     Args:
@@ -470,20 +473,28 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
         centers (n_codes, C), train_hists (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and
         memories [(M_s, D_s, h_s, h_s)] (each float32 or float16; every memory map is searched), bank_fg
         (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32. NumPy
-        arrays, or CPU tensors (zero-copy views; per-image arrays made contiguous).
+        arrays or CPU tensors (zero-copy views; per-image arrays made contiguous), or CUDA tensors on one
+        device (the training state C-contiguous; enqueued on the current stream, no host synchronisation:
+        capturable in a CUDA graph).
         windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
         exclude: optional (B,) int64 training image each query must not match (leave-one-out scoring:
             never retrieved, and its memory locations count as zeroed, as ``tail.local_search`` does);
             needs ``memory_sources``, per scale (M_s, h_s, h_s) int64 source image of each memory location,
-            and a build with its BLAS (:func:`native_tail_fast`).
+            and a build with its BLAS (:func:`native_tail_fast`). CPU only.
     Returns:
-        anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind.
+        anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind (and device).
     """
     op = "score_tail"
     if _C is None:
         raise RuntimeError(f"{op}: needs the compiled kernels cpr_engine._C ({native_error()})")
     backend()
-    on_torch = _is_tensor(features)
+    settings = ([int(r) for r in windows], int(grid), int(kept_blocks), int(top_k), int(image_size), float(blur_sigma),
+                int(top_t), bool(foreground_on_map))
+    kind = _kind(op, [features, *descriptors, foreground])
+    if kind == "cuda":
+        return _score_tail_cuda(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
+                                location_offset, settings, exclude)
+    on_torch = kind == "cpu"
     if on_torch:
         descriptors = [_np(d, op, "descriptors", True) for d in descriptors]
         features = _np(features, op, "features", True)
@@ -497,11 +508,40 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
         exclude = None if exclude is None else _np(exclude, op, "exclude", True)
         memory_sources = None if memory_sources is None else [_np(m, op, "memory_sources") for m in memory_sources]
     maps, scores = _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks),
-                                 list(memories), bank_fg, location_offset, [int(r) for r in windows], int(grid),
-                                 int(kept_blocks), int(top_k), int(image_size), float(blur_sigma), int(top_t),
-                                 bool(foreground_on_map), exclude,
+                                 list(memories), bank_fg, location_offset, *settings, exclude,
                                  None if memory_sources is None else list(memory_sources))
     if on_torch:
         torch = _torch()
         return torch.from_numpy(maps), torch.from_numpy(scores)
+    return maps, scores
+
+
+def _score_tail_cuda(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
+                     location_offset, settings: tuple, exclude):
+    """:func:`score_tail` on CUDA tensors: outputs allocated on their device, the call on its current stream."""
+    op = "score_tail"
+    if exclude is not None:
+        raise ValueError(f"{op}: exclude (leave-one-out scoring) runs on the CPU only; got CUDA tensors")
+    if not cuda_available():
+        raise RuntimeError(f"{op}: CUDA tensors, but cpr_engine._C was built without CUDA")
+    torch = _torch()
+    state = [centers, train_hists, *banks, *memories, location_offset, None if foreground is None else bank_fg]
+    device = _same_device(op, [features, *descriptors, foreground, *state])
+    descriptors = [d.detach().contiguous() for d in descriptors]
+    features = features.detach().contiguous()
+    foreground = None if foreground is None else foreground.detach().contiguous()
+    batch, image_size = (features.shape[0] if features.dim() else 0), settings[4]
+    maps = torch.empty(batch, image_size, image_size, dtype=torch.float32, device=device)
+    scores = torch.empty(batch, dtype=torch.float32, device=device)
+
+    def dev(t, name):
+        return None if t is None else _dev(t.detach(), op, name)
+
+    with torch.cuda.device(device):
+        _C.cuda.score_tail([dev(d, "descriptors") for d in descriptors], dev(features, "features"),
+                           dev(foreground, "foreground"), dev(centers, "centers"), dev(train_hists, "train_hists"),
+                           [dev(b, "banks") for b in banks], [dev(m, "memories") for m in memories],
+                           dev(bank_fg if foreground is not None else None, "bank_fg"),
+                           dev(location_offset, "location_offset"), *settings, dev(maps, "anomaly_map"),
+                           dev(scores, "score"), _stream(device))
     return maps, scores

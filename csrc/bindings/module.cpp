@@ -295,80 +295,116 @@ void postprocess_cuda(py::sequence maps, py::handle foreground, int64_t out_size
                    cuda_context(stream));
 }
 
-// ---- score_tail (host only: the whole scoring tail of cpr/tail.h) -------------------------------
-py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
-                          py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
-                          py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
-                          int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t,
-                          bool foreground_on_map, py::handle exclude, py::handle memory_sources) {
+// ---- score_tail (the whole scoring tail of cpr/tail.h) ---------------------------------------------
+struct TailArgs {
+  cpr::TailState state;
+  cpr::TailSettings settings;
+  const float* features = nullptr;
+  const float* descriptors[2] = {nullptr, nullptr};
+  const float* foreground = nullptr;
+  const int64_t* exclude = nullptr;
+  int64_t B = 0;
+};
+
+TailArgs tail_args(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
+                   py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
+                   py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
+                   int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t, bool foreground_on_map,
+                   py::handle exclude, py::handle memory_sources, Fetch fetch) {
   const char* op = "score_tail";
-  using cpr::binding::host_input;
-  const std::string scales_msg = std::string(op) + ": descriptors, banks, memories and windows must give 2 scales";
   if (py::len(descriptors) != 2 || py::len(banks) != 2 || py::len(memories) != 2 || py::len(windows) != 2)
-    throw std::invalid_argument(scales_msg);
-  ArrayRef f = host_input(features, Spec{op, "features", {{"B"}, {"C"}, {"h0"}, {"h0"}}, {"float32"}});
+    throw std::invalid_argument(std::string(op) + ": descriptors, banks, memories and windows must give 2 scales");
+  TailArgs a;
+  ArrayRef f = fetch(features, Spec{op, "features", {{"B"}, {"C"}, {"h0"}, {"h0"}}, {"float32"}});
   const int64_t B = f.shape[0], C = f.shape[1], h0 = f.shape[2];
   if (f.shape[3] != h0) throw std::invalid_argument(std::string(op) + ": features must be square (B, C, h0, h0)");
-  ArrayRef c = host_input(centers, Spec{op, "centers", {{"n_codes"}, {"C", C}}, {"float32"}, " to match features"});
-  ArrayRef h = host_input(train_hists, Spec{op, "train_hists", {{"N"}, {"grid^2", grid * grid}, {"n_codes+1",
-                                                                 c.shape[0] + 1}}, {"float32"}});
+  ArrayRef c = fetch(centers, Spec{op, "centers", {{"n_codes"}, {"C", C}}, {"float32"}, " to match features"});
+  ArrayRef h = fetch(train_hists, Spec{op, "train_hists", {{"N"}, {"grid^2", grid * grid}, {"n_codes+1",
+                                                           c.shape[0] + 1}}, {"float32"}});
   const int64_t N = h.shape[0];
-  cpr::TailState state;
+  cpr::TailState& state = a.state;
   state.centers = static_cast<const float*>(c.data);
   state.n_codes = c.shape[0];
   state.channels = C;
   state.train_hists = static_cast<const float*>(h.data);
   state.n_train = N;
-  const float* desc[2] = {nullptr, nullptr};
   for (int s = 0; s < 2; ++s) {
     const int64_t side = s == 0 ? h0 : -1;
-    ArrayRef d = host_input(descriptors[s], Spec{op, s == 0 ? "descriptors[0]" : "descriptors[1]",
-                                                 {{"B", B}, {"D"}, {"h", side}, {"h", side}}, {"float32"}});
-    ArrayRef b = host_input(banks[s], Spec{op, s == 0 ? "banks[0]" : "banks[1]",
-                                           {{"N", N}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
-                                           {"float32", "float16"}, " to match its descriptors"});
-    ArrayRef m = host_input(memories[s], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
-                                              {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
-                                              {"float32", "float16"}, " to match its descriptors"});
+    ArrayRef d = fetch(descriptors[s], Spec{op, s == 0 ? "descriptors[0]" : "descriptors[1]",
+                                            {{"B", B}, {"D"}, {"h", side}, {"h", side}}, {"float32"}});
+    ArrayRef b = fetch(banks[s], Spec{op, s == 0 ? "banks[0]" : "banks[1]",
+                                      {{"N", N}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                      {"float32", "float16"}, " to match its descriptors"});
+    ArrayRef m = fetch(memories[s], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
+                                         {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                         {"float32", "float16"}, " to match its descriptors"});
     if (d.shape[3] != d.shape[2]) throw std::invalid_argument(std::string(op) + ": descriptors must be square");
-    desc[s] = static_cast<const float*>(d.data);
-    const auto dtype = [](const ArrayRef& a) { return a.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32; };
+    a.descriptors[s] = static_cast<const float*>(d.data);
+    const auto dtype = [](const ArrayRef& x) { return x.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32; };
     state.scales[s] = {b.data, m.data, dtype(b), dtype(m), m.shape[0], d.shape[1], d.shape[2],
                        windows[s].cast<int64_t>()};
   }
   state.location_offset = static_cast<const float*>(
-      host_input(location_offset, Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);
-  const float* fg = nullptr;
+      fetch(location_offset, Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);
   if (!foreground.is_none()) {
-    fg = static_cast<const float*>(
-        host_input(foreground, Spec{op, "foreground", {{"B", B}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+    a.foreground = static_cast<const float*>(
+        fetch(foreground, Spec{op, "foreground", {{"B", B}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
     state.bank_fg = static_cast<const float*>(
-        host_input(bank_fg, Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+        fetch(bank_fg, Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
   }
-  const int64_t* excluded = nullptr;
   if (!exclude.is_none()) {  // leave-one-out: the memory's sources per scale come with it
-    excluded = static_cast<const int64_t*>(host_input(exclude, Spec{op, "exclude", {{"B", B}}, {"int64"}}).data);
+    a.exclude = static_cast<const int64_t*>(fetch(exclude, Spec{op, "exclude", {{"B", B}}, {"int64"}}).data);
     if (memory_sources.is_none() || py::len(memory_sources) != 2)
       throw std::invalid_argument(std::string(op) + ": exclude needs memory_sources, one (M, h, h) int64 per scale");
     py::sequence sources = memory_sources.cast<py::sequence>();
     for (int s = 0; s < 2; ++s) {
       const int64_t side = state.scales[s].side;
       state.scales[s].memory_sources = static_cast<const int64_t*>(
-          host_input(sources[s], Spec{op, s == 0 ? "memory_sources[0]" : "memory_sources[1]",
-                                      {{"M", state.scales[s].n_memory}, {"h", side}, {"h", side}}, {"int64"},
-                                      " to match its memory"}).data);
+          fetch(sources[s], Spec{op, s == 0 ? "memory_sources[0]" : "memory_sources[1]",
+                                 {{"M", state.scales[s].n_memory}, {"h", side}, {"h", side}}, {"int64"},
+                                 " to match its memory"}).data);
     }
   }
-  const cpr::TailSettings settings{grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map};
-  py::array_t<float> amap(dims({B, image_size, image_size}));
-  py::array_t<float> score(dims({B}));
+  a.settings = cpr::TailSettings{grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map};
+  a.features = static_cast<const float*>(f.data);
+  a.B = B;
+  return a;
+}
+
+py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
+                          py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
+                          py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
+                          int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t,
+                          bool foreground_on_map, py::handle exclude, py::handle memory_sources) {
+  TailArgs a = tail_args(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
+                         location_offset, windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t,
+                         foreground_on_map, exclude, memory_sources, cpr::binding::host_input);
+  py::array_t<float> amap(dims({a.B, image_size, image_size}));
+  py::array_t<float> score(dims({a.B}));
   float* amap_p = amap.mutable_data();
   float* score_p = score.mutable_data();
   {
     py::gil_scoped_release release;
-    cpr::score_tail(state, settings, B, static_cast<const float*>(f.data), desc, fg, amap_p, score_p, excluded);
+    cpr::score_tail(a.state, a.settings, a.B, a.features, a.descriptors, a.foreground, amap_p, score_p, a.exclude);
   }
   return py::make_tuple(amap, score);
+}
+
+void score_tail_cuda(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
+                     py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
+                     py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
+                     int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t, bool foreground_on_map,
+                     py::handle anomaly_map, py::handle score, uintptr_t stream) {
+  const char* op = "score_tail";
+  TailArgs a = tail_args(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
+                         location_offset, windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t,
+                         foreground_on_map, py::none(), py::none(), cpr::binding::device_array);
+  ArrayRef m = cpr::binding::device_array(
+      anomaly_map, Spec{op, "anomaly_map", {{"B", a.B}, {"S", image_size}, {"S", image_size}}, {"float32"}});
+  ArrayRef s = cpr::binding::device_array(score, Spec{op, "score", {{"B", a.B}}, {"float32"}});
+  py::gil_scoped_release release;
+  cpr::score_tail(a.state, a.settings, a.B, a.features, a.descriptors, a.foreground, static_cast<float*>(m.data),
+                  static_cast<float*>(s.data), nullptr, cuda_context(stream));
 }
 
 }  // namespace
@@ -421,4 +457,9 @@ PYBIND11_MODULE(_C, m) {
   cuda.def("postprocess", &postprocess_cuda, py::arg("maps"), py::arg("foreground"),
            py::arg("out_size"), py::arg("sigma"), py::arg("top_t"), py::arg("anomaly_map"),
            py::arg("score"), py::arg("stream"));
+  cuda.def("score_tail", &score_tail_cuda, py::arg("descriptors"), py::arg("features"), py::arg("foreground"),
+           py::arg("centers"), py::arg("train_hists"), py::arg("banks"), py::arg("memories"), py::arg("bank_fg"),
+           py::arg("location_offset"), py::arg("windows"), py::arg("grid"), py::arg("kept_blocks"),
+           py::arg("top_k"), py::arg("image_size"), py::arg("blur_sigma"), py::arg("top_t"),
+           py::arg("foreground_on_map"), py::arg("anomaly_map"), py::arg("score"), py::arg("stream"));
 }

@@ -1,49 +1,20 @@
-// cpr::score_tail: the stages of cpr_engine/tail.py composed from the ops of <cpr/ops.h> (CPU).
+// cpr::score_tail: the stages of cpr_engine/tail.py composed from the ops of <cpr/ops.h> and the tail's
+// elementwise steps (tail/steps.h), on the context's device.
 #include "cpr/tail.h"
 
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
-#include "common/check.h"
 #include "cpu/whole_map_search.h"
+#include "ops/dispatch.h"
+#include "tail/steps.h"
 
 namespace cpr {
 namespace {
 
 constexpr const char* kOp = "score_tail";
 
-// (B, k) closest training images of each query, closest first (codebook histograms, matching, top-K).
-std::vector<int64_t> retrieve(const TailState& state, const TailSettings& settings, int64_t batch,
-                              const float* features, const int64_t* exclude, int64_t* k) {
-  const int64_t side = state.scales[0].side, blocks = settings.grid * settings.grid, bins = state.n_codes + 1;
-  std::vector<float> hists(size_t(batch * blocks * bins)), distances(size_t(batch * state.n_train));
-  codebook_histogram(features, batch, state.channels, side, side, state.centers, state.n_codes, settings.grid,
-                     nullptr, hists.data());
-  hist_match(hists.data(), batch, state.train_hists, state.n_train, blocks, bins, settings.kept_blocks,
-             distances.data());
-  *k = top_k_count(state.n_train, settings.top_k, exclude != nullptr);
-  std::vector<int64_t> index(size_t(batch * *k));
-  top_k(distances.data(), batch, state.n_train, settings.top_k, exclude, index.data());
-  return index;
-}
-
-// local = min(local, whole) elementwise; where either is NaN or inf the result is too (a damaged bank
-// or memory poisons the score instead of being hidden by the other search).
-void keep_closer(std::vector<float>& local, const std::vector<float>& whole) {
-  for (size_t i = 0; i < whole.size(); ++i) {
-    const float total = local[i] + whole[i];
-    local[i] = std::isfinite(total) ? std::min(local[i], whole[i]) : total;
-  }
-}
-
-}  // namespace
-
-bool score_tail_uses_blas() noexcept { return detail::whole_map_search_available(); }
-
-void score_tail(const TailState& state, const TailSettings& settings, int64_t batch, const float* features,
-                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score,
-                const int64_t* exclude) {
+void check_arguments(const TailState& state, int64_t batch, const float* features, const float* const descriptors[2],
+                     const float* foreground, const float* anomaly_map, const float* score, const int64_t* exclude,
+                     const Context& ctx) {
+  detail::check_device(kOp, ctx);
   CPR_CHECK(batch >= 0, kOp, ": batch must be >= 0; got ", batch);
   for (int s = 0; s < 2; ++s) {
     const TailScale& scale = state.scales[s];
@@ -55,74 +26,84 @@ void score_tail(const TailState& state, const TailSettings& settings, int64_t ba
   CPR_CHECK(foreground == nullptr || state.bank_fg != nullptr, kOp,
             ": a query foreground needs the training foregrounds (state.bank_fg)");
   if (exclude != nullptr) {
+    CPR_CHECK(ctx.device == Device::kCPU, kOp, ": exclude (leave-one-out scoring) runs on the CPU only");
     CPR_CHECK(detail::whole_map_search_available(), kOp,
               ": exclude needs the memory search as matrix products (a build with a CBLAS)");
     CPR_CHECK(state.scales[0].memory_sources != nullptr && state.scales[1].memory_sources != nullptr, kOp,
               ": exclude needs the memory's sources (state.scales[s].memory_sources)");
   }
-  if (batch == 0) return;
-  CPR_CHECK(features != nullptr && descriptors[0] != nullptr && descriptors[1] != nullptr && anomaly_map != nullptr &&
-                score != nullptr,
+  CPR_CHECK(batch == 0 || (features != nullptr && descriptors[0] != nullptr && descriptors[1] != nullptr &&
+                           anomaly_map != nullptr && score != nullptr),
             kOp, ": features, descriptors, anomaly_map and score must not be null");
+}
 
-  int64_t k = 0;
-  const std::vector<int64_t> index = retrieve(state, settings, batch, features, exclude, &k);
+}  // namespace
 
-  // patch scores per scale: the closer of the retrieved images' windows and the whole memory
-  std::vector<float> local[2], whole[2];
+bool score_tail_uses_blas() noexcept { return detail::whole_map_search_available(); }
+
+void score_tail(const TailState& state, const TailSettings& settings, int64_t batch, const float* features,
+                const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score,
+                const int64_t* exclude, const Context& ctx) {
+  check_arguments(state, batch, features, descriptors, foreground, anomaly_map, score, exclude, ctx);
+  if (batch == 0) return;
+  const bool on_cuda = ctx.device == Device::kCUDA;
+
+  // global retrieval: (B, k) closest training images of each query, closest first
+  const int64_t fine_side = state.scales[0].side, blocks = settings.grid * settings.grid, bins = state.n_codes + 1;
+  detail::TailBuffer<float> hists(batch * blocks * bins, ctx), distances(batch * state.n_train, ctx);
+  codebook_histogram(features, batch, state.channels, fine_side, fine_side, state.centers, state.n_codes,
+                     settings.grid, nullptr, hists.data(), ctx);
+  hist_match(hists.data(), batch, state.train_hists, state.n_train, blocks, bins, settings.kept_blocks,
+             distances.data(), ctx);
+  const int64_t k = top_k_count(state.n_train, settings.top_k, exclude != nullptr);
+  detail::TailBuffer<int64_t> index(batch * k, ctx);
+  top_k(distances.data(), batch, state.n_train, settings.top_k, exclude, index.data(), ctx);
+
+  // patch scores per scale: the closer of the retrieved images' windows and the whole memory. The index
+  // comes from top_k, the memory rows are 0..M-1: in range by construction, so CUDA skips the host check
+  // (nothing here synchronises with the host).
+  detail::TailBuffer<float> local_0(batch * fine_side * fine_side, ctx), whole_0(batch * fine_side * fine_side, ctx);
+  const int64_t coarse_side = state.scales[1].side;
+  detail::TailBuffer<float> local_1(batch * coarse_side * coarse_side, ctx),
+      whole_1(batch * coarse_side * coarse_side, ctx);
+  float* local[2] = {local_0.data(), local_1.data()};
+  float* whole[2] = {whole_0.data(), whole_1.data()};
   NNSearchScale near[2], memory[2];
   for (int s = 0; s < 2; ++s) {
     const TailScale& sc = state.scales[s];
-    const int64_t plane = sc.side * sc.side;
-    local[s].resize(size_t(batch * plane));
-    whole[s].resize(size_t(batch * plane));
-    near[s] = {descriptors[s], sc.bank, sc.bank_dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window,
-               local[s].data()};
-    memory[s] = {descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side,
-                 2 * sc.side - 1, whole[s].data()};
+    near[s] = {descriptors[s], sc.bank, sc.bank_dtype, state.n_train, sc.dim, sc.side, sc.side, sc.window, local[s]};
+    memory[s] = {descriptors[s], sc.memory, sc.memory_dtype, sc.n_memory, sc.dim, sc.side, sc.side, 2 * sc.side - 1,
+                 whole[s]};
   }
-  nn_search(near, 2, batch, index.data(), k);
+  nn_search(near, 2, batch, index.data(), k, ctx, /*check_index=*/!on_cuda);
   for (int s = 0; s < 2; ++s) {  // the scales' memories hold different numbers of maps: one search each
-    std::vector<int64_t> rows(size_t(batch * state.scales[s].n_memory));
-    for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i) % state.scales[s].n_memory;
+    const TailScale& sc = state.scales[s];
+    detail::TailBuffer<int64_t> rows(batch * sc.n_memory, ctx);
+    detail::memory_rows(rows.data(), batch, sc.n_memory, ctx);
     if (exclude == nullptr) {
-      nn_search(&memory[s], 1, batch, rows.data(), state.scales[s].n_memory);
-    } else {  // leave-one-out: each query's own image removed from the memory
-      detail::whole_map_search(memory[s], batch, rows.data(), state.scales[s].n_memory,
-                               state.scales[s].memory_sources, exclude);
+      nn_search(&memory[s], 1, batch, rows.data(), sc.n_memory, ctx, /*check_index=*/!on_cuda);
+    } else {  // leave-one-out (CPU): each query's own image removed from the memory
+      detail::whole_map_search(memory[s], batch, rows.data(), sc.n_memory, sc.memory_sources, exclude);
     }
-    keep_closer(local[s], whole[s]);
-  }
-
-  // location offset: fine = max(fine - offset, 0); NaN stays NaN
-  const int64_t fine_plane = state.scales[0].side * state.scales[0].side;
-  for (int64_t i = 0; i < batch * fine_plane; ++i) {
-    const float v = local[0][size_t(i)] - state.location_offset[i % fine_plane];
-    local[0][size_t(i)] = v < 0.0f ? 0.0f : v;
+    // the closer search; at the fine scale then the location offset, max(fine - offset, 0)
+    detail::merge_patch_scores(local[s], whole[s], s == 0 ? state.location_offset : nullptr, batch,
+                               sc.side * sc.side, ctx);
   }
 
   // foreground weight: max(the query's foreground, each retrieved training image's)
-  std::vector<float> weight;
-  if (foreground != nullptr) {
-    weight.assign(foreground, foreground + batch * fine_plane);
-    for (int64_t b = 0; b < batch; ++b) {
-      float* out = weight.data() + b * fine_plane;
-      for (int64_t j = 0; j < k; ++j) {  // one retrieved image's plane at a time: contiguous reads
-        const float* fg = state.bank_fg + index[size_t(b * k + j)] * fine_plane;
-        for (int64_t i = 0; i < fine_plane; ++i) out[i] = std::max(out[i], fg[i]);
-      }
-    }
-  }
+  const int64_t fine_plane = fine_side * fine_side;
+  detail::TailBuffer<float> weight(foreground != nullptr ? batch * fine_plane : 0, ctx);
+  if (foreground != nullptr)
+    detail::foreground_weight(foreground, state.bank_fg, index.data(), batch, k, fine_plane, weight.data(), ctx);
 
-  const MapView maps[2] = {{local[0].data(), state.scales[0].side, state.scales[0].side},
-                           {local[1].data(), state.scales[1].side, state.scales[1].side}};
-  const float* map_factor = weight.empty() || !settings.foreground_on_map ? nullptr : weight.data();
+  const MapView maps[2] = {{local[0], fine_side, fine_side}, {local[1], coarse_side, coarse_side}};
+  const float* map_factor = foreground == nullptr || !settings.foreground_on_map ? nullptr : weight.data();
   postprocess(maps, 2, batch, map_factor, settings.image_size, settings.blur_sigma, settings.top_t, anomaly_map,
-              score);
-  if (!weight.empty() && !settings.foreground_on_map) {  // the foreground weights the image score only
-    std::vector<float> weighted(size_t(batch * settings.image_size * settings.image_size));
+              score, ctx);
+  if (foreground != nullptr && !settings.foreground_on_map) {  // the foreground weights the image score only
+    detail::TailBuffer<float> weighted(batch * settings.image_size * settings.image_size, ctx);
     postprocess(maps, 2, batch, weight.data(), settings.image_size, settings.blur_sigma, settings.top_t,
-                weighted.data(), score);
+                weighted.data(), score, ctx);
   }
 }
 

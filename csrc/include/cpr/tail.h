@@ -4,10 +4,13 @@
 // <cpr/ops.h>: codebook block histograms of the fine taps, histogram matching, top-K training
 // images, the location-restricted search in their banks beside a whole-map search of the memory
 // (the closer of the two per patch), the location offset, the foreground weight, post-processing.
-// cpr::Detector, cpr_engine's torch-free ArtifactDetector and its CPRModel on the CPU score through it.
+// cpr::Detector, cpr_engine's torch-free ArtifactDetector, CPRModel and the CUDA-graph GraphPipeline
+// score through it.
 //
-// Buffers follow <cpr/ops.h> (dense, row-major, host memory: the tail runs on the CPU). Two scales,
-// finest first: h_0 = w_0 = fine side, h_1 = w_1 = coarse side.
+// Buffers follow <cpr/ops.h> (dense, row-major), on the device of the Context: host memory on the CPU;
+// on CUDA every pointer (inputs, training state, outputs) is device memory and the call only enqueues
+// work on ctx.stream (no host synchronisation, scratch memory stream-ordered: capturable in a CUDA
+// graph). Two scales, finest first: h_0 = w_0 = fine side, h_1 = w_1 = coarse side.
 #pragma once
 
 #include <cstdint>
@@ -64,10 +67,12 @@ bool score_tail_uses_blas() noexcept;
 //   anomaly_map (B, S, S) float32 out;  score (B,) float32 out
 //   exclude     (B,) int64 or nullptr: leave-one-out scoring of training images. Query b never retrieves
 //               training image exclude[b], and its memory locations from that image (memory_sources,
-//               then required) count as zeroed vectors (similarity 0). Needs score_tail_uses_blas().
+//               then required) count as zeroed vectors (similarity 0). CPU only; needs
+//               score_tail_uses_blas().
+//   ctx         the device (default: the CPU) and, on CUDA, the stream.
 // Throws what the operations throw (std::invalid_argument naming the op and the argument).
 void score_tail(const TailState& state, const TailSettings& settings, int64_t batch, const float* features,
                 const float* const descriptors[2], const float* foreground, float* anomaly_map, float* score,
-                const int64_t* exclude = nullptr);
+                const int64_t* exclude = nullptr, const Context& ctx = {});
 
 }  // namespace cpr

@@ -165,11 +165,7 @@ def score(descriptors: list, features, foreground, state: TailState, settings, e
     """
     if (exclude is None or state.memory_sources is not None) and \
             ops.native_tail_for(impl, [features, *descriptors, foreground, exclude], exclude is not None):
-        return ops.score_tail(descriptors, features, foreground, state.centers, state.train_hists, state.banks,
-                              state.memories, state.bank_fg, state.location_offset, settings.windows, settings.grid,
-                              settings.kept_blocks, settings.top_k, settings.image_size, settings.blur_sigma,
-                              settings.top_t, settings.foreground_on_map, exclude,
-                              None if exclude is None else state.memory_sources)
+        return ops.score_tail(descriptors, features, foreground, state, settings, exclude)
     index = retrieve(features, state, settings, exclude, impl)
     local = local_search(descriptors, index, state, settings, impl, check_index, exclude)
     return postprocess(local, foreground, index, state, settings, impl)

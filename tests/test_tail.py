@@ -146,10 +146,7 @@ def test_excluded_image_leaves_the_memory(case):
 
 def _native(descs, features, foreground, state, settings, exclude=None):
     """The native tail (``ops.score_tail``) on a tail state and settings (leave-one-out with ``exclude``)."""
-    return ops.score_tail(descs, features, foreground, state.centers, state.train_hists, state.banks, state.memories,
-                          state.bank_fg, state.location_offset, settings.windows, settings.grid, settings.kept_blocks,
-                          settings.top_k, settings.image_size, settings.blur_sigma, settings.top_t,
-                          settings.foreground_on_map, exclude, None if exclude is None else state.memory_sources)
+    return ops.score_tail(descs, features, foreground, state, settings, exclude)
 
 
 def test_numpy_scoring_is_one_native_call(case, monkeypatch):
@@ -296,9 +293,7 @@ def test_cuda_scoring_is_one_native_call_and_leave_one_out_is_not(monkeypatch):
     tail.score(*gpu, gpu_state, SETTINGS, exclude=torch.tensor([0, 3, 4], device="cuda"))
     assert len(calls) == 1
     with pytest.raises(ValueError, match="score_tail: exclude .* CPU only"):
-        native(*gpu, gpu_state.centers, gpu_state.train_hists, gpu_state.banks, gpu_state.memories, gpu_state.bank_fg,
-               gpu_state.location_offset, SETTINGS.windows, 2, 3, 2, 32, 1.0, 10, True,
-               torch.tensor([0, 3, 4], device="cuda"), gpu_state.memory_sources)
+        native(*gpu, gpu_state, SETTINGS, exclude=torch.tensor([0, 3, 4], device="cuda"))
 
 
 @pytest.mark.skipif(not ops.native_available(), reason="cpr_engine._C is not built")
@@ -332,24 +327,22 @@ def test_cuda_tail_binding_names_bad_input(case):
     def dev(a, shape=None):  # a device-buffer descriptor with a fake pointer: only its shape and dtype are read
         return (0x1000, tuple(a.shape if shape is None else shape), str(a.dtype), True)
 
-    def call(**changes):
+    def call(state_changes=(), **changes):
         args = dict(descriptors=[dev(d) for d in descs], features=dev(features), foreground=dev(fg),
-                    centers=dev(state.centers), train_hists=dev(state.train_hists), banks=[dev(b) for b in state.banks],
-                    memories=[dev(m) for m in state.memories], bank_fg=dev(state.bank_fg),
-                    location_offset=dev(state.location_offset), windows=[3, 1], grid=2, kept_blocks=3, top_k=2,
-                    image_size=32, blur_sigma=1.0, top_t=10, foreground_on_map=True,
-                    anomaly_map=(0x1000, (3, 32, 32), "float32", True), score=(0x1000, (3,), "float32", True),
-                    stream=0)
+                    state=tail.TailState(*(None if part is None else [dev(v) for v in part] if isinstance(part, list)
+                                           else dev(part) for part in state))._replace(**dict(state_changes)),
+                    settings=SETTINGS, anomaly_map=(0x1000, (3, 32, 32), "float32", True),
+                    score=(0x1000, (3,), "float32", True), stream=0)
         args.update(changes)
         _C.cuda.score_tail(**args)
 
     with pytest.raises(ValueError, match="score_tail: descriptors\\[1\\] must be \\(3, D, h, h\\)"):
         call(descriptors=[dev(descs[0]), dev(descs[1], (2, 7, 4, 4))])
     with pytest.raises(ValueError, match="score_tail: memories\\[0\\] must be \\(M, 7, 8, 8\\)"):
-        call(memories=[dev(state.memories[0], (2, 5, 8, 8)), dev(state.memories[1])])
+        call(state_changes={"memories": [dev(state.memories[0], (2, 5, 8, 8)), dev(state.memories[1])]})
     with pytest.raises(ValueError, match="score_tail: anomaly_map must be \\(3, 32, 32\\) float32"):
         call(anomaly_map=(0x1000, (3, 16, 16), "float32", True))
     with pytest.raises(ValueError, match="score_tail: location_offset must be .*not C-contiguous"):
-        call(location_offset=(0x1000, (8, 8), "float32", False))
+        call(state_changes={"location_offset": (0x1000, (8, 8), "float32", False)})
     with pytest.raises(ValueError, match="score_tail: score must be \\(3,\\) float32"):
         call(score=(0x1000, (3,), "float16", True))

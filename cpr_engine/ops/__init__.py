@@ -460,27 +460,26 @@ def native_tail_for(impl: str | None, arrays: Sequence[Any], leave_one_out: bool
     return usable and _choose("score_tail", impl, kind, arrays) == "native"
 
 
-def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_hists, banks: Sequence[Any],
-               memories: Sequence[Any], bank_fg, location_offset, windows: Sequence[int], grid: int,
-               kept_blocks: int, top_k: int, image_size: int, blur_sigma: float, top_t: int,
-               foreground_on_map: bool, exclude=None, memory_sources: Sequence[Any] | None = None):
+def score_tail(descriptors: Sequence[Any], features, foreground, state, settings, exclude=None):
     """The whole scoring tail in one native call (``csrc/tail``, ``<cpr/tail.h>``): the stages
     ``cpr_engine.tail.score`` composes from the ops above, as ``cpr::Detector`` runs them.
 
     Args:
         descriptors: per scale (B, D_s, h_s, h_s) float32 unit-norm descriptors, finest first (2 scales).
         features: (B, C, h_0, h_0) float32 fine taps; foreground: (B, h_0, h_0) float32 or None.
-        centers (n_codes, C), train_hists (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and
-        memories [(M_s, D_s, h_s, h_s)] (each float32 or float16; every memory map is searched), bank_fg
-        (N, h_0, h_0) float32 (read only with a foreground), location_offset (h_0, h_0) float32. NumPy
-        arrays or CPU tensors (zero-copy views; per-image arrays made contiguous), or CUDA tensors on one
-        device (the training state C-contiguous; enqueued on the current stream, no host synchronisation:
-        capturable in a CUDA graph).
-        windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map: the settings.
+        state: the training state, a ``cpr_engine.tail.TailState``: centers (n_codes, C), train_hists
+            (N, grid^2, n_codes + 1), banks [(N, D_s, h_s, h_s)] and memories [(M_s, D_s, h_s, h_s)] (each
+            float32 or float16; every memory map is searched), bank_fg (N, h_0, h_0) float32 (read only with a
+            foreground), location_offset (h_0, h_0) float32, memory_sources (read only with ``exclude``).
+        settings: grid, kept_blocks, top_k, windows, image_size, blur_sigma, top_t, foreground_on_map
+            (a ``CPRConfig`` or ``contract.RuntimeSettings``).
         exclude: optional (B,) int64 training image each query must not match (leave-one-out scoring:
             never retrieved, and its memory locations count as zeroed, as ``tail.local_search`` does);
-            needs ``memory_sources``, per scale (M_s, h_s, h_s) int64 source image of each memory location,
-            and a build with its BLAS (:func:`native_tail_fast`). CPU only.
+            needs ``state.memory_sources``, per scale (M_s, h_s, h_s) int64 source image of each memory
+            location, and a build with its BLAS (:func:`native_tail_fast`). CPU only.
+        The arrays are NumPy arrays or CPU tensors (zero-copy views; per-image arrays made contiguous),
+        or CUDA tensors on one device (the state C-contiguous; the call enqueues on the current stream
+        with no host synchronisation: capturable in a CUDA graph).
     Returns:
         anomaly maps (B, S, S) float32, image scores (B,) float32, of the inputs' kind (and device).
     """
@@ -488,36 +487,29 @@ def score_tail(descriptors: Sequence[Any], features, foreground, centers, train_
     if _C is None:
         raise RuntimeError(f"{op}: needs the compiled kernels cpr_engine._C ({native_error()})")
     backend()
-    settings = ([int(r) for r in windows], int(grid), int(kept_blocks), int(top_k), int(image_size), float(blur_sigma),
-                int(top_t), bool(foreground_on_map))
     kind = _kind(op, [features, *descriptors, foreground])
     if kind == "cuda":
-        return _score_tail_cuda(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
-                                location_offset, settings, exclude)
-    on_torch = kind == "cpu"
-    if on_torch:
-        descriptors = [_np(d, op, "descriptors", True) for d in descriptors]
-        features = _np(features, op, "features", True)
-        foreground = None if foreground is None else _np(foreground, op, "foreground", True)
-        centers, train_hists, bank_fg, location_offset = (
-            None if t is None else _np(t, op, name) for t, name in
-            ((centers, "centers"), (train_hists, "train_hists"), (bank_fg, "bank_fg"),
-             (location_offset, "location_offset")))
-        banks = [_np(b, op, "banks") for b in banks]
-        memories = [_np(m, op, "memories") for m in memories]
-        exclude = None if exclude is None else _np(exclude, op, "exclude", True)
-        memory_sources = None if memory_sources is None else [_np(m, op, "memory_sources") for m in memory_sources]
-    maps, scores = _C.score_tail(list(descriptors), features, foreground, centers, train_hists, list(banks),
-                                 list(memories), bank_fg, location_offset, *settings, exclude,
-                                 None if memory_sources is None else list(memory_sources))
-    if on_torch:
-        torch = _torch()
-        return torch.from_numpy(maps), torch.from_numpy(scores)
-    return maps, scores
+        return _score_tail_cuda(descriptors, features, foreground, state, settings, exclude)
+    if kind != "cpu":
+        return _C.score_tail(list(descriptors), features, foreground, state, settings, exclude)
+    torch = _torch()
+    maps, scores = _C.score_tail([_np(d, op, "descriptors", True) for d in descriptors],
+                                 _np(features, op, "features", True),
+                                 None if foreground is None else _np(foreground, op, "foreground", True),
+                                 _state_arrays(state, lambda t, name: _np(t, op, name)), settings,
+                                 None if exclude is None else _np(exclude, op, "exclude", True))
+    return torch.from_numpy(maps), torch.from_numpy(scores)
 
 
-def _score_tail_cuda(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
-                     location_offset, settings: tuple, exclude):
+def _state_arrays(state, convert):
+    """The tail state (a NamedTuple of arrays and lists of arrays) with ``convert(array, field name)`` applied
+    to every array."""
+    return state._replace(**{name: None if value is None else [convert(v, name) for v in value]
+                             if isinstance(value, (list, tuple)) else convert(value, name)
+                             for name, value in state._asdict().items()})
+
+
+def _score_tail_cuda(descriptors, features, foreground, state, settings, exclude):
     """:func:`score_tail` on CUDA tensors: outputs allocated on their device, the call on its current stream."""
     op = "score_tail"
     if exclude is not None:
@@ -525,23 +517,18 @@ def _score_tail_cuda(descriptors, features, foreground, centers, train_hists, ba
     if not cuda_available():
         raise RuntimeError(f"{op}: CUDA tensors, but cpr_engine._C was built without CUDA")
     torch = _torch()
-    state = [centers, train_hists, *banks, *memories, location_offset, None if foreground is None else bank_fg]
-    device = _same_device(op, [features, *descriptors, foreground, *state])
+    arrays = []
+    _state_arrays(state, lambda t, name: arrays.append(t))
+    device = _same_device(op, [features, *descriptors, foreground, *arrays])
     descriptors = [d.detach().contiguous() for d in descriptors]
     features = features.detach().contiguous()
     foreground = None if foreground is None else foreground.detach().contiguous()
-    batch, image_size = (features.shape[0] if features.dim() else 0), settings[4]
-    maps = torch.empty(batch, image_size, image_size, dtype=torch.float32, device=device)
+    batch, size = (features.shape[0] if features.dim() else 0), int(settings.image_size)
+    maps = torch.empty(batch, size, size, dtype=torch.float32, device=device)
     scores = torch.empty(batch, dtype=torch.float32, device=device)
-
-    def dev(t, name):
-        return None if t is None else _dev(t.detach(), op, name)
-
     with torch.cuda.device(device):
-        _C.cuda.score_tail([dev(d, "descriptors") for d in descriptors], dev(features, "features"),
-                           dev(foreground, "foreground"), dev(centers, "centers"), dev(train_hists, "train_hists"),
-                           [dev(b, "banks") for b in banks], [dev(m, "memories") for m in memories],
-                           dev(bank_fg if foreground is not None else None, "bank_fg"),
-                           dev(location_offset, "location_offset"), *settings, dev(maps, "anomaly_map"),
-                           dev(scores, "score"), _stream(device))
+        _C.cuda.score_tail([_dev(d, op, "descriptors") for d in descriptors], _dev(features, op, "features"),
+                           None if foreground is None else _dev(foreground, op, "foreground"),
+                           _state_arrays(state, lambda t, name: _dev(t.detach(), op, name)), settings,
+                           _dev(maps, op, "anomaly_map"), _dev(scores, op, "score"), _stream(device))
     return maps, scores

@@ -306,80 +306,81 @@ struct TailArgs {
   int64_t B = 0;
 };
 
-TailArgs tail_args(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
-                   py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
-                   py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
-                   int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t, bool foreground_on_map,
-                   py::handle exclude, py::handle memory_sources, Fetch fetch) {
+// state: an object with the training state's arrays as attributes (cpr_engine.tail.TailState: centers,
+// train_hists, banks, bank_fg, memories, location_offset, memory_sources); settings: one with grid,
+// kept_blocks, top_k, windows, image_size, blur_sigma, top_t, foreground_on_map (CPRConfig, RuntimeSettings).
+TailArgs tail_args(py::sequence descriptors, py::handle features, py::handle foreground, py::handle state,
+                   py::handle settings, py::handle exclude, Fetch fetch) {
   const char* op = "score_tail";
+  const py::object banks = state.attr("banks"), memories = state.attr("memories"), windows = settings.attr("windows");
   if (py::len(descriptors) != 2 || py::len(banks) != 2 || py::len(memories) != 2 || py::len(windows) != 2)
     throw std::invalid_argument(std::string(op) + ": descriptors, banks, memories and windows must give 2 scales");
   TailArgs a;
+  a.settings = cpr::TailSettings{settings.attr("grid").cast<int64_t>(), settings.attr("kept_blocks").cast<int64_t>(),
+                                 settings.attr("top_k").cast<int64_t>(), settings.attr("image_size").cast<int64_t>(),
+                                 settings.attr("blur_sigma").cast<float>(), settings.attr("top_t").cast<int64_t>(),
+                                 settings.attr("foreground_on_map").cast<bool>()};
+  const int64_t grid = a.settings.grid;
   ArrayRef f = fetch(features, Spec{op, "features", {{"B"}, {"C"}, {"h0"}, {"h0"}}, {"float32"}});
   const int64_t B = f.shape[0], C = f.shape[1], h0 = f.shape[2];
   if (f.shape[3] != h0) throw std::invalid_argument(std::string(op) + ": features must be square (B, C, h0, h0)");
-  ArrayRef c = fetch(centers, Spec{op, "centers", {{"n_codes"}, {"C", C}}, {"float32"}, " to match features"});
-  ArrayRef h = fetch(train_hists, Spec{op, "train_hists", {{"N"}, {"grid^2", grid * grid}, {"n_codes+1",
-                                                           c.shape[0] + 1}}, {"float32"}});
+  ArrayRef c = fetch(state.attr("centers"), Spec{op, "centers", {{"n_codes"}, {"C", C}}, {"float32"}, " to match features"});
+  ArrayRef h = fetch(state.attr("train_hists"), Spec{op, "train_hists", {{"N"}, {"grid^2", grid * grid}, {"n_codes+1",
+                                                                                  c.shape[0] + 1}}, {"float32"}});
   const int64_t N = h.shape[0];
-  cpr::TailState& state = a.state;
-  state.centers = static_cast<const float*>(c.data);
-  state.n_codes = c.shape[0];
-  state.channels = C;
-  state.train_hists = static_cast<const float*>(h.data);
-  state.n_train = N;
+  cpr::TailState& tail = a.state;
+  tail.centers = static_cast<const float*>(c.data);
+  tail.n_codes = c.shape[0];
+  tail.channels = C;
+  tail.train_hists = static_cast<const float*>(h.data);
+  tail.n_train = N;
   for (int s = 0; s < 2; ++s) {
     const int64_t side = s == 0 ? h0 : -1;
     ArrayRef d = fetch(descriptors[s], Spec{op, s == 0 ? "descriptors[0]" : "descriptors[1]",
                                             {{"B", B}, {"D"}, {"h", side}, {"h", side}}, {"float32"}});
-    ArrayRef b = fetch(banks[s], Spec{op, s == 0 ? "banks[0]" : "banks[1]",
-                                      {{"N", N}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
-                                      {"float32", "float16"}, " to match its descriptors"});
-    ArrayRef m = fetch(memories[s], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
-                                         {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
-                                         {"float32", "float16"}, " to match its descriptors"});
+    ArrayRef b = fetch(banks[py::int_(s)], Spec{op, s == 0 ? "banks[0]" : "banks[1]",
+                                                {{"N", N}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                                {"float32", "float16"}, " to match its descriptors"});
+    ArrayRef m = fetch(memories[py::int_(s)], Spec{op, s == 0 ? "memories[0]" : "memories[1]",
+                                                   {{"M"}, {"D", d.shape[1]}, {"h", d.shape[2]}, {"h", d.shape[2]}},
+                                                   {"float32", "float16"}, " to match its descriptors"});
     if (d.shape[3] != d.shape[2]) throw std::invalid_argument(std::string(op) + ": descriptors must be square");
     a.descriptors[s] = static_cast<const float*>(d.data);
     const auto dtype = [](const ArrayRef& x) { return x.dtype == "float16" ? cpr::DType::kFloat16 : cpr::DType::kFloat32; };
-    state.scales[s] = {b.data, m.data, dtype(b), dtype(m), m.shape[0], d.shape[1], d.shape[2],
-                       windows[s].cast<int64_t>()};
+    tail.scales[s] = {b.data, m.data, dtype(b), dtype(m), m.shape[0], d.shape[1], d.shape[2],
+                      windows[py::int_(s)].cast<int64_t>()};
   }
-  state.location_offset = static_cast<const float*>(
-      fetch(location_offset, Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+  tail.location_offset = static_cast<const float*>(
+      fetch(state.attr("location_offset"), Spec{op, "location_offset", {{"h0", h0}, {"h0", h0}}, {"float32"}}).data);
   if (!foreground.is_none()) {
     a.foreground = static_cast<const float*>(
         fetch(foreground, Spec{op, "foreground", {{"B", B}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
-    state.bank_fg = static_cast<const float*>(
-        fetch(bank_fg, Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
+    tail.bank_fg = static_cast<const float*>(
+        fetch(state.attr("bank_fg"), Spec{op, "bank_fg", {{"N", N}, {"h0", h0}, {"h0", h0}}, {"float32"}}).data);
   }
   if (!exclude.is_none()) {  // leave-one-out: the memory's sources per scale come with it
     a.exclude = static_cast<const int64_t*>(fetch(exclude, Spec{op, "exclude", {{"B", B}}, {"int64"}}).data);
-    if (memory_sources.is_none() || py::len(memory_sources) != 2)
+    const py::object sources = state.attr("memory_sources");
+    if (sources.is_none() || py::len(sources) != 2)
       throw std::invalid_argument(std::string(op) + ": exclude needs memory_sources, one (M, h, h) int64 per scale");
-    py::sequence sources = memory_sources.cast<py::sequence>();
     for (int s = 0; s < 2; ++s) {
-      const int64_t side = state.scales[s].side;
-      state.scales[s].memory_sources = static_cast<const int64_t*>(
-          fetch(sources[s], Spec{op, s == 0 ? "memory_sources[0]" : "memory_sources[1]",
-                                 {{"M", state.scales[s].n_memory}, {"h", side}, {"h", side}}, {"int64"},
-                                 " to match its memory"}).data);
+      const int64_t side = tail.scales[s].side;
+      tail.scales[s].memory_sources = static_cast<const int64_t*>(
+          fetch(sources[py::int_(s)], Spec{op, s == 0 ? "memory_sources[0]" : "memory_sources[1]",
+                                           {{"M", tail.scales[s].n_memory}, {"h", side}, {"h", side}}, {"int64"},
+                                           " to match its memory"}).data);
     }
   }
-  a.settings = cpr::TailSettings{grid, kept_blocks, top_k, image_size, blur_sigma, top_t, foreground_on_map};
   a.features = static_cast<const float*>(f.data);
   a.B = B;
   return a;
 }
 
-py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
-                          py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
-                          py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
-                          int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t,
-                          bool foreground_on_map, py::handle exclude, py::handle memory_sources) {
-  TailArgs a = tail_args(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
-                         location_offset, windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t,
-                         foreground_on_map, exclude, memory_sources, cpr::binding::host_input);
-  py::array_t<float> amap(dims({a.B, image_size, image_size}));
+py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::handle foreground, py::handle state,
+                          py::handle settings, py::handle exclude) {
+  TailArgs a = tail_args(descriptors, features, foreground, state, settings, exclude, cpr::binding::host_input);
+  const int64_t S = a.settings.image_size;
+  py::array_t<float> amap(dims({a.B, S, S}));
   py::array_t<float> score(dims({a.B}));
   float* amap_p = amap.mutable_data();
   float* score_p = score.mutable_data();
@@ -390,17 +391,13 @@ py::tuple score_tail_host(py::sequence descriptors, py::handle features, py::han
   return py::make_tuple(amap, score);
 }
 
-void score_tail_cuda(py::sequence descriptors, py::handle features, py::handle foreground, py::handle centers,
-                     py::handle train_hists, py::sequence banks, py::sequence memories, py::handle bank_fg,
-                     py::handle location_offset, py::sequence windows, int64_t grid, int64_t kept_blocks,
-                     int64_t top_k, int64_t image_size, float blur_sigma, int64_t top_t, bool foreground_on_map,
-                     py::handle anomaly_map, py::handle score, uintptr_t stream) {
+void score_tail_cuda(py::sequence descriptors, py::handle features, py::handle foreground, py::handle state,
+                     py::handle settings, py::handle anomaly_map, py::handle score, uintptr_t stream) {
   const char* op = "score_tail";
-  TailArgs a = tail_args(descriptors, features, foreground, centers, train_hists, banks, memories, bank_fg,
-                         location_offset, windows, grid, kept_blocks, top_k, image_size, blur_sigma, top_t,
-                         foreground_on_map, py::none(), py::none(), cpr::binding::device_array);
-  ArrayRef m = cpr::binding::device_array(
-      anomaly_map, Spec{op, "anomaly_map", {{"B", a.B}, {"S", image_size}, {"S", image_size}}, {"float32"}});
+  TailArgs a = tail_args(descriptors, features, foreground, state, settings, py::none(), cpr::binding::device_array);
+  const int64_t S = a.settings.image_size;
+  ArrayRef m = cpr::binding::device_array(anomaly_map, Spec{op, "anomaly_map", {{"B", a.B}, {"S", S}, {"S", S}},
+                                                            {"float32"}});
   ArrayRef s = cpr::binding::device_array(score, Spec{op, "score", {{"B", a.B}}, {"float32"}});
   py::gil_scoped_release release;
   cpr::score_tail(a.state, a.settings, a.B, a.features, a.descriptors, a.foreground, static_cast<float*>(m.data),
@@ -434,14 +431,12 @@ PYBIND11_MODULE(_C, m) {
         "anomaly_map (B, S, S) float32, score (B,) float32");
 
   m.def("score_tail", &score_tail_host, py::arg("descriptors"), py::arg("features"), py::arg("foreground"),
-        py::arg("centers"), py::arg("train_hists"), py::arg("banks"), py::arg("memories"), py::arg("bank_fg"),
-        py::arg("location_offset"), py::arg("windows"), py::arg("grid"), py::arg("kept_blocks"), py::arg("top_k"),
-        py::arg("image_size"), py::arg("blur_sigma"), py::arg("top_t"), py::arg("foreground_on_map"),
-        py::arg("exclude") = py::none(), py::arg("memory_sources") = py::none(),
+        py::arg("state"), py::arg("settings"), py::arg("exclude") = py::none(),
         "The whole scoring tail (cpr/tail.h): descriptors [(B, D_s, h_s, h_s) float32], features (B, C, h0, h0) "
-        "float32, foreground (B, h0, h0) float32 or None, and the training state -> anomaly_map (B, S, S) "
-        "float32, score (B,) float32; exclude (B,) int64 with memory_sources [(M_s, h_s, h_s) int64]: "
-        "leave-one-out scoring");
+        "float32, foreground (B, h0, h0) float32 or None, the training state (cpr_engine.tail.TailState of arrays) "
+        "and settings (grid, kept_blocks, top_k, windows, image_size, blur_sigma, top_t, foreground_on_map) -> "
+        "anomaly_map (B, S, S) float32, score (B,) float32; exclude (B,) int64: leave-one-out scoring (reads "
+        "state.memory_sources)");
 
   py::module_ cuda = m.def_submodule(
       "cuda", "Same operations on CUDA device buffers: (data_ptr, shape, dtype, contiguous) tuples, "
@@ -458,8 +453,5 @@ PYBIND11_MODULE(_C, m) {
            py::arg("out_size"), py::arg("sigma"), py::arg("top_t"), py::arg("anomaly_map"),
            py::arg("score"), py::arg("stream"));
   cuda.def("score_tail", &score_tail_cuda, py::arg("descriptors"), py::arg("features"), py::arg("foreground"),
-           py::arg("centers"), py::arg("train_hists"), py::arg("banks"), py::arg("memories"), py::arg("bank_fg"),
-           py::arg("location_offset"), py::arg("windows"), py::arg("grid"), py::arg("kept_blocks"),
-           py::arg("top_k"), py::arg("image_size"), py::arg("blur_sigma"), py::arg("top_t"),
-           py::arg("foreground_on_map"), py::arg("anomaly_map"), py::arg("score"), py::arg("stream"));
+           py::arg("state"), py::arg("settings"), py::arg("anomaly_map"), py::arg("score"), py::arg("stream"));
 }

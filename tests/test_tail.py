@@ -346,3 +346,41 @@ def test_cuda_tail_binding_names_bad_input(case):
         call(state_changes={"location_offset": (0x1000, (8, 8), "float32", False)})
     with pytest.raises(ValueError, match="score_tail: score must be \\(3,\\) float32"):
         call(score=(0x1000, (3,), "float16", True))
+
+
+@pytest.mark.skipif(not ops.native_available(), reason="cpr_engine._C is not built")
+def test_cuda_tail_call_passes_every_buffer(case, monkeypatch):
+    """``ops.score_tail``'s CUDA path hands ``_C.cuda.score_tail`` a descriptor of every tensor (its own data
+    pointer, shape, dtype), per-image arrays made contiguous, outputs allocated on the inputs' device, the
+    settings whole and the current stream. (No GPU here: the device is faked and the native call recorded.)"""
+    state, (descs, features, fg) = case
+    torch_state = tail.TailState(*(_torch(part) for part in state))
+    strided = torch.from_numpy(descs[0]).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last
+    coarse, query_features, query_fg = torch.from_numpy(descs[1]), torch.from_numpy(features), torch.from_numpy(fg)
+    calls = []
+
+    class FakeCuda:
+        @staticmethod
+        def score_tail(*args):
+            calls.append(args)
+
+    monkeypatch.setattr(ops, "_kind", lambda op, arrays: "cuda")
+    monkeypatch.setattr(ops, "cuda_available", lambda: True)
+    monkeypatch.setattr(ops, "_stream", lambda device: 1234)
+    monkeypatch.setattr(ops, "_C", type("FakeC", (), {"cuda": FakeCuda}))
+    monkeypatch.setattr(ops, "_logged", True)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: __import__("contextlib").nullcontext())
+    maps, scores = ops.score_tail([strided, coarse], query_features, query_fg, torch_state, SETTINGS)
+    assert maps.shape == (3, 32, 32) and scores.shape == (3,) and maps.dtype == scores.dtype == torch.float32
+    (descriptors, feat, foreground, passed_state, settings, amap, score, stream), = calls
+    assert settings is SETTINGS and stream == 1234
+    assert descriptors[0][1:] == ((3, 7, 8, 8), "float32", True) and descriptors[0][0] != strided.data_ptr()
+    for got, t in ((descriptors[1], coarse), (feat, query_features), (foreground, query_fg)):
+        assert got == (t.data_ptr(), tuple(t.shape), "float32", True)
+    for name, value in torch_state._asdict().items():
+        got = getattr(passed_state, name)
+        for t, d in zip(value if isinstance(value, list) else [value], got if isinstance(got, list) else [got]):
+            assert d == (t.data_ptr(), tuple(t.shape), str(t.dtype).replace("torch.", ""), True), name
+    assert amap == (maps.data_ptr(), (3, 32, 32), "float32", True) and score == (scores.data_ptr(), (3,), "float32", True)
+    with pytest.raises(ValueError, match="exclude .* CPU only"):
+        ops.score_tail([strided, coarse], query_features, None, torch_state, SETTINGS, exclude=torch.tensor([0, 1, 2]))

@@ -23,9 +23,9 @@ from . import __version__
 from .allocator import keep_freed_buffers
 from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
-from .errors import InputError, ModelFileError
+from .errors import InputError, ModelFileError, torch_load_failure
 from .inputs import as_image_list, good_score_threshold, predict_batched, score_bound
-from .preprocess import resize_image, to_model_input
+from .preprocess import check_image_sides, resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 
 # torch is imported where it is used, so that importing this module (and loading an exported
@@ -37,6 +37,8 @@ MODEL_FORMAT = "cpr-engine-model"
 MODEL_FORMAT_VERSION = 4  # 2: the memory and a location weight; 3: the location offset; 4: a memory size per scale
 #: How ``payload["integrity"]`` digests the state dict (see :func:`tensors_sha256`).
 DIGEST_SCHEME = "sha256: sorted state-dict keys; each key, dtype, shape and raw bytes"
+#: How ``payload["integrity"]`` digests the settings (see :func:`settings_sha256`).
+SETTINGS_DIGEST_SCHEME = "sha256: the config JSON string, a NUL byte, the meta JSON string (UTF-8)"
 
 
 def tensors_sha256(state_dict: dict) -> str:
@@ -49,6 +51,11 @@ def tensors_sha256(state_dict: dict) -> str:
         digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def settings_sha256(config_json: str, meta_json: str) -> str:
+    """Hex SHA-256 of a model file's settings: its config and meta JSON strings, NUL-separated."""
+    return hashlib.sha256(f"{config_json}\0{meta_json}".encode()).hexdigest()
 
 
 class Detector:
@@ -151,6 +158,9 @@ class Detector:
         if isinstance(train, (str, Path)) and (Path(train) / "train" / "good").is_dir():
             train = Path(train) / "train" / "good"
         images, _ = as_image_list(train)
+        if self.config.top_k > len(images):  # retrieval never returns more images than there are
+            log.info("top_k %d > %d training images: retrieving all of them", self.config.top_k, len(images))
+            self.config = self.config.replace(top_k=len(images))
         pairs, defect_arrays = None, None
         if defects is not None:
             pairs = defect_folder_pairs(defects) if isinstance(defects, (str, Path)) else [tuple(p) for p in defects]
@@ -162,6 +172,7 @@ class Detector:
         from .training.trainer import train_model
 
         backbone = build_backbone(self.config.backbone, self.weights, pretrained=self.pretrained)
+        check_image_sides(images, self.config.image_size // backbone.strides[0], self.config.image_size)
         batch = np.stack([resize_image(im, self.config.image_size) for im in images])
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
                                          device=str(self.device), run_dir=run_dir, progress=progress,
@@ -183,7 +194,8 @@ class Detector:
         import torch
 
         self._require_model()
-        x = torch.from_numpy(to_model_input(images, self.config.image_size)).to(self.device)
+        size = self.config.image_size
+        x = torch.from_numpy(to_model_input(images, size, size // self.model.backbone.strides[0])).to(self.device)
         with torch.no_grad():
             out = self.model(x)
         return out.pred_score.float().cpu().numpy(), out.anomaly_map.float().cpu().numpy()
@@ -201,8 +213,9 @@ class Detector:
     def save(self, path: str | Path) -> Path:
         """Write ``model.pt``: tensors + JSON strings only (loads with ``weights_only=True``).
 
-        The JSON string ``integrity`` holds :func:`tensors_sha256` of the state dict; :meth:`load`
-        recomputes it and refuses a file whose tensors changed.
+        The JSON string ``integrity`` holds :func:`tensors_sha256` of the state dict and
+        :func:`settings_sha256` of the config and meta strings; :meth:`load` recomputes both and
+        refuses a file whose tensors or settings changed.
         """
         import torch
 
@@ -210,12 +223,15 @@ class Detector:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state_dict = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        config_json, meta_json = self.config.to_json(), json.dumps(self.meta)
         payload = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "config": self.config.to_json(),
-            "meta": json.dumps(self.meta),
-            "integrity": json.dumps({"tensors_sha256": tensors_sha256(state_dict), "scheme": DIGEST_SCHEME}),
+            "config": config_json,
+            "meta": meta_json,
+            "integrity": json.dumps({"tensors_sha256": tensors_sha256(state_dict), "scheme": DIGEST_SCHEME,
+                                     "settings_sha256": settings_sha256(config_json, meta_json),
+                                     "settings_scheme": SETTINGS_DIGEST_SCHEME}),
             "state_dict": state_dict,
         }
         tmp = path.with_name(path.name + ".tmp")
@@ -256,7 +272,7 @@ class Detector:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt, truncated, not a torch file, or a pickle with code
             raise ModelFileError(f"{path} is not a readable cpr-engine model file: "
-                                 f"{' '.join(str(exc).split())[:300]}") from exc
+                                 f"{torch_load_failure(path, exc)}") from exc
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise ModelFileError(f"{path} is not a cpr-engine model file (missing format tag '{MODEL_FORMAT}')")
         version = payload.get("format_version")
@@ -291,10 +307,14 @@ def _checked_payload(path: Path, payload: dict):
 
     Checks: the JSON strings parse and the config is valid; ``n_train`` and a finite ``threshold``
     are present; every state-dict value is a tensor and every floating tensor is finite; the
-    tensors' digest matches ``integrity`` when the file has one (files saved before it load
-    without the check, with a warning).
+    integrity record is present and its tensor digest matches (and its settings digest, which files
+    saved before it was added lack); the settings the runtimes check in an artifact are in range
+    (threshold, pixel_normal, grid, kept_blocks, top_t, ...) and ``n_train`` matches the arrays.
+    A ``top_k`` above ``n_train`` is read as ``n_train`` (retrieval never returns more images).
     """
     import torch
+
+    from .runtime.artifact import ArtifactError, check_settings
 
     try:
         config = CPRConfig.from_json(payload["config"])
@@ -306,27 +326,33 @@ def _checked_payload(path: Path, payload: dict):
             raise TypeError(f"a JSON object expected, got {type(meta).__name__}")
     except Exception as exc:
         raise ModelFileError(f"{path}: unreadable meta ({exc})") from exc
-    n_train = meta.get("n_train")
-    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
-        raise ModelFileError(f"{path}: meta 'n_train' = {n_train!r}; must be an integer >= 1")
-    threshold = meta.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ModelFileError(f"{path}: meta 'threshold' = {threshold!r}; must be a finite number")
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ModelFileError(f"{path}: 'state_dict' is not a dict of named tensors")
-    integrity = payload.get("integrity")
-    if integrity is None:
-        log.warning("%s has no tensor digest (saved by an older cpr-engine); loaded without the integrity "
-                    "check; save it again to add one", path)
-    else:
-        try:
-            recorded = json.loads(integrity)["tensors_sha256"]
-        except Exception as exc:
-            raise ModelFileError(f"{path}: unreadable integrity record ({exc})") from exc
-        if tensors_sha256(state) != recorded:
-            raise ModelFileError(f"{path}: tensor digest mismatch (tampered or corrupted model file)")
+    _check_integrity(path, payload, state)
+    n_train = meta.get("n_train")
+    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
+        raise ModelFileError(f"{path}: meta 'n_train' = {n_train!r}; must be an integer >= 1")
+    hists = state.get("train_hists")
+    if hists is not None and (hists.dim() == 0 or hists.shape[0] != n_train):
+        raise ModelFileError(f"{path}: meta 'n_train' = {n_train} does not match the {tuple(hists.shape)} training "
+                             f"histograms (damaged or edited model file)")
+    threshold = meta.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ModelFileError(f"{path}: meta 'threshold' = {threshold!r}; must be a finite number")
+    settings = {"variant": config.variant, "image_size": config.image_size, "grid": config.grid,
+                "kept_blocks": config.kept_blocks, "blur_sigma": config.blur_sigma, "top_t": config.top_t,
+                "n_train": n_train, "n_clusters": config.n_clusters, "threshold": threshold,
+                "foreground_on_map": config.foreground_on_map}
+    if "pixel_normal" in meta:
+        settings["pixel_normal"] = meta["pixel_normal"]
+    try:
+        check_settings(path, settings, what="setting")
+    except ArtifactError as exc:
+        raise ModelFileError(str(exc)) from exc
+    if config.top_k > n_train:
+        config = config.replace(top_k=n_train)
     for key in sorted(state):
         tensor = state[key]
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -334,3 +360,22 @@ def _checked_payload(path: Path, payload: dict):
             raise ModelFileError(f"{path}: state dict key {key!r} holds non-finite values ({n_nan} NaN, "
                                  f"{int((~torch.isfinite(tensor)).sum()) - n_nan} inf)")
     return config, meta, state
+
+
+def _check_integrity(path: Path, payload: dict, state: dict) -> None:
+    """The integrity record of a model.pt payload against its tensors and settings (ModelFileError when it
+    is missing, unreadable or does not match)."""
+    integrity = payload.get("integrity")
+    if integrity is None:
+        raise ModelFileError(f"{path}: no integrity record (every model file of format {MODEL_FORMAT_VERSION} has "
+                             "one: edited or not written by cpr-engine)")
+    try:
+        record = json.loads(integrity)
+        recorded = record["tensors_sha256"]
+    except Exception as exc:
+        raise ModelFileError(f"{path}: unreadable integrity record ({exc})") from exc
+    if tensors_sha256(state) != recorded:
+        raise ModelFileError(f"{path}: tensor digest mismatch (tampered or corrupted model file)")
+    if "settings_sha256" in record and settings_sha256(payload["config"], payload["meta"]) != record["settings_sha256"]:
+        raise ModelFileError(f"{path}: settings digest mismatch (config or meta edited: tampered or corrupted "
+                             "model file)")

@@ -46,3 +46,16 @@ def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line (newlines folded), its type name when it has none."""
     text = " ".join(str(error).split())
     return text or type(error).__name__
+
+
+def torch_load_failure(path, error: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in one short line for the user (the file is never
+    unpickled, so torch's advice to load it unsafely is left out)."""
+    import pickle
+    from pathlib import Path
+
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(error, pickle.UnpicklingError):
+        return "damaged, not a PyTorch file, or holding objects other than tensors (never unpickled)"
+    return one_line(error)[:300]

@@ -11,12 +11,14 @@ the most and least anomalous images instead.
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .outputs import first_link
 from .data import read_image, read_mask
 from .errors import InputError, OutputError
 from .evaluate import METRIC_COLUMNS
@@ -166,10 +168,21 @@ def _fmt(value) -> str:
 
 
 REPORT_ENTRIES = {"index.html", "plots", "thumbs"}
+#: the mark of a page written by :func:`write_report`, near the top of its index.html
+GENERATOR = '<meta name="generator" content="cpr-engine report">'
+
+
+def is_report_page(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) with :data:`GENERATOR` in its first KiB."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return GENERATOR.encode() in f.read(1024)
 
 
 def check_report_target(folder: str | Path) -> Path:
-    """A report folder may be new, empty or an earlier report (only ``REPORT_ENTRIES``); else OutputError.
+    """A report folder may be new, empty or an earlier report (only ``REPORT_ENTRIES``, an index.html
+    that :func:`is_report_page` recognizes, no symbolic link); else OutputError.
     InputError when matplotlib (the ``report`` extra) is missing."""
     try:
         import matplotlib  # noqa: F401
@@ -182,6 +195,14 @@ def check_report_target(folder: str | Path) -> Path:
     stray = sorted(p.name for p in folder.iterdir() if p.name not in REPORT_ENTRIES) if folder.is_dir() else []
     if stray:
         raise OutputError(f"--report {folder} holds other files ({', '.join(stray[:3])}); give a new or empty folder")
+    index = folder / "index.html"
+    if os.path.lexists(index) and not is_report_page(index):
+        raise OutputError(f"--report {folder}: its index.html is not one a cpr-engine report wrote (no generator "
+                          f"marker); give a new or empty folder")
+    link = first_link(folder) if folder.is_dir() else None
+    if link:
+        raise OutputError(f"--report {folder} holds a symbolic link that no report created: {link}; remove it or "
+                          f"give another folder")
     return folder
 
 
@@ -218,7 +239,8 @@ def write_report(folder: str | Path, reports: list[CategoryReport], title: str =
                             [[Path(i["path"]).name, i["defect_type"], "-" if i["label"] is None else i["label"],
                               f"{i['score']:.6g}",
                               "anomalous" if i["score"] > r.threshold else "good"] for i in r.images]))
-    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title><style>"
+    page = ("<!doctype html><html><head><meta charset=\"utf-8\">" + GENERATOR + "<title>" + html.escape(title)
+            + "</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
             "th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}th{cursor:pointer;background:#eee}"
             ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:" + str(2 * THUMB_SIDE) + "px}"

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from tests.helpers.artifacts import edit_manifest, misshapen_memory_and_offset, replace_array
 from tests.helpers.offsets import with_location_offset
@@ -258,6 +259,21 @@ def test_corrupt_image_is_reported_and_others_scored(binary, artifacts, images, 
     assert result.returncode == 1
     assert "broken.png: cannot read or decode the image" in result.stderr
     assert set(parse(result.stdout)) == {p.name for p in images.iterdir()}
+
+
+def test_image_smaller_than_the_patch_grid_is_refused_as_python_refuses_it(binary, artifacts, images, tmp_path):
+    """An image with a side below the finest patch grid gets no verdict, in C++ as in Python."""
+    from cpr_engine import Detector
+    from cpr_engine.errors import InputError
+
+    folder = Path(shutil.copytree(images, tmp_path / "images"))
+    cv2.imwrite(str(folder / "strip.png"), np.full((3, 40, 3), 128, np.uint8))
+    result = run(binary, artifacts["fp32"], folder, tmp_path / "heat")
+    assert result.returncode == 1
+    assert "strip.png" in result.stderr and "40 x 3 pixels: a side below" in result.stderr
+    assert set(parse(result.stdout)) == {p.name for p in images.iterdir()}
+    with pytest.raises(InputError, match="image 0 is 40 x 3 pixels: a side below"):
+        Detector.load(artifacts["fp32"]).predict(np.full((3, 40, 3), 128, np.uint8))
 
 
 @pytest.mark.parametrize("kind", ["fp32", "fp16"])

@@ -13,7 +13,7 @@ from cpr_engine.errors import InputError
 from cpr_engine.evaluate import evaluate_samples
 from tests.helpers.cli import cli_error
 
-EARLIER = b'{"rows": "an earlier evaluation"}\n'
+EARLIER = b'{"cpr_eval_format": 1, "rows": "an earlier evaluation"}\n'
 
 
 @pytest.fixture

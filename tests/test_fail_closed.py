@@ -374,11 +374,64 @@ def test_model_changed_tensor_byte_is_refused(model_file, tmp_path):
     _load_error(_resave(model_file, tmp_path / "flipped.pt", edit, digest=False), "tensor digest mismatch")
 
 
-def test_model_saved_without_digest_still_loads(model_file, tmp_path, caplog):
-    old = _resave(model_file, tmp_path / "old.pt", lambda p: p.pop("integrity"), digest=False)
-    with caplog.at_level("WARNING", logger="cpr_engine.detector"):
-        assert Detector.load(old, device="cpu").threshold > 0
-    assert "no tensor digest" in caplog.text
+def test_model_without_integrity_record_is_refused(model_file, tmp_path):
+    """Every model file of the current format has an integrity record: one without it was edited."""
+    def edit(p):
+        p.pop("integrity")
+        p["state_dict"]["bank_4"].view(-1).view(torch.uint8)[5] ^= 0x01
+    _load_error(_resave(model_file, tmp_path / "stripped.pt", edit, digest=False), "no integrity record")
+
+
+def _edit_meta(**changes):
+    def edit(p):
+        meta = json.loads(p["meta"])
+        meta.update(changes)
+        p["meta"] = json.dumps(meta)
+    return edit
+
+
+def test_model_edited_settings_are_refused(model_file, tmp_path):
+    """The settings digest covers config and meta: an edited threshold is refused even where it is in range."""
+    payload = torch.load(model_file, weights_only=True)
+    assert "settings_sha256" in json.loads(payload["integrity"])
+    threshold = json.loads(payload["meta"])["threshold"]
+    _load_error(_resave(model_file, tmp_path / "thr.pt", _edit_meta(threshold=threshold * 0.9), digest=False),
+                "settings digest mismatch")
+
+    def edit_config(p):
+        config = json.loads(p["config"])
+        config["top_t"] = config["top_t"] + 1
+        p["config"] = json.dumps(config)
+    _load_error(_resave(model_file, tmp_path / "cfg.pt", edit_config, digest=False), "settings digest mismatch")
+
+
+@pytest.mark.parametrize("threshold", [1e300, -5.0])
+def test_model_threshold_out_of_range_is_refused(model_file, tmp_path, threshold):
+    """A threshold outside [0, the score bound] (every image good, or every image anomalous) is refused even with a
+    recomputed tensor digest and no settings digest (as files saved before it had)."""
+    _load_error(_resave(model_file, tmp_path / "thr.pt", _edit_meta(threshold=threshold)),
+                "setting 'threshold' = .* is not allowed")
+
+
+def test_model_n_train_must_match_the_arrays(model_file, tmp_path):
+    """An edited n_train is refused before anything of that size is allocated."""
+    _load_error(_resave(model_file, tmp_path / "n.pt", _edit_meta(n_train=10 ** 9)),
+                "meta 'n_train' = 1000000000 does not match")
+
+
+def test_model_top_k_above_n_train_reads_as_n_train(model_file, tmp_path, tiny_detector):
+    """A top_k above the number of training images (files trained before fit clipped it) loads as n_train:
+    the same scores, and an artifact exported from it loads."""
+    n_train = int(tiny_detector.meta["n_train"])
+
+    def edit_config(p):
+        config = json.loads(p["config"])
+        config["top_k"] = n_train + 7
+        p["config"] = json.dumps(config)
+    det = Detector.load(_resave(model_file, tmp_path / "k.pt", edit_config), device="cpu")
+    assert det.config.top_k == n_train
+    images = [np.full((40, 48, 3), v, np.uint8) for v in (30, 200)]
+    np.testing.assert_allclose(det.score_batch(images)[0], tiny_detector.score_batch(images)[0], rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -408,3 +461,77 @@ def test_not_a_model_file_is_refused(model_file, tmp_path):
     _load_error(tmp_path / "foreign.pt", "missing format tag")
     _load_error(_resave(model_file, tmp_path / "config.pt", lambda p: p.__setitem__("config", "{oops")),
                 "unusable config")
+
+
+def test_fit_reads_a_top_k_above_the_training_images_as_all_of_them(demo_root, tmp_path):
+    """Training with fewer images than top_k keeps top_k = the number of images, so the model and an artifact
+    exported from it agree with the runtimes' check (top_k <= n_train)."""
+    from tests.conftest import TINY
+
+    options = {**TINY, "top_k": 1000}
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options).fit(f"{demo_root}/grass", texture=True, category="grass")
+    assert det.config.top_k == det.meta["n_train"] < 1000
+    assert Detector.load(det.save(tmp_path / "model.pt"), device="cpu").config.top_k == det.meta["n_train"]
+
+
+# --- files that are not what they claim, re-signed (a consistent forgery reaches the checks behind the digests)
+
+def test_artifact_graph_onnx_runtime_cannot_load_is_refused(artifact, tmp_path):
+    from cpr_engine.contract import NETWORK_ONNX
+
+    for name, data in (("random", np.random.default_rng(1).bytes(2048)), ("empty", b"")):
+        folder = _copy(artifact, tmp_path / name)
+        staged = tmp_path / f"{name}.onnx"
+        staged.write_bytes(data)
+        add_file(folder, NETWORK_ONNX, staged)
+        with pytest.raises(ArtifactError, match="network.onnx is not a graph ONNX Runtime can load") as info:
+            Detector.load(folder)
+        assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_artifact_array_holding_a_pickle_is_named(artifact, tmp_path):
+    folder = _copy(artifact, tmp_path / "object_array")
+    staged = tmp_path / "centers.npy"
+    np.save(staged, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    add_file(folder, "centers.npy", staged)
+    with pytest.raises(ArtifactError, match="centers.npy is not a plain .npy array"):
+        Detector.load(folder)
+
+
+def test_empty_or_random_checkpoints_are_named(tmp_path):
+    from cpr_engine.backbones import build_backbone
+
+    empty, junk = tmp_path / "empty.pt", tmp_path / "junk.pt"
+    empty.write_bytes(b"")
+    junk.write_bytes(np.random.default_rng(2).bytes(4096))
+    _load_error(empty, "is not a readable cpr-engine model file: the file is empty")
+    for path, reason in ((empty, "the file is empty"), (junk, "damaged, not a PyTorch file")):
+        with pytest.raises(ValueError, match=f"{path.name} is not a readable PyTorch checkpoint: {reason}"):
+            build_backbone("efficientnet_lite0", str(path), pretrained=True)
+
+
+# --- images smaller than the model's finest patch grid ---------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 200), (200, 4)])
+def test_image_smaller_than_the_patch_grid_gets_no_verdict(tiny_detector, artifact, shape):
+    """An image with a side below the fine map's (fewer pixels than patches) is refused by both detectors, the
+    GraphPipeline and training; an image of exactly that side is scored."""
+    from cpr_engine.graph_pipeline import GraphPipeline
+
+    size = tiny_detector.config.image_size
+    fine = size // tiny_detector.model.backbone.strides[0]
+    image = np.full((*shape, 3), 128, np.uint8)
+    for det in (tiny_detector, Detector.load(artifact)):
+        with pytest.raises(InputError, match=f"image 0 is {shape[1]} x {shape[0]} pixels: a side below {fine}"):
+            det.predict(image)
+        assert np.isfinite(det.predict(np.full((fine, fine, 3), 128, np.uint8)).score)
+    with pytest.raises(InputError, match=f"a side below {fine}"):
+        GraphPipeline(tiny_detector, 1, shape)
+    from tests.conftest import TINY
+
+    options = dict(TINY)
+    variant = options.pop("variant")
+    good = [np.full((size, size, 3), v, np.uint8) for v in (90, 120, 150)]
+    with pytest.raises(InputError, match=f"image 3 is {shape[1]} x {shape[0]} pixels"):
+        Detector(variant, device="cpu", **options).fit([*good, image])

@@ -79,6 +79,7 @@ def test_bad_files_print_one_error_line_each(model_pt, mixed_folder, tmp_path, c
 def test_fail_fast_stops_at_the_first_bad_file_and_writes_no_csv(model_pt, mixed_folder, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
+    (out / predict.MARKER).write_text("")  # an earlier run's folder
     (out / "predictions.csv").write_text("stale\n")
     last = cli_error(predict.main, [str(mixed_folder), "--model", str(model_pt), "--out", str(out), "--device", "cpu",
                                     "--quiet", "--fail-fast"], capsys)
@@ -90,6 +91,7 @@ def test_fail_fast_stops_at_the_first_bad_file_and_writes_no_csv(model_pt, mixed
 def test_all_good_exit_0_and_a_stale_csv_is_replaced(model_pt, good_pngs, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
+    (out / predict.MARKER).write_text("")  # an earlier run's folder
     (out / "predictions.csv").write_text("path,score\nold.png,1.0\nolder.png,2.0\n")
     code, stdout, err = run([str(p) for p in good_pngs[:2]] + ["--model", str(model_pt), "--out", str(out)], capsys)
     assert code == 0, err
@@ -98,7 +100,7 @@ def test_all_good_exit_0_and_a_stale_csv_is_replaced(model_pt, good_pngs, tmp_pa
     assert [r["path"] for r in rows] == [str(p) for p in good_pngs[:2]]
     assert all(r["error"] == "" and r["verdict"] in ("good", "anomalous") for r in rows)
     assert len(stdout.splitlines()) == 2
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["predictions.csv"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [predict.MARKER, "predictions.csv"]  # no temporary file
 
 
 def test_overlay_names_keep_folders_and_extensions():

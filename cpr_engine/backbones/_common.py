@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from ..errors import torch_load_failure
+
 StateDict = Mapping[str, torch.Tensor]
 
 
@@ -33,9 +35,15 @@ def load_checkpoint(
     The file is read with ``torch.load(map_location="cpu", weights_only=True)``; a state dict
     wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped and ``remap_keys``
     (if given) renames legacy keys. Raises ``ValueError`` naming a few missing/unexpected keys,
-    or the shape mismatch, when the checkpoint does not fit ``model``.
+    or the shape mismatch, when the checkpoint does not fit ``model``, or naming why the file is not a
+    readable checkpoint (corrupt, not a torch file, a pickle with code: never run).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one message naming it
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {torch_load_failure(path, exc)}") from exc
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]

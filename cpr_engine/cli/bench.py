@@ -7,10 +7,15 @@ import tempfile
 from pathlib import Path
 
 from ..config import VARIANTS
-from .common import add_debug_arg, cli_main, nonnegative_int, positive_int, setup_logging
+from ..outputs import check_own_file, json_has_key
+from .common import (add_debug_arg, cli_main, int_in_range, nonnegative_int, positive_int, setup_logging,
+                     torch_device)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "graph")
 TORCH_BACKENDS = ("torch", "graph")  # time a model.pt through PyTorch
+#: the key of the JSON report that only cpr-bench writes (its format version): a file without it is not replaced
+FORMAT_KEY = "cpr_bench_format"
+MAX_BATCH = 1024  # images per timed call: 1024 inputs of 320 px are 1.2 GiB of float32 before any activation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "temporary one first), or graph (model.pt through cpr_engine.graph_pipeline.GraphPipeline: fixed "
                         "shapes, float16 network, one CUDA graph with --device cuda; eager float32 on CPU; the "
                         "images must all have one size) (default torch)")
-    p.add_argument("--device", default="cpu", help="torch device of the torch and graph backends: cpu or cuda "
-                                                   "(default cpu)")
+    p.add_argument("--device", type=torch_device, default="cpu",
+                   help="torch device of the torch and graph backends: cpu or cuda (default cpu)")
     p.add_argument("--fp16", action="store_true", help="export with float16 banks (onnxruntime / tensorrt backends)")
-    p.add_argument("--batch", type=positive_int, default=1, help="images per call (default 1)")
+    p.add_argument("--batch", type=int_in_range(1, MAX_BATCH), default=1,
+                   help=f"images per call, at most {MAX_BATCH} (default 1)")
     p.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed calls first (default 5)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed calls (default 50)")
     p.add_argument("--images", default=None, help="folder of images to time on (default: the demo test images)")
-    p.add_argument("--json", default="bench.json", help="where the JSON report goes (default ./bench.json)")
+    p.add_argument("--json", default="bench.json",
+                   help="where the JSON report goes (default ./bench.json); an existing file is replaced only when it "
+                        "is an earlier cpr-bench report (a JSON object with the key " + FORMAT_KEY + "), else refused "
+                        "before any work")
     p.add_argument("--quiet", action="store_true", help="less logging")
     add_debug_arg(p)
     return p
@@ -94,6 +103,7 @@ def main(argv=None) -> int:
     from ..data.samples import list_image_files
 
     args = build_parser().parse_args(argv)
+    check_own_file(Path(args.json), json_has_key(FORMAT_KEY), "cpr-bench", "--json")
     setup_logging(args.quiet)
     model = Path(args.model) if args.model else demo_model(args.variant, args.backbone)
     paths = list_image_files(args.images) if args.images else demo_images(cache_dir() / "data")
@@ -103,7 +113,7 @@ def main(argv=None) -> int:
         timed = graph_pipeline(det, images, args.batch) if args.backend == "graph" else det
         result = bench(timed, args.backend, images, args.batch, args.warmup, args.runs)
         config = det.config.to_dict() if args.backend in TORCH_BACKENDS else det.manifest["config"]
-    report = {"machine": machine(),
+    report = {FORMAT_KEY: 1, "machine": machine(),
               "config": {"variant": config["variant"], "backbone": config["backbone"], "backend": args.backend,
                          "device": args.device if args.backend in TORCH_BACKENDS else
                          ",".join(getattr(det.network, "providers", ["cuda"])),

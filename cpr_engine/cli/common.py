@@ -67,9 +67,30 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="categories to use (default: every category found under --data)")
 
 
+def torch_device(text: str) -> str:
+    """argparse type: a torch device this machine has, ``cpu``, ``cuda`` or ``cuda:N`` (checked before any work)."""
+    import torch  # lazy: only a --device given on the command line imports it here
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device usable by torch "
+                                             f"{torch.__version__}")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s)")
+    return text
+
+
 def add_device_args(p: argparse.ArgumentParser) -> None:
     """--device, --batch-size, --quiet."""
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", type=torch_device, default=None,
+                   help="torch device, e.g. cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass at inference (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..config import VARIANTS
-from .common import add_debug_arg, cli_main, nonnegative_int, positive_int, setup_logging
+from .common import add_debug_arg, cli_main, nonnegative_int, positive_int, setup_logging, torch_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch", type=positive_int, default=None, help="training batch size (default 32)")
     p.add_argument("--categories", nargs="*", default=None, help="demo categories (default: all)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the data and of training (default 0)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    p.add_argument("--device", type=torch_device, default=None, help="torch device (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_arg(p)
     return p

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from .common import (add_data_args, add_debug_arg, add_device_args, add_split_args, cli_main, resolve_categories,
                      setup_logging)
+from ..outputs import check_own_file, first_line_is, json_has_key
+
+#: the key of eval.json that only cpr-eval writes (its format version): an eval.json without it is not replaced
+FORMAT_KEY = "cpr_eval_format"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     add_device_args(p)
     p.add_argument("--models", default="runs", help="run directory of cpr-train (default ./runs)")
-    p.add_argument("--out", default=None, help="where eval.json / eval.csv go (default: --models)")
+    p.add_argument("--out", default=None,
+                   help="where eval.json / eval.csv go (default: --models); an eval.json or eval.csv there that "
+                        "cpr-eval did not write (eval.json without its key " + FORMAT_KEY + ", eval.csv without its "
+                        "header line) is refused before any work")
     p.add_argument("--report", default=None, metavar="DIR",
-                   help="also write an HTML report into DIR (new, empty or an earlier report): metrics, F1 and "
-                        "confusion counts at the model's threshold, ROC and score histograms, galleries of false "
-                        "positives and missed defects with heat maps")
+                   help="also write an HTML report into DIR: metrics, F1 and confusion counts at the model's "
+                        "threshold, ROC and score histograms, galleries of false positives and missed defects with "
+                        "heat maps. DIR must be new, empty or an earlier report (recognized by the marker in its "
+                        "index.html); a folder with other files, an index.html that no report wrote or a symbolic "
+                        "link is refused before any work")
     p.add_argument("--by-type", action="store_true",
                    help="also a row per defect type of each category (its defective images with the good ones), "
                         "e.g. MVTec LOCO's logical and structural anomalies")
@@ -100,7 +109,8 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
     Every category's test split is listed before any model is loaded (defective images without a
     ground-truth mask are refused then); a split with unreadable images or masks is refused with
     one error naming them all (:func:`~cpr_engine.evaluate.evaluate_samples`). Nothing is written
-    but the output folder before every category is scored.
+    but the output folder before every category is scored. An eval.json or eval.csv in ``out`` that
+    cpr-eval did not write (:data:`FORMAT_KEY`, the header line) is refused first (OutputError).
     """
     from ..data import load_split, read_image
     from ..detector import Detector
@@ -108,11 +118,14 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
 
     from .. import report as html_report
 
+    out_dir = Path(out or models)
+    columns = ["category", *METRIC_COLUMNS, "image_F1max", "pixel_F1max"]
+    check_own_file(out_dir / "eval.json", json_has_key(FORMAT_KEY), "cpr-eval", "--out")
+    check_own_file(out_dir / "eval.csv", first_line_is(",".join(columns)), "cpr-eval", "--out")
     if report:
         html_report.check_report_target(report)
     layout, cats = resolve_categories(data, dataset, categories)
     splits = {cat: load_split(data, layout, cat, "test") for cat in cats}  # every missing mask, before any work
-    out_dir = Path(out or models)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, details, pages = [], {}, []
     for cat in cats:
@@ -145,9 +158,8 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
     print(format_table(rows), flush=True)
     if report:
         print(f"report: {html_report.write_report(report, pages)}", flush=True)
-    (out_dir / "eval.json").write_text(json.dumps({"dataset": layout, "data": str(data), "rows": rows,
-                                                   "categories": details}, indent=2))
-    columns = ["category", *METRIC_COLUMNS, "image_F1max", "pixel_F1max"]
+    (out_dir / "eval.json").write_text(json.dumps({FORMAT_KEY: 1, "dataset": layout, "data": str(data),
+                                                   "rows": rows, "categories": details}, indent=2))
     with open(out_dir / "eval.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

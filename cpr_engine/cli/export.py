@@ -62,12 +62,19 @@ def main(argv=None) -> int:
     from ..data import read_image
     from ..data.samples import list_image_files
     from ..detector import Detector
+    from ..errors import InputError
     from ..exporter import export_artifact
+    from ..exporter.tensorrt import tensorrt_unavailable_reason
     from ..preprocess import to_model_input
     from ..runtime.artifact import check_artifact_target
 
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
+    if Path(args.model).is_dir():
+        raise InputError(f"{args.model} is a folder (an exported artifact?); cpr-export reads the model.pt file "
+                         "that cpr-train wrote")
+    if args.trt == "yes" and tensorrt_unavailable_reason():
+        raise InputError(f"--trt yes: a TensorRT plan cannot be built here: {tensorrt_unavailable_reason()}")
     out = Path(args.out) if args.out else Path(args.model).parent / "artifact"
     check_artifact_target(out, args.model, args.force)  # before any work: nothing of the user's is replaced
     det = Detector.load(args.model, device="cpu")

@@ -10,10 +10,14 @@ import sys
 from pathlib import Path
 
 from ..errors import CPRError, InputError, one_line
-from .common import add_debug_arg, cli_main, positive_int, setup_logging
+from ..outputs import check_tool_folder, shown_name
+from .common import add_debug_arg, cli_main, positive_int, setup_logging, torch_device
 
 #: columns of predictions.csv, in order
 CSV_FIELDS = ("path", "score", "threshold", "verdict", "overlay", "error")
+
+#: file that marks an --out folder as written by cpr-predict (a later run may replace its outputs)
+MARKER = ".cpr-predict"
 
 # errors that belong to one image (unreadable, corrupt, refused by the model): its row gets them, the run goes on
 FILE_ERRORS = (CPRError, ValueError, OSError)
@@ -24,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cpr-predict",
         description="Score images with a model.pt from cpr-train, or with an artifact folder from cpr-export "
                     "(runs without torch: ONNX Runtime and the native kernels). Prints 'path,score,threshold,verdict' "
-                    "lines and writes OUT/predictions.csv (columns path, score, threshold, verdict, overlay, error; "
-                    "replaced as a whole at the end of the run) and one heat map per image, "
+                    "lines (a path holding a comma, a quote or a control character printed as Python's repr of it, "
+                    "quoted and escaped) and writes OUT/predictions.csv (columns path, score, threshold, verdict, "
+                    "overlay, error; replaced as a whole at the end of the run) and one heat map per image, "
                     "OUT/<relative path>_overlay.png: <relative path> is the image's path below the inputs' common "
                     "folder, its sub-folders kept as sub-folders of OUT and its extension kept, e.g. "
                     "OUT/sub/part1.png_overlay.png and OUT/sub/part1.jpg_overlay.png (blue = typical good surface, "
@@ -35,14 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders, or glob patterns (quote them)")
     p.add_argument("--model", default="runs/model.pt",
                    help="model file written by cpr-train, or an artifact folder written by cpr-export")
-    p.add_argument("--out", default="predictions", help="output folder for overlays and CSV (default ./predictions)")
-    p.add_argument("--device", default=None, help="torch device for a model.pt (default: cuda when available; an artifact "
-                                                    "picks its ONNX Runtime providers itself)")
+    p.add_argument("--out", default="predictions",
+                   help=f"output folder for overlays and CSV (default ./predictions): new, empty, or one an earlier "
+                        f"cpr-predict run wrote (it holds the marker file {MARKER}; its outputs are replaced); any "
+                        f"other non-empty folder, or one holding a symbolic link, is refused before any work")
+    p.add_argument("--device", type=torch_device, default=None,
+                   help="torch device for a model.pt (default: cuda when available; an artifact picks its ONNX "
+                        "Runtime providers itself)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--no-overlays", action="store_true", help="only scores, no overlay images")
     p.add_argument("--report", default=None, metavar="DIR",
-                   help="also write an HTML report into DIR (new, empty or an earlier report): score histogram "
-                        "with the threshold, the most and least anomalous images with heat maps, all scores")
+                   help="also write an HTML report into DIR: score histogram with the threshold, the most and least "
+                        "anomalous images with heat maps, all scores. DIR must be new, empty or an earlier report "
+                        "(recognized by the marker in its index.html); a folder with other files, an index.html "
+                        "that no report wrote or a symbolic link is refused before any work")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first file that cannot be read or scored (exit status 2, no predictions.csv "
                         "written; an earlier one is left as it is)")
@@ -110,8 +121,8 @@ def write_predictions_csv(out_dir: Path, rows: list[dict]) -> Path:
 
 def _file_error(path: Path, error: BaseException) -> str:
     """One-line message for a file that failed, naming the file."""
-    message = one_line(error)
-    return message if str(path) in message else f"{path}: {message}"
+    message, shown = one_line(error), shown_name(str(path))
+    return message if str(path) in message or shown in message else f"{shown}: {message}"
 
 
 def _score_chunk(det, paths: list[Path], batch_size: int) -> list[tuple]:
@@ -154,22 +165,26 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
     ("good" / "anomalous"), ``overlay`` (its path, or None), ``error`` (None, or the one-line message
     of a file that could not be read or scored - a non-finite score counts as such - whose score and
     verdict are then None). Scored files print ``path,score,threshold,verdict`` to stdout, failed ones
-    ``cpr-predict: error: <message>`` to stderr, as the run goes. With ``fail_fast`` the first failed
-    file raises :class:`InputError` and no CSV is written. ``report``: a folder for the HTML report of
-    the run (:mod:`cpr_engine.report`: score histogram, most / least anomalous images), checked first.
+    ``cpr-predict: error: <message>`` to stderr, as the run goes (a path that could forge a line or field
+    printed as its repr). ``out``: new, empty or written by an earlier run (:data:`MARKER`), with no
+    symbolic link; checked first. With ``fail_fast`` the first failed file raises :class:`InputError`
+    and no CSV is written. ``report``: a folder for the HTML report of the run
+    (:mod:`cpr_engine.report`: score histogram, most / least anomalous images), checked first.
     """
     from .. import report as html_report
     from ..data import write_image
     from ..detector import Detector
     from ..overlay import heatmap_overlay
 
+    out_dir = Path(out)
+    check_tool_folder(out_dir, MARKER, "--out", "cpr-predict")
     if report:
         html_report.check_report_target(report)
     det = Detector.load(model, device=device)
     paths = expand_inputs(inputs)
     names = overlay_names(paths)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text("written by cpr-predict: a later cpr-predict --out here replaces its outputs\n")
     rows = []
     for i in range(0, len(paths), batch_size):
         for path, image, pred, error in _score_chunk(det, paths[i:i + batch_size], batch_size):
@@ -188,7 +203,7 @@ def predict_paths(model: str, inputs: list[str], out: str, device: str | None = 
                 write_image(target, heatmap_overlay(image, pred.anomaly_map, det.pixel_normal))
                 row["overlay"] = str(target)
             rows.append(row)
-            print(f"{path},{pred.score:.4f},{det.threshold:.4f},{row['verdict']}", flush=True)
+            print(f"{shown_name(str(path))},{pred.score:.4f},{det.threshold:.4f},{row['verdict']}", flush=True)
     write_predictions_csv(out_dir, rows)
     scored = [{"path": r["path"], "label": None, "defect_type": "-", "score": r["score"]} for r in rows if not r["error"]]
     if report and scored:

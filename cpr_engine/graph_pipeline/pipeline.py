@@ -16,7 +16,7 @@ import torch
 
 from .. import ops, tail
 from ..inputs import Prediction, verdict
-from ..preprocess import resize_map
+from ..preprocess import check_image_sides, resize_map
 from .network import HalfNetwork
 from .resize import image_matrices, map_matrices, resize, round_to_uint8
 
@@ -51,6 +51,8 @@ class GraphPipeline:
         height, width = (int(v) for v in image_size)
         if batch_size < 1 or height < 1 or width < 1:
             raise ValueError(f"GraphPipeline: batch_size and image_size must be >= 1; got {batch_size}, {image_size}")
+        size = detector.config.image_size
+        check_image_sides([np.empty((height, width))], size // detector.model.backbone.strides[0], size)
         if map_size not in MAP_SIZES:
             raise ValueError(f"GraphPipeline: map_size must be one of {MAP_SIZES}; got {map_size!r}")
         if not cuda and (fp16 or graph):

@@ -227,18 +227,20 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_settings(folder: str | Path, manifest: dict) -> None:
+def check_settings(folder: str | Path, manifest: dict, what: str = "manifest setting") -> None:
     """Range-check every setting of ``manifest`` the runtimes use against what the engine can run.
 
     Settings that are absent are not checked here (``ArtifactDetector.load`` requires its own);
     each present one must hold a value the engine can run. The array files are checked against
     these settings by ``ArtifactDetector`` (shapes, dtype, descriptor_dims, finite values).
 
+    ``what`` names the settings in messages ("manifest setting"; a model file's are "setting").
+
     Raises:
         ArtifactError naming the folder, the key, the value and what is allowed.
     """
     def bad(key: str, allowed: str):
-        return ArtifactError(f"{folder}: manifest setting '{key}' = {manifest.get(key)!r} is not allowed: "
+        return ArtifactError(f"{folder}: {what} '{key}' = {manifest.get(key)!r} is not allowed: "
                              f"must be {allowed}")
 
     m = manifest
@@ -328,5 +330,9 @@ def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
 
 
 def load_array(folder: str | Path, name: str, mmap: bool = True) -> np.ndarray:
-    """``<name>.npy`` of an artifact, memory-mapped by default, never unpickled."""
-    return np.load(Path(folder) / array_file(name), mmap_mode="r" if mmap else None, allow_pickle=False)
+    """``<name>.npy`` of an artifact, memory-mapped by default, never unpickled (ArtifactError naming the file
+    when it is not a plain .npy array)."""
+    try:
+        return np.load(Path(folder) / array_file(name), mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:  # object arrays (a pickle inside), a damaged header
+        raise ArtifactError(f"{folder}: {array_file(name)} is not a plain .npy array ({exc})") from exc

@@ -157,7 +157,8 @@ class ArtifactDetector:
         Returns:
             scores (B,) float32, maps (B, S, S) float32.
         """
-        maps, scores = self.score_outputs(self.network(to_model_input(images, self.image_size)))
+        fine_side = self.image_size // self.settings.strides[0]
+        maps, scores = self.score_outputs(self.network(to_model_input(images, self.image_size, fine_side)))
         return scores, maps
 
     def predict(self, images, batch_size: int = 8, color: str = "RGB"):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import GRAPH_INPUT, GRAPH_OUTPUTS, NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_PLAN
+from ..errors import one_line
 from .artifact import ArtifactError
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -54,7 +55,17 @@ class OnnxRuntimeNetwork:
         # ONNX Runtime's idle threads spin after each run and starve the OpenMP kernels that follow
         # (NN search ~1.5x slower on 2 cores, measured with cpr-bench); let them sleep instead
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / graph), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(folder / graph), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types: not an ONNX graph, invalid graph
+            raise ArtifactError(f"{folder}: {graph} is not a graph ONNX Runtime can load "
+                                f"({one_line(exc)[:200]})") from exc
+        names = [o.name for o in self.session.get_outputs()]
+        if [o for o in GRAPH_OUTPUTS if o not in names] or len(self.session.get_inputs()) != 1 or \
+                self.session.get_inputs()[0].name != GRAPH_INPUT:
+            raise ArtifactError(f"{folder}: {graph} has inputs {[i.name for i in self.session.get_inputs()]} and "
+                                f"outputs {names}; the artifact contract needs input {GRAPH_INPUT!r} and outputs "
+                                f"{list(GRAPH_OUTPUTS)}")
         self.graph = graph
         self.providers = self.session.get_providers()
         self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32

@@ -219,7 +219,7 @@ struct Detector::Impl {
   }
 
   Prediction predict(const cv::Mat& image) {
-    const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1))));
+    const runtime::NetworkOutput out = network->run(runtime::to_model_input(image, int(side(1)), int(fine_side())));
     const float* descriptors[2] = {out.desc_4.ptr<float>(), out.desc_8.ptr<float>()};
     cv::Mat model_map(int(side(1)), int(side(1)), CV_32F);
     Prediction p;

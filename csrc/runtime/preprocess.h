@@ -6,13 +6,14 @@
 namespace cpr {
 namespace runtime {
 
-// Throws std::invalid_argument unless `image` is a non-empty CV_8UC3 (BGR) or CV_8UC1 image;
-// the message says what was received.
-void check_image(const cv::Mat& image);
+// Throws std::invalid_argument unless `image` is a non-empty CV_8UC3 (BGR) or CV_8UC1 image whose sides
+// are at least `min_side` (the model's finest patch grid at input size `size`); the message says what was
+// received.
+void check_image(const cv::Mat& image, int min_side, int size);
 
 // CV_8UC3 BGR or CV_8UC1 gray (H, W) -> (1, 3, size, size) CV_32F RGB blob in [0, 1]: area
-// filter when size < min(H, W), bilinear otherwise; values / 255.
-cv::Mat to_model_input(const cv::Mat& image, int size);
+// filter when size < min(H, W), bilinear otherwise; values / 255. Images are checked first (check_image).
+cv::Mat to_model_input(const cv::Mat& image, int size, int min_side);
 
 }  // namespace runtime
 }  // namespace cpr

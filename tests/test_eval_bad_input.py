@@ -110,3 +110,13 @@ def test_a_readable_split_is_still_evaluated(data, models, capsys):
     assert eval_cli.main(["--data", str(data), "--models", str(models), "--quiet", "--device", "cpu"]) == 0
     assert "image_AUROC" in capsys.readouterr().out
     assert (models / "eval.json").read_bytes() != EARLIER and (models / "eval.csv").is_file()
+
+
+def test_a_split_without_any_mask_folder_is_evaluated_with_a_note(data, models, capsys):
+    """No ground_truth/ folder at all: the generic folder layout, image metrics only, and a note on stderr that
+    says so (the table shows "-" for the pixel metrics)."""
+    shutil.rmtree(data / "grass" / "ground_truth")
+    assert eval_cli.main(["--data", str(data), "--models", str(models), "--quiet", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "grass: no ground-truth mask for any defective test image" in captured.err
+    assert "pixel metrics are not computed" in captured.err and "image_AUROC" in captured.out

@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 from .common import (add_data_args, add_debug_arg, add_device_args, add_split_args, cli_main, resolve_categories,
@@ -126,6 +127,10 @@ def eval_categories(data: str, dataset: str, categories: list[str] | None, model
         html_report.check_report_target(report)
     layout, cats = resolve_categories(data, dataset, categories)
     splits = {cat: load_split(data, layout, cat, "test") for cat in cats}  # every missing mask, before any work
+    for cat, samples in splits.items():
+        if any(s.label for s in samples) and not any(s.mask_path for s in samples):
+            print(f"cpr-eval: note: {cat}: no ground-truth mask for any defective test image ({layout} layout, "
+                  "no ground_truth/ folder found): pixel metrics are not computed", file=sys.stderr, flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, details, pages = [], {}, []
     for cat in cats:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,9 +23,24 @@ def first_link(folder: Path) -> Path | None:
     return None
 
 
+def check_can_write(folder: Path, flag: str) -> None:
+    """Refuse (OutputError) an output folder that cannot be written: probed with a temporary file in it or, when
+    it does not exist yet, in its nearest existing parent, which must be a folder."""
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {folder}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {folder} cannot be written ({exc.strerror or exc})") from None
+
+
 def check_tool_folder(folder: Path, marker: str, flag: str, tool: str) -> None:
     """Refuse an output folder ``tool`` may not write into: it must be new, empty, or written by an
-    earlier run (it holds the regular file ``marker``) and hold no symbolic link."""
+    earlier run (it holds the regular file ``marker``), hold no symbolic link, and be writable."""
     if os.path.lexists(folder) and not folder.is_dir():
         raise OutputError(f"{flag} {folder} exists and is not a folder")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -36,13 +52,15 @@ def check_tool_folder(folder: Path, marker: str, flag: str, tool: str) -> None:
     if link:
         raise OutputError(f"{flag} {folder} holds a symbolic link that {tool} did not create: {link}; remove it or "
                           f"give another folder")
+    check_can_write(folder, flag)
 
 
 def check_own_file(path: Path, is_own: Callable[[Path], bool], tool: str, flag: str) -> None:
     """Refuse to replace ``path`` unless it is missing, or a regular file (not a link) that ``is_own``
-    recognizes as written by ``tool``."""
+    recognizes as written by ``tool``; refuse it too when its folder cannot be written."""
     if os.path.lexists(path) and (path.is_symlink() or not path.is_file() or not is_own(path)):
         raise OutputError(f"{path} exists and was not written by {tool}; move it away or give another {flag}")
+    check_can_write(path.parent, flag)
 
 
 def json_has_key(key: str) -> Callable[[Path], bool]:

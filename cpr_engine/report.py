@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .outputs import first_link
+from .outputs import check_can_write, first_link
 from .data import read_image, read_mask
 from .errors import InputError, OutputError
 from .evaluate import METRIC_COLUMNS
@@ -182,7 +182,7 @@ def is_report_page(path: Path) -> bool:
 
 def check_report_target(folder: str | Path) -> Path:
     """A report folder may be new, empty or an earlier report (only ``REPORT_ENTRIES``, an index.html
-    that :func:`is_report_page` recognizes, no symbolic link); else OutputError.
+    that :func:`is_report_page` recognizes, no symbolic link, writable); else OutputError.
     InputError when matplotlib (the ``report`` extra) is missing."""
     try:
         import matplotlib  # noqa: F401
@@ -203,6 +203,7 @@ def check_report_target(folder: str | Path) -> Path:
     if link:
         raise OutputError(f"--report {folder} holds a symbolic link that no report created: {link}; remove it or "
                           f"give another folder")
+    check_can_write(folder, "--report")
     return folder
 
 

@@ -204,3 +204,26 @@ def test_bench_replaces_its_own_report(model_pt, demo_root, tmp_path, capsys):
     for _ in range(2):
         assert bench_cli.main(_bench_args(model_pt, demo_root, target)) == 0
     assert json.loads(target.read_text())[bench_cli.FORMAT_KEY] == 1
+
+
+# outputs that cannot be written at all
+
+def test_outputs_below_a_file_are_refused_before_any_work(model_pt, images, demo_root, tmp_path, capsys,
+                                                            monkeypatch, no_model_load):
+    """An --out, --report or --json whose folder cannot exist (a regular file is in its path) is refused first,
+    not after the scoring or timing it would have thrown away."""
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(MINE)
+    below = blocker / "sub"
+    line = cli_error(predict.main, [str(images), "--model", str(model_pt), "--out", str(below)], capsys)
+    assert f"--out {below}: {blocker} is not a folder" in line
+    line = cli_error(predict.main, [str(images), "--model", str(model_pt), "--out", str(tmp_path / "out"),
+                                    "--report", str(below)], capsys)
+    assert f"--report {below}: {blocker} is not a folder" in line
+    line = cli_error(eval_cli.main, ["--data", str(demo_root), "--category", "grass", "--models", str(tmp_path),
+                                     "--out", str(below), "--quiet", "--device", "cpu"], capsys)
+    assert f"--out {below}: {blocker} is not a folder" in line
+    monkeypatch.setattr(bench_cli, "load_detector", lambda *_: pytest.fail("benchmarked before the refusal"))
+    line = cli_error(bench_cli.main, _bench_args(model_pt, demo_root, below / "bench.json"), capsys)
+    assert f"--json {below}: {blocker} is not a folder" in line
+    assert blocker.read_bytes() == MINE and not (tmp_path / "out").exists()

@@ -261,15 +261,14 @@ class Detector:
             return ArtifactDetector.load(path, **runtime_options)
         if runtime_options:
             raise TypeError(f"Detector.load: {sorted(runtime_options)} apply to artifact folders only; {path} is not one")
-        import torch
-
         from .backbones import build_backbone
+        from .backbones._common import load_tensors
         from .torch_model import CPRModel
 
         if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = load_tensors(path)
         except Exception as exc:  # corrupt, truncated, not a torch file, or a pickle with code
             raise ModelFileError(f"{path} is not a readable cpr-engine model file: "
                                  f"{torch_load_failure(path, exc)}") from exc

@@ -434,8 +434,7 @@ def test_model_top_k_above_n_train_reads_as_n_train(model_file, tmp_path, tiny_d
     np.testing.assert_allclose(det.score_batch(images)[0], tiny_detector.score_batch(images)[0], rtol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_not_a_model_file_is_refused(model_file, tmp_path):
+def test_not_a_model_file_is_refused(model_file, tmp_path, recwarn):
     junk = tmp_path / "random.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(4096))
     _load_error(junk, "is not a readable cpr-engine model file")
@@ -461,6 +460,7 @@ def test_not_a_model_file_is_refused(model_file, tmp_path):
     _load_error(tmp_path / "foreign.pt", "missing format tag")
     _load_error(_resave(model_file, tmp_path / "config.pt", lambda p: p.__setitem__("config", "{oops")),
                 "unusable config")
+    assert not [str(w.message) for w in recwarn], "a library warning beside the one-line refusal"
 
 
 def test_fit_reads_a_top_k_above_the_training_images_as_all_of_them(demo_root, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
@@ -18,6 +19,14 @@ def hub_checkpoint(file_name: str) -> str:
     ``TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch``, i.e. ``~/.cache/torch``.
     """
     return os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
+
+
+def load_tensors(path):
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain containers, never code.
+    Torch's warning about the file's pickle protocol is silenced (the file is read or refused either way)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _few(keys: list[str], limit: int = 5) -> str:
@@ -39,7 +48,7 @@ def load_checkpoint(
     readable checkpoint (corrupt, not a torch file, a pickle with code: never run).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file: one message naming it

@@ -313,6 +313,7 @@ def _checked_payload(path: Path, payload: dict):
     """
     import torch
 
+    from .backbones import BACKBONES
     from .runtime.artifact import ArtifactError, check_settings
 
     try:
@@ -346,6 +347,8 @@ def _checked_payload(path: Path, payload: dict):
                 "foreground_on_map": config.foreground_on_map}
     if "pixel_normal" in meta:
         settings["pixel_normal"] = meta["pixel_normal"]
+    if config.backbone in BACKBONES:  # the windows against the map sides
+        settings.update(strides=list(BACKBONES[config.backbone].strides), windows=list(config.windows))
     try:
         check_settings(path, settings, what="setting")
     except ArtifactError as exc:

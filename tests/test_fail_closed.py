@@ -535,3 +535,14 @@ def test_image_smaller_than_the_patch_grid_gets_no_verdict(tiny_detector, artifa
     good = [np.full((size, size, 3), v, np.uint8) for v in (90, 120, 150)]
     with pytest.raises(InputError, match=f"image 3 is {shape[1]} x {shape[0]} pixels"):
         Detector(variant, device="cpu", **options).fit([*good, image])
+
+
+def test_model_window_wider_than_the_map_is_refused(model_file, tmp_path, tiny_detector):
+    """The search windows are range-checked against the map sides of the model's backbone, as in an artifact."""
+    fine = tiny_detector.config.image_size // tiny_detector.model.backbone.strides[0]
+
+    def edit_config(p):
+        config = json.loads(p["config"])
+        config["windows"] = [2 * fine + 1, 1]
+        p["config"] = json.dumps(config)
+    _load_error(_resave(model_file, tmp_path / "w.pt", edit_config), "setting 'windows' = .* is not allowed")

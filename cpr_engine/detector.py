@@ -185,6 +185,13 @@ class Detector:
             (Path(run_dir) / "config.json").write_text(self.config.to_json())
         return self
 
+    @property
+    def min_image_side(self) -> int:
+        """The smallest image side scored: the side of the finest patch grid (image_size / finest stride);
+        an image with a shorter side has fewer pixels than patches and gets no verdict."""
+        self._require_model()
+        return self.config.image_size // self.model.backbone.strides[0]
+
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model-resolution maps for a list of RGB uint8 images.
 
@@ -194,8 +201,7 @@ class Detector:
         import torch
 
         self._require_model()
-        size = self.config.image_size
-        x = torch.from_numpy(to_model_input(images, size, size // self.model.backbone.strides[0])).to(self.device)
+        x = torch.from_numpy(to_model_input(images, self.config.image_size, self.min_image_side)).to(self.device)
         with torch.no_grad():
             out = self.model(x)
         return out.pred_score.float().cpu().numpy(), out.anomaly_map.float().cpu().numpy()

@@ -31,6 +31,7 @@ class AnomalyDetector(Protocol):
     image_size: int  # S: side of the square model input (maps of score_batch are S x S)
     threshold: float  # score above it -> anomalous
     pixel_normal: tuple[float, float]  # (median, max) pixel score of the good training images
+    min_image_side: int  # images with a shorter side get no verdict (fewer pixels than the finest patch grid)
 
     def score_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 RGB images -> scores (B,) float32, maps (B, S, S) float32."""

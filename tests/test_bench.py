@@ -135,3 +135,14 @@ def test_cli_graph_backend(model_pt, demo_root, tmp_path, capsys):
     assert "needs images of one size" in cli_error(
         bench_cli.main, ["--model", str(model_pt), "--backend", "graph", "--images", str(mixed), "--json", str(out),
                          "--quiet"], capsys)
+
+
+def test_stages_refuse_what_predict_refuses(tiny_detector, artifact):
+    """The timed stages check images as predict does: a side below the finest patch grid is refused."""
+    from cpr_engine.errors import InputError
+    from cpr_engine.runtime.detector import ArtifactDetector
+
+    tiny = [np.full((1, 1, 3), 128, np.uint8)]
+    for stages in (torch_stages(tiny_detector), artifact_stages(ArtifactDetector.load(artifact))):
+        with pytest.raises(InputError, match="image 0 is 1 x 1 pixels: a side below"):
+            run_stages(stages, tiny, clock=lambda: 0.0)

@@ -203,3 +203,13 @@ def test_decoded_shape_checked_again(monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: np.zeros((50, 50), np.uint8))
     with pytest.raises(ImageReadError, match=r"50 x 50 = 2,500 pixels"):
         decode_image(_hdr_header(10, 10) + bytes(400), max_pixels=1000)
+
+
+@pytest.mark.parametrize("w,h", [(0, 5), (7, 0), (0, 0)])
+def test_png_declaring_zero_pixels_is_refused_before_any_decoder(tmp_path, no_decoding, w, h):
+    """A PNG whose header declares a zero side is refused from the header (no decoder runs, so libpng prints no
+    warning lines beside the one-line refusal)."""
+    path = tmp_path / "zero.png"
+    path.write_bytes(_big_png(1, 1).replace(struct.pack(">II", 1, 1), struct.pack(">II", w, h), 1))
+    with pytest.raises(ImageReadError, match=f"corrupt PNG: its header declares {w} x {h} pixels"):
+        read_image(path)

@@ -236,6 +236,9 @@ def _check_structure(p: Path, data: bytes) -> None:
     if data.startswith(_PNG_SIG):
         # The last chunk must be IEND (some writers append junk after it): require an IEND tag
         # after the last image-data chunk.
+        if len(data) >= 24 and data[12:16] == b"IHDR" and (data[16:20] == b"\0\0\0\0" or data[20:24] == b"\0\0\0\0"):
+            raise ImageReadError(p, f"corrupt PNG: its header declares {int.from_bytes(data[16:20], 'big')} x "
+                                    f"{int.from_bytes(data[20:24], 'big')} pixels")
         iend = data.rfind(b"IEND")
         if iend < 0 or iend < data.rfind(b"IDAT"):
             raise ImageReadError(p, f"truncated or corrupt PNG: no IEND chunk at the end of the file "

@@ -128,6 +128,12 @@ class ArtifactDetector:
                                         f"re-export the model")
 
     @property
+    def min_image_side(self) -> int:
+        """The smallest image side scored: the side of the finest patch grid (image_size / finest stride);
+        an image with a shorter side has fewer pixels than patches and gets no verdict."""
+        return self.image_size // self.settings.strides[0]
+
+    @property
     def threshold(self) -> float:
         """Decision threshold recorded at export (from the good training images' leave-one-out scores:
         ``cpr_engine.inputs.good_score_threshold``)."""
@@ -157,8 +163,7 @@ class ArtifactDetector:
         Returns:
             scores (B,) float32, maps (B, S, S) float32.
         """
-        fine_side = self.image_size // self.settings.strides[0]
-        maps, scores = self.score_outputs(self.network(to_model_input(images, self.image_size, fine_side)))
+        maps, scores = self.score_outputs(self.network(to_model_input(images, self.image_size, self.min_image_side)))
         return scores, maps
 
     def predict(self, images, batch_size: int = 8, color: str = "RGB"):

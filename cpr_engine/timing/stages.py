@@ -35,7 +35,7 @@ def torch_stages(det) -> list[tuple[str, Stage]]:
     model, size, device = det.model, det.config.image_size, det.device
 
     def preprocessing(st):
-        st["x"] = torch.from_numpy(to_model_input(st["images"], size)).to(device, non_blocking=True)
+        st["x"] = torch.from_numpy(to_model_input(st["images"], size, det.min_image_side)).to(device, non_blocking=True)
 
     def network(st):
         with torch.no_grad():
@@ -59,7 +59,7 @@ def artifact_stages(det) -> list[tuple[str, Stage]]:
     ``predict`` runs."""
 
     def preprocessing(st):
-        st["x"] = to_model_input(st["images"], det.image_size)
+        st["x"] = to_model_input(st["images"], det.image_size, det.min_image_side)
 
     def network(st):
         st["out"] = det.network(st["x"])

@@ -161,7 +161,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "validation split of the training images with synthetic defects; learned; raw (no training)")
     p.add_argument("--train-batch", type=positive_int, default=None, help="training batch size (default 32)")
     p.add_argument("--top-k", type=positive_int, default=None,
-                   help="retrieved reference images K (default 10; faster: 5)")
+                   help="retrieved reference images K (default 10; faster: 5); at most the number of training "
+                        "images (a larger K retrieves all of them and is stored as that number)")
     p.add_argument("--image-size", type=image_side, default=None,
                    help="model input side in pixels, a multiple of 16 (default 320)")
     p.add_argument("--texture-dir", default=None,

@@ -419,19 +419,25 @@ def test_model_n_train_must_match_the_arrays(model_file, tmp_path):
                 "meta 'n_train' = 1000000000 does not match")
 
 
-def test_model_top_k_above_n_train_reads_as_n_train(model_file, tmp_path, tiny_detector):
-    """A top_k above the number of training images (files trained before fit clipped it) loads as n_train:
-    the same scores, and an artifact exported from it loads."""
-    n_train = int(tiny_detector.meta["n_train"])
+def test_model_top_k_above_n_train_reads_as_n_train(model_file, tmp_path, image):
+    """A top_k above the number of training images (files trained before fit clipped it) loads as n_train, with
+    the scores such a file gave before (retrieval clips K to N), and an artifact exported from it loads."""
+    unclipped = Detector.load(model_file, device="cpu")
+    n_train = int(unclipped.meta["n_train"])
+    unclipped.config = unclipped.model.config = unclipped.config.replace(top_k=n_train + 7)
 
     def edit_config(p):
         config = json.loads(p["config"])
         config["top_k"] = n_train + 7
         p["config"] = json.dumps(config)
     det = Detector.load(_resave(model_file, tmp_path / "k.pt", edit_config), device="cpu")
-    assert det.config.top_k == n_train
-    images = [np.full((40, 48, 3), v, np.uint8) for v in (30, 200)]
-    np.testing.assert_allclose(det.score_batch(images)[0], tiny_detector.score_batch(images)[0], rtol=1e-5)
+    assert det.config.top_k == det.model.config.top_k == n_train
+    images = [image, image[:, ::-1].copy()]
+    np.testing.assert_array_equal(det.score_batch(images)[0], unclipped.score_batch(images)[0])
+    from cpr_engine.exporter import export_artifact
+
+    folder = export_artifact(det, tmp_path / "art", trt="no")["artifact"]
+    assert Detector.load(folder).settings.top_k == n_train
 
 
 def test_not_a_model_file_is_refused(model_file, tmp_path, recwarn):

@@ -172,7 +172,8 @@ class Detector:
         from .training.trainer import train_model
 
         backbone = build_backbone(self.config.backbone, self.weights, pretrained=self.pretrained)
-        check_image_sides(images, self.config.image_size // backbone.strides[0], self.config.image_size)
+        check_image_sides([im.shape for im in images], self.config.image_size // backbone.strides[0],
+                          self.config.image_size)
         batch = np.stack([resize_image(im, self.config.image_size) for im in images])
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
                                          device=str(self.device), run_dir=run_dir, progress=progress,

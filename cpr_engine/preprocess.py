@@ -20,12 +20,12 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def check_image_sides(images: list[np.ndarray], min_side: int, size: int) -> None:
-    """Refuse (InputError naming the image) an (H, W, ...) image whose shorter side is below ``min_side``: the
-    side of the model's finest patch grid at input size ``size`` (fewer pixels than patches: no verdict)."""
-    for i, im in enumerate(images):
-        if min(im.shape[:2]) < min_side:
-            raise InputError(f"image {i} is {im.shape[1]} x {im.shape[0]} pixels: a side below {min_side}, the "
+def check_image_sides(shapes: list[tuple[int, ...]], min_side: int, size: int) -> None:
+    """Refuse (InputError naming the image) an image of shape (H, W, ...) whose shorter side is below ``min_side``:
+    the side of the model's finest patch grid at input size ``size`` (fewer pixels than patches: no verdict)."""
+    for i, (height, width, *_) in enumerate(shapes):
+        if min(height, width) < min_side:
+            raise InputError(f"image {i} is {width} x {height} pixels: a side below {min_side}, the "
                              f"model's finest patch grid at input size {size}, has fewer pixels than patches; "
                              "no verdict is given")
 
@@ -33,7 +33,7 @@ def check_image_sides(images: list[np.ndarray], min_side: int, size: int) -> Non
 def to_model_input(images: list[np.ndarray], size: int, min_side: int = 1) -> np.ndarray:
     """List of (H_i, W_i, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1]; images with a side below
     ``min_side`` are refused (:func:`check_image_sides`)."""
-    check_image_sides(images, min_side, size)
+    check_image_sides([im.shape for im in images], min_side, size)
     return channels_first(np.stack([resize_image(im, size) for im in images]))
 
 

@@ -51,8 +51,7 @@ class GraphPipeline:
         height, width = (int(v) for v in image_size)
         if batch_size < 1 or height < 1 or width < 1:
             raise ValueError(f"GraphPipeline: batch_size and image_size must be >= 1; got {batch_size}, {image_size}")
-        check_image_sides([np.empty((height, width, 0))], detector.min_image_side,  # the shape alone (no pixels)
-                          detector.config.image_size)
+        check_image_sides([(height, width)], detector.min_image_side, detector.config.image_size)
         if map_size not in MAP_SIZES:
             raise ValueError(f"GraphPipeline: map_size must be one of {MAP_SIZES}; got {map_size!r}")
         if not cuda and (fp16 or graph):

@@ -517,8 +517,7 @@ def _score_tail_cuda(descriptors, features, foreground, state, settings, exclude
     if not cuda_available():
         raise RuntimeError(f"{op}: CUDA tensors, but cpr_engine._C was built without CUDA")
     torch = _torch()
-    arrays = []
-    _state_arrays(state, lambda t, name: arrays.append(t))
+    arrays = [a for value in state if value is not None for a in (value if isinstance(value, (list, tuple)) else [value])]
     device = _same_device(op, [features, *descriptors, foreground, *arrays])
     descriptors = [d.detach().contiguous() for d in descriptors]
     features = features.detach().contiguous()

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -190,6 +191,62 @@ def test_truncated_png_caught_by_pillow_as_well(tmp_path):
     data = p.read_bytes()
     p.write_bytes(data[:-40] + data[-12:])  # damage the last IDAT bytes but keep IEND
     with pytest.raises(ImageReadError, match=esc(p)):
+        read_image(p)
+
+
+def _png(width, height, bit_depth, colour_type, scanlines: bytes, interlaced=False, palette=None) -> bytes:
+    """A PNG file around already filtered scanlines (CRCs correct, one IDAT chunk)."""
+    def chunk(kind, body):
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, colour_type, 0, 0, interlaced])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"PLTE", palette) if palette else b"")
+            + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b""))
+
+
+def _adam7_scanlines(rgb: np.ndarray) -> bytes:
+    """Scanlines of an 8-bit RGB image in Adam7 order, filter type 0."""
+    out = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        sub = rgb[y0::dy, x0::dx]
+        if sub.size:
+            out += b"".join(b"\0" + row.tobytes() for row in sub)
+    return out
+
+
+@pytest.mark.parametrize("height, width", [(7, 13), (1, 1), (9, 17)])
+def test_interlaced_png_reads_whole(tmp_path, height, width):
+    # the raw size an interlaced PNG must inflate to is the sum over the seven passes
+    rgb = _noise(height, width, seed=height)
+    p = tmp_path / "adam7.png"
+    p.write_bytes(_png(width, height, 8, 2, _adam7_scanlines(rgb), interlaced=True))
+    np.testing.assert_array_equal(read_image(p), rgb)
+    p.write_bytes(_png(width, height, 8, 2, _adam7_scanlines(rgb)[:-1], interlaced=True))
+    with pytest.raises(ImageReadError, match=esc(p) + ".*truncated PNG"):
+        read_image(p)
+
+
+@pytest.mark.parametrize("bit_depth, colour_type, width", [(8, 2, 31), (16, 2, 5), (1, 0, 13), (4, 3, 7),
+                                                           (8, 4, 3), (16, 6, 9), (2, 0, 11)])
+def test_png_with_rows_missing_from_a_complete_stream(tmp_path, bit_depth, colour_type, width):
+    # A zlib stream that ends properly after half the rows passes Pillow's checks (the rest came
+    # back black); the image data must hold every row the header declares.
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    row = 1 + (width * channels * bit_depth + 7) // 8
+    height = 6
+    rows = np.random.default_rng(width).integers(0, 256, (height, row), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type "none"
+    if colour_type == 3:  # palette indices must exist: 16 entries for 4-bit indices
+        palette = bytes(range(48))
+    else:
+        palette = None
+    p = tmp_path / "rows.png"
+    p.write_bytes(_png(width, height, bit_depth, colour_type, rows.tobytes(), palette=palette))
+    assert read_image(p).shape == (height, width, 3)  # every row present: read
+    p.write_bytes(_png(width, height, bit_depth, colour_type, rows[: height // 2].tobytes(), palette=palette))
+    with pytest.raises(ImageReadError, match=esc(p) + f".*truncated PNG: its image data holds {3 * row:,} of the "
+                                                      f"{height * row:,} bytes"):
         read_image(p)
 
 

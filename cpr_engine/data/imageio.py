@@ -3,8 +3,10 @@
 NumPy + Pillow + OpenCV only (no torch).
 
 Decoding goes through Pillow with truncated-image tolerance forced off, so a PNG/JPEG cut short
-raises instead of coming back half gray; PNG files must also end with an ``IEND`` chunk and JPEG
-files must have an end-of-image marker after their last scan. 16-bit colour PNGs (which Pillow
+raises instead of coming back half gray; PNG files must also end with an ``IEND`` chunk and their
+image data must inflate to every row the header declares (a zlib stream that ends early but properly
+passes Pillow, the rows left black), and JPEG files must have an end-of-image marker after their last
+scan. 16-bit colour PNGs (which Pillow
 reduces to 8 bits by dropping the low byte) are re-decoded with OpenCV after Pillow has checked
 them, so that all 16-bit data is scaled the same way: ``round(v / 257)``. Files Pillow cannot
 identify fall back to OpenCV. EXIF orientation tags are ignored (pixels are returned as stored).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
@@ -254,6 +257,48 @@ def _check_structure(p: Path, data: bytes) -> None:
                                     f"({len(data)} bytes)")
 
 
+# Adam7 passes of an interlaced PNG: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+
+
+def _png_raw_size(width: int, height: int, bit_depth: int, colour_type: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines a PNG's image data inflates to (a filter byte per row)."""
+    bits = _PNG_CHANNELS.get(colour_type, 0) * bit_depth
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if cols > 0 and rows > 0:
+            total += rows * (1 + (cols * bits + 7) // 8)
+    return total
+
+
+def _check_png_image_data(p: Path | None, data: bytes) -> None:
+    """Refuse a PNG whose compressed image data holds fewer rows than its header declares.
+
+    A zlib stream that ends properly but early passes Pillow's CRC and truncation checks, and the
+    missing rows come back black; this inflates the IDAT chunks once (output discarded) and compares
+    the byte count with the header's. Call after the pixel budget check (the count is bounded by it).
+    """
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    expected = _png_raw_size(width, height, data[24], data[25], data[28] == 1)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    while pos + 8 <= len(data) and got < expected:
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            try:
+                got += len(inflater.decompress(data[pos + 8:pos + 8 + length], expected - got))
+            except zlib.error as e:
+                raise ImageReadError(p, f"corrupt PNG: its image data does not inflate ({e})") from e
+        pos += 12 + length
+    if got < expected:
+        raise ImageReadError(p, f"truncated PNG: its image data holds {got:,} of the {expected:,} bytes "
+                                f"its {width} x {height} header declares")
+
+
 def _pil_to_array(im: Image.Image, p: Path) -> np.ndarray:
     mode = im.mode
     if mode == "1":
@@ -347,6 +392,7 @@ def _decode_data(p: Path | None, data: bytes, budget: tuple[int, str] | None = N
                     size = im.size
                     if fmt == "PNG":
                         im.verify()  # chunk CRCs and structure
+                        _check_png_image_data(p, data)
                         im = Image.open(io.BytesIO(data))
                         _check_budget(p, im.size[0], im.size[1], budget)
                     im.load()

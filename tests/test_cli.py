@@ -66,6 +66,20 @@ def test_train_refuses_bad_validation_images(demo_root, tmp_path, capsys):
     assert not (runs / "grass" / "model.pt").exists()
 
 
+def test_train_with_raw_descriptors_writes_strict_json(demo_root, tmp_path, capsys):
+    """No local metric trained (raw descriptors): no "0 steps, loss nan" line and no NaN in train.json,
+    which strict JSON readers (jq, browsers) refuse."""
+    runs = tmp_path / "runs"
+    at = TINY_ARGS.index("--steps")
+    args = TINY_ARGS[:at] + TINY_ARGS[at + 2:] + ["--descriptor", "raw"]
+    assert train.main(["--data", demo_root, "--category", "coffee", "--out", str(runs), *args]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("coffee: ") and "no local-metric training" in line and "nan" not in line.lower()
+    meta = json.loads((runs / "coffee" / "train.json").read_text(),
+                      parse_constant=lambda name: pytest.fail(f"train.json holds {name}"))
+    assert meta["steps"] == 0 and meta["final_loss"] is None and meta["descriptor"] == "raw"
+
+
 def test_train_eval_predict_on_mvtec_layout(demo_root, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert train.main(["--data", demo_root, "--out", str(runs), *TINY_ARGS]) == 0

@@ -221,7 +221,9 @@ def train_categories(data: str, dataset: str, categories: list[str] | None, out:
         note = ""
         if det.meta["supervised"]:
             note = f", {det.meta['supervised']['n_defects']} real defects"
-        print(f"{cat}: {len(samples)} good images{note}, {det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}, "
+        metric = (f"{det.meta['steps']} steps, loss {det.meta['final_loss']:.4f}" if det.meta["steps"]
+                  else "no local-metric training")
+        print(f"{cat}: {len(samples)} good images{note}, {metric}, "
               f"threshold {det.threshold:.3f} ({det.meta['threshold_source']}), {det.meta['seconds']:.0f} s -> "
               f"{paths[cat]}\n"
               f"  {choice_summary(det.meta)}", flush=True)

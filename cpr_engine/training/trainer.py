@@ -54,7 +54,7 @@ class TrainReport:
     is_texture: bool
     n_train: int
     steps: int
-    final_loss: float
+    final_loss: float | None  # None when no local metric was trained (raw descriptors)
     threshold: float
     threshold_source: str  # how the threshold was set (``inputs.good_score_threshold``)
     loo_scores: list = field(default_factory=list)
@@ -465,7 +465,7 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     real = None if defects is None else real_defect_queries(model, *defects, dev, has_fg)
     sampler = QuerySampler(images_u8, fg_full, has_fg, source, train_index.cpu().numpy(), real, p_real_defect, p_paste)
     fit_ids, val_ids = validation_split(n, config.val_fraction, config.seed)
-    heads, final_loss, steps_run = {}, float("nan"), 0
+    heads, final_loss, steps_run = {}, None, 0
     descriptors = config.descriptor_candidates(dev.type)
     if "learned" in descriptors:
         steps, seconds = config.training_schedule(is_texture, dev.type)

@@ -43,6 +43,13 @@ LOCATION_OFFSET = "location_offset"  # (h_0, w_0) float32 subtracted from the fi
 ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS, *MEMORIES, LOCATION_OFFSET)
 BANK_DTYPES = ("float16", "float32")  # banks, memories and train_hists; the other arrays are float32
 
+# -- ranges of the settings (runtime.artifact.check_settings; C++ check_settings in manifest.cpp) ----
+# The largest pixel score a model gives: two scales of cosine distance (at most 2 each) plus the
+# location offset (at most the mean leave-one-out patch score, itself at most 4, below zero).
+PIXEL_SCORE_MAX = 8.0
+# Relative slack of the threshold's upper bound, top_t x pixel_normal[1] (inputs.score_bound).
+THRESHOLD_BOUND_SLACK = 1e-3
+
 
 def array_file(name: str) -> str:
     """File name of an array of the artifact: ``bank_4`` -> ``bank_4.npy``."""

@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +27,7 @@ from .config import CPRConfig
 from .data import defect_folder_pairs, read_defects
 from .errors import InputError, ModelFileError, torch_load_failure
 from .inputs import as_image_list, good_score_threshold, predict_batched, score_bound
+from .outputs import check_tool_folder
 from .preprocess import check_image_sides, resize_image, to_model_input
 from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 
@@ -34,6 +37,8 @@ from .training.real_defects import P_PASTE, P_REAL_DEFECT, defects_at_size
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "cpr-engine-model"
+#: file that marks a ``fit(run_dir=...)`` folder as the engine's, so that a later fit may write into it
+RUN_DIR_MARKER = ".cpr-fit"
 MODEL_FORMAT_VERSION = 4  # 2: the memory and a location weight; 3: the location offset; 4: a memory size per scale
 #: How ``payload["integrity"]`` digests the state dict (see :func:`tensors_sha256`).
 DIGEST_SCHEME = "sha256: sorted state-dict keys; each key, dtype, shape and raw bytes"
@@ -140,7 +145,9 @@ class Detector:
                 False: the foreground branch is fitted and kept only when it helps on a validation split
                 of the training images.
             texture_dir: optional anomaly-texture folder (e.g. DTD) for synthetic anomalies.
-            run_dir: folder for ``train.log`` and ``checkpoints/``.
+            run_dir: folder for ``train.log``, ``checkpoints/`` and ``config.json``: new, empty, or one an
+                earlier ``fit`` wrote (it holds ``RUN_DIR_MARKER``); anything else is refused (OutputError)
+                before any work.
             steps: training steps (overrides the config; default: as many as the time budget allows on a
                 CPU, the paper's schedule on a GPU).
             time_budget: seconds of local-metric training (overrides the config; default 90 on a CPU).
@@ -155,6 +162,8 @@ class Detector:
             self. ``meta["supervised"]`` is None, or records the defect files (``"defects"``: image
             and mask paths) and the probabilities; it is saved in the model file.
         """
+        if run_dir:  # before any work: a folder of the user's is never written into
+            check_tool_folder(Path(run_dir), RUN_DIR_MARKER, "run_dir", "Detector.fit")
         if isinstance(train, (str, Path)) and (Path(train) / "train" / "good").is_dir():
             train = Path(train) / "train" / "good"
         images, _ = as_image_list(train)
@@ -175,6 +184,9 @@ class Detector:
         check_image_sides([im.shape for im in images], self.config.image_size // backbone.strides[0],
                           self.config.image_size)
         batch = np.stack([resize_image(im, self.config.image_size) for im in images])
+        if run_dir:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            (Path(run_dir) / RUN_DIR_MARKER).write_text("written by cpr_engine Detector.fit\n")
         self.model, report = train_model(batch, self.config, backbone, is_texture=texture, texture_dir=texture_dir,
                                          device=str(self.device), run_dir=run_dir, progress=progress,
                                          defects=defect_arrays, p_real_defect=p_real_defect, p_paste=p_paste)
@@ -241,9 +253,14 @@ class Detector:
                                      "settings_scheme": SETTINGS_DIGEST_SCHEME}),
             "state_dict": state_dict,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)  # never leave a half-written model behind
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a new name
+        os.close(handle)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)  # never leave a half-written model behind
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         return path
 
     @classmethod

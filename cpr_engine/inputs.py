@@ -1,6 +1,7 @@
 """Inputs and outputs shared by the PyTorch Detector and the torch-free runtime (NumPy only)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
@@ -62,13 +63,19 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
     """
     if color not in COLOR_ORDERS:
         raise InputError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
+    if isinstance(images, memoryview):  # a buffer, not a sequence of rows
+        images = np.asarray(images)
     if isinstance(images, (str, Path)):
+        if os.fspath(images) == "":
+            raise InputError("the image path is empty")
         path = Path(images)
         if path.is_dir():
             return [read_image(p) for p in list_image_files(path)], False
         return [read_image(path)], True
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
+            if len(images) == 0:
+                raise InputError(f"no images given (empty batch of shape {images.shape})")
             return [as_image(im, color) for im in images], False
         return [as_image(images, color)], True
     if isinstance(images, Sequence):
@@ -106,8 +113,8 @@ def good_score_threshold(scores, kind: str, bound: float) -> tuple[float, str]:
     """Decision threshold from image scores of good images, and a line saying how it was set.
 
     From ``ROBUST_MIN_IMAGES`` scores on: median + ``ROBUST_Z`` x 1.4826 x MAD (the 99.9th percentile
-    of a normal fitted to them, so one unusual good image does not lift it above the defects), at
-    most ``bound`` (:func:`score_bound`); with fewer scores, or all of them equal, the largest score.
+    of a normal fitted to them, so one unusual good image does not lift it above the defects); with
+    fewer scores, or all of them equal, the largest score; either at most ``bound`` (:func:`score_bound`).
 
     Args:
         scores: (N,) finite image scores of good images; kind: what they are, for the line
@@ -124,12 +131,12 @@ def good_score_threshold(scores, kind: str, bound: float) -> tuple[float, str]:
     median = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - median)))
     if values.size < ROBUST_MIN_IMAGES or spread == 0:
-        return float(values.max()), f"max of {values.size} {kind}"
-    robust = f"median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind}"
-    threshold = median + ROBUST_Z * spread
-    if threshold > bound:
-        return float(bound), f"top_t x the largest good pixel score (below {robust})"
-    return threshold, robust
+        threshold, rule = float(values.max()), f"max of {values.size} {kind}"
+    else:
+        threshold, rule = median + ROBUST_Z * spread, f"median + {ROBUST_Z} x 1.4826 MAD of {values.size} {kind}"
+    if threshold > bound:  # a model file's check refuses a larger one (runtime.artifact.check_settings)
+        return float(bound), f"top_t x the largest good pixel score (below {rule})"
+    return threshold, rule
 
 
 def verdict(score, threshold, anomaly_map=None, index: int = 0) -> bool:

@@ -22,14 +22,15 @@ PAIRS = {
     "kNetworkPlan": "NETWORK_PLAN", "kGraphInput": "GRAPH_INPUT", "kDescriptorOutputs": "DESCRIPTOR_OUTPUTS",
     "kForegroundOutput": "FOREGROUND_OUTPUT", "kFeaturesOutput": "FEATURES_OUTPUT", "kBanks": "BANKS", "kTrainHists": "TRAIN_HISTS",
     "kBankForeground": "BANK_FOREGROUND", "kCenters": "CENTERS", "kMemories": "MEMORIES",
-    "kLocationOffset": "LOCATION_OFFSET",
+    "kLocationOffset": "LOCATION_OFFSET", "kPixelScoreMax": "PIXEL_SCORE_MAX",
+    "kThresholdBoundSlack": "THRESHOLD_BOUND_SLACK",
 }
 # Python constants built from the others (no C++ twin needed), and the suffix of array_file
 DERIVED = {"GRAPH_OUTPUTS", "ARRAYS", "BANK_DTYPES", "REQUIRED_FILES"}
 
 
 def header_constants() -> dict:
-    """name -> value of every ``constexpr`` in contract.h (strings, string arrays as tuples, ints)."""
+    """name -> value of every ``constexpr`` in contract.h (strings, string arrays as tuples, ints, doubles)."""
     text = re.sub(r"//[^\n]*", "", HEADER.read_text())
     found = {}
     for name, value in re.findall(r"constexpr const char\* (\w+) = (\"[^\"]*\");", text):
@@ -38,6 +39,8 @@ def header_constants() -> dict:
         found[name] = tuple(ast.literal_eval(v.strip()) for v in values.split(","))
     for name, value in re.findall(r"constexpr int (\w+) = (\d+);", text):
         found[name] = int(value)
+    for name, value in re.findall(r"constexpr double (\w+) = ([0-9.eE+-]+);", text):
+        found[name] = float(value)
     return found
 
 

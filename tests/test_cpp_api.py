@@ -155,7 +155,8 @@ def test_tampered_or_unsigned_manifest_is_refused(binary, artifacts, images, tmp
 def test_unusable_threshold_is_refused(binary, artifacts, images, tmp_path):
     art = _broken_copy(artifacts["fp32"], tmp_path)
     edit_manifest(art, threshold=-1.0)
-    assert "setting 'threshold' must be a finite number >= 0" in _load_error(binary, art, images, tmp_path)
+    assert "setting 'threshold' = -1.0 is not allowed: must be a finite number >= 0" in _load_error(
+        binary, art, images, tmp_path)
     edit_manifest(art, threshold=float("nan"))  # Python writes NaN, which is not JSON: refused as unreadable
     assert "manifest.json: unreadable manifest" in _load_error(binary, art, images, tmp_path)
 
@@ -176,6 +177,16 @@ BAD_SETTINGS = [
     ("n_train", 0),
     ("image_size", 0),
     ("strides", [16, 8]),
+    ("grid", 0),
+    ("grid", lambda m: m["image_size"] // m["strides"][0] + 1),  # more blocks per side than fine patches
+    ("blur_sigma", -4),
+    ("blur_sigma", 1e6),  # a Gaussian of 8 million taps
+    ("blur_sigma", "4"),
+    ("pixel_normal", [0.0, 1e300]),  # would lift the threshold's bound: everything good
+    ("pixel_normal", [1.0, 0.5]),
+    ("pixel_normal", [0.5]),
+    ("threshold", lambda m: m["top_t"] * m["pixel_normal"][1] * 1.01 + 1),  # above what training allows
+    ("threshold", "0.5"),
 ]
 
 
@@ -318,3 +329,27 @@ def test_scales_with_different_descriptor_widths(binary, demo_root, images, tmp_
     files = sorted(images.iterdir())
     for path, pred in zip(files, det.predict([read_image(p) for p in files])):
         assert got[path.name][0] == pytest.approx(pred.score, rel=RTOL["fp32"]), path.name
+
+
+def test_example_never_writes_over_the_users_files(binary, artifacts, images, tmp_path):
+    """OUT_DIR = the image folder wrote heat maps over the images; a user's file in OUT_DIR, two images
+    with one stem and an empty image folder are refused (exit 2, one line) before anything is written."""
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    into_images = run(binary, artifacts["fp32"], images, images)
+    assert into_images.returncode == 2 and "holds files that inspect_folder did not write" in into_images.stderr
+    assert into_images.stderr.count("\n") == 1 and not into_images.stdout
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    for ext in (".png", ".jpg"):
+        shutil.copy(next(images.glob("*.png")), pair / f"a{ext}")
+    same_stem = run(binary, artifacts["fp32"], pair, tmp_path / "out_pair")
+    assert same_stem.returncode == 2 and "a.jpg and a.png would write the same heat map" in same_stem.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run(binary, artifacts["fp32"], empty, tmp_path / "out_empty")
+    assert none.returncode == 2 and "no images in" in none.stderr and not (tmp_path / "out_empty").exists()
+    out = tmp_path / "out"
+    assert run(binary, artifacts["fp32"], images, out).returncode == 0
+    assert run(binary, artifacts["fp32"], images, out).returncode == 0  # its own folder: written again
+    assert (out / ".cpr-inspect").is_file()

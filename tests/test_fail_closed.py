@@ -6,8 +6,10 @@ manifest.sha256, model.pt tensors by their digest, no NaN/inf in banks.
 """
 import dataclasses
 import hashlib
+import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +64,9 @@ def test_threshold_from_good_scores_is_robust_to_one_unusual_image():
                                                                  "(below median + 3.09 x 1.4826 MAD of 200 scores)")
     assert good_score_threshold(good[:9], "scores", bound=1e9) == (good[:9].max(), "max of 9 scores")  # too few
     assert good_score_threshold(np.full(12, 3.0), "scores", bound=1e9) == (3.0, "max of 12 scores")  # no spread
+    # the bound holds for the max rule too (a model file's check refuses a larger threshold at load)
+    assert good_score_threshold([50.0, 700.0], "scores", bound=88.0) == (
+        88.0, "top_t x the largest good pixel score (below max of 2 scores)")
 
 
 def test_threshold_from_no_or_non_finite_scores_is_refused():
@@ -211,6 +216,9 @@ BAD_SETTINGS = [
     ("top_t", 64 * 64 + 1),
     ("blur_sigma", -4),
     ("blur_sigma", float("nan")),
+    ("blur_sigma", 1e6),  # a Gaussian of 8 million taps: killed for memory
+    ("grid", 1000),  # 10^6 histogram blocks per image
+    ("pixel_normal", [0.0, 1e300]),  # lifts the threshold's bound: everything good
     ("use_foreground", "false"),
     ("foreground_on_map", 1),
     ("variant", "nope"),
@@ -552,3 +560,77 @@ def test_model_window_wider_than_the_map_is_refused(model_file, tmp_path, tiny_d
         config["windows"] = [2 * fine + 1, 1]
         p["config"] = json.dumps(config)
     _load_error(_resave(model_file, tmp_path / "w.pt", edit_config), "setting 'windows' = .* is not allowed")
+
+
+def test_calibrated_on_an_unusual_image_saves_a_file_that_loads(tiny_detector, tmp_path):
+    """calibrate() on one image unlike the training images (noise): the threshold stops at the bound that
+    loading checks, so the saved model loads (it was refused: 'threshold ... is not allowed')."""
+    from cpr_engine import Detector
+
+    det = Detector.load(tiny_detector.save(tmp_path / "trained.pt"), device="cpu")
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    score = det.predict(noise).score
+    threshold = det.calibrate([noise])
+    bound = det.config.top_t * det.pixel_normal[1]
+    assert score > bound and threshold == pytest.approx(bound)
+    assert det.meta["threshold_source"].startswith("top_t x the largest good pixel score (below max of 1 ")
+    again = Detector.load(det.save(tmp_path / "calibrated.pt"), device="cpu")
+    assert again.threshold == pytest.approx(threshold) and again.predict(noise).is_anomalous
+
+
+def _resign_file(folder: Path, name: str, data: bytes) -> None:
+    """Replace ``name`` of ``folder`` by ``data`` with its checksum recorded (a consistent edit)."""
+    staged = folder.parent / f"{folder.name}.{name}"
+    staged.write_bytes(data)
+    add_file(folder, name, staged)
+    staged.unlink()
+
+
+@pytest.mark.needs_native
+def test_fortran_ordered_artifact_arrays_load_and_score_the_same(artifact, tmp_path):
+    """Arrays stored in Fortran order (same values, re-signed) are read as C order, not refused at predict."""
+    folder = _copy(artifact, tmp_path / "fortran")
+    for name in ("bank_4", "memory_8", "train_hists"):
+        buffer = io.BytesIO()
+        np.save(buffer, np.asfortranarray(np.load(artifact / f"{name}.npy")), allow_pickle=False)
+        _resign_file(folder, f"{name}.npy", buffer.getvalue())
+    assert not np.load(folder / "bank_4.npy", mmap_mode="r").flags.c_contiguous
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    want, got = Detector.load(artifact).predict(image), Detector.load(folder).predict(image)
+    assert got.score == pytest.approx(want.score, rel=1e-6)
+    np.testing.assert_allclose(got.anomaly_map, want.anomaly_map, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.needs_native
+@pytest.mark.parametrize("case", ["npz", "header_larger_than_file"])
+def test_artifact_array_that_is_not_a_plain_npy_is_refused(artifact, tmp_path, case):
+    """A .npz archive under an .npy name, or a header claiming 10^12 rows (was a 1 PiB allocation for the
+    arrays read into memory): ArtifactError naming the file, before anything of that size is allocated."""
+    folder = _copy(artifact, tmp_path / case)
+    hists = np.load(artifact / "train_hists.npy")
+    buffer = io.BytesIO()
+    if case == "npz":
+        np.savez(buffer, a=hists)
+        data = buffer.getvalue()
+    else:
+        np.save(buffer, hists, allow_pickle=False)
+        data = buffer.getvalue().replace(f"({hists.shape[0]}, ".encode(), b"(1000000000000, ", 1)
+        assert data != buffer.getvalue()
+    _resign_file(folder, "train_hists.npy", data)
+    with pytest.raises(ArtifactError, match="train_hists.npy is not a plain .npy array") as info:
+        Detector.load(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_deeply_nested_manifest_is_refused_in_one_line(artifact, tmp_path):
+    folder = _copy(artifact, tmp_path / "nested")
+    (folder / MANIFEST).write_text("[" * 100_000)
+    with pytest.raises(ArtifactError, match="unreadable manifest") as info:
+        Detector.load(folder)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("providers", [[], "CPUExecutionProvider", [5], 5])
+def test_providers_that_are_not_a_list_of_names_are_refused(artifact, providers):
+    with pytest.raises(InputError, match="providers must be a non-empty list of ONNX Runtime execution provider"):
+        Detector.load(artifact, providers=providers)

@@ -148,7 +148,8 @@ def test_untrained_detector_and_bad_fit(tmp_path):
     ("foreground_on_map", "no", "foreground_on_map must be True or False"),
     ("windows", (3.5, 1), "windows must be a sequence of integers"),
     ("descriptor", 3, "descriptor must be a string"),
-    ("blur_sigma", float("nan"), "blur_sigma must be >= 0"),
+    ("blur_sigma", float("nan"), "blur_sigma must be in [0, image_size = 320]"),
+    ("blur_sigma", 1e6, "blur_sigma must be in [0, image_size = 320], got 1000000.0"),
 ])
 def test_config_values_of_the_wrong_type_are_named(field, value, words):
     with pytest.raises(InputError, match=re.escape(words)):
@@ -173,3 +174,18 @@ def test_foreground_mode_round_trip_and_unknown_mode(object_detector, tmp_path):
     with pytest.raises(ValueError, match=r"one of \('map', 'score', 'off'\), got 'both'"):
         det.model.set_foreground_mode("both")
     assert det.model.foreground_mode == "map"
+
+
+def test_grid_wider_than_the_fine_map_is_refused_before_training(demo_root, tmp_path):
+    """A retrieval grid with more blocks per side than the fine map has patches (grid=1000 allocated
+    10^6 histogram blocks per image and was killed for memory): one line, nothing written."""
+    from cpr_engine.backbones import BACKBONES
+
+    options = dict(TINY)
+    variant = options.pop("variant")
+    det = Detector(variant, device="cpu", **options, grid=17)
+    fine = 64 // BACKBONES[det.config.backbone].strides[0]
+    with pytest.raises(InputError, match=f"grid must be at most the fine map side, {fine} at image_size 64 "
+                                         "with this backbone; got 17"):
+        det.fit(f"{demo_root}/grass", run_dir=str(tmp_path / "run"))
+    assert det.model is None

@@ -290,3 +290,28 @@ def test_triton_writer_force_replaces_its_own_model_folder_or_an_empty_one(earli
     notes = _user_file(tmp_path / "other" / "grass" / "notes.txt")
     assert write_repository([earlier_artifact], tmp_path / "other") == [tmp_path / "other" / "grass" / "1"]
     assert _intact(notes)
+
+
+def test_fit_run_dir_of_the_user_is_refused_before_any_work(demo_root, tmp_path):
+    """Detector.fit(run_dir=...) wrote config.json, train.log and checkpoints/ into any folder; now a folder
+    it did not write is refused before training, and one it wrote takes a second fit."""
+    from tests.conftest import TINY
+
+    options = dict(TINY)
+    variant = options.pop("variant")
+    user = tmp_path / "mine"
+    config, log = _user_file(user / "config.json", b"{}"), _user_file(user / "train.log")
+    with pytest.raises(OutputError, match="run_dir .*mine holds files that Detector.fit did not write"):
+        Detector(variant, device="cpu", **options).fit(f"{demo_root}/grass", run_dir=str(user))
+    assert _intact(config, b"{}") and _intact(log) and sorted(os.listdir(user)) == ["config.json", "train.log"]
+    run = tmp_path / "run"
+    for _ in range(2):  # new, then its own
+        Detector(variant, device="cpu", **options).fit(f"{demo_root}/grass", run_dir=str(run))
+    assert {"config.json", "train.log", ".cpr-fit"} <= set(os.listdir(run))
+
+
+def test_save_leaves_a_user_file_named_like_a_temporary_file(tiny_detector, tmp_path):
+    """save('m.pt') staged the model in 'm.pt.tmp', replacing a user's file of that name."""
+    theirs = _user_file(tmp_path / "m.pt.tmp")
+    tiny_detector.save(tmp_path / "m.pt")
+    assert _intact(theirs) and sorted(os.listdir(tmp_path)) == ["m.pt", "m.pt.tmp"]

@@ -1,15 +1,19 @@
 """The torch-free runtime: an exported artifact scored by ArtifactDetector equals the PyTorch model."""
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
 from cpr_engine import Detector
 from cpr_engine.data import ImageReadError, read_image
+from cpr_engine.errors import InputError
 from cpr_engine.exporter import export_artifact
 from cpr_engine.inputs import AnomalyDetector
 from cpr_engine.contract import MANIFEST
@@ -127,6 +131,29 @@ def test_bad_inputs_name_the_problem(artifacts, tmp_path):
         runtime.predict(np.zeros((32, 32, 3), np.uint8), color="HSV")
     with pytest.raises(ValueError, match="batch_size"):
         runtime.predict(np.zeros((32, 32, 3), np.uint8), batch_size=0)
+
+
+def test_empty_special_and_oversized_inputs_get_no_verdict(artifacts, tmp_path, monkeypatch):
+    """An empty path (it read the current folder), an empty batch (it returned []), a FIFO (reading it
+    hung) or a device, and an array view larger than the pixel budget (it allocated terabytes)."""
+    _, folder = artifacts[("texture", False)]
+    runtime = ArtifactDetector.load(folder)
+    image = np.full((40, 40, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "good.png"), image)
+    monkeypatch.chdir(tmp_path)  # a folder holding an image: "" must not mean it
+    with pytest.raises(InputError, match="the image path is empty"):
+        runtime.predict("")
+    with pytest.raises(InputError, match=re.escape("no images given (empty batch of shape (0, 40, 40, 3))")):
+        runtime.predict(np.zeros((0, 40, 40, 3), np.uint8))
+    os.mkfifo(tmp_path / "fifo.png")
+    for special in (tmp_path / "fifo.png", "/dev/zero"):
+        with pytest.raises(ImageReadError, match="not a regular file"):
+            runtime.predict(special)
+    huge = np.broadcast_to(image[:1, :1], (10**6, 10**6, 3))
+    with pytest.raises(ImageReadError, match="image array too large: 1000000 x 1000000"):
+        runtime.predict(huge)
+    # a memoryview of an image is an image, not a sequence of rows
+    assert runtime.predict(memoryview(image)).score == pytest.approx(runtime.predict(image).score)
 
 
 def _copy(src, dst):

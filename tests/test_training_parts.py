@@ -70,7 +70,8 @@ def test_config_defaults_are_the_paper_numbers():
     ({"lrb_hidden": 100}, "multiple of 12"),
     ({"steps": 0}, "steps must be a positive integer"),
     ({"steps": -3}, "steps must be a positive integer"),
-    ({"time_budget": 0}, "time_budget must be > 0"),
+    ({"time_budget": 0}, "time_budget must be a finite number of seconds > 0"),
+    ({"time_budget": float("inf")}, "time_budget must be a finite number of seconds > 0"),  # trained forever
     ({"descriptor": "pca"}, "descriptor must be one of"),
     ({"max_windows": (4, 1)}, "max_windows must be two odd sizes"),
     ({"val_fraction": 1.0}, "val_fraction"),

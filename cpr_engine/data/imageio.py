@@ -74,15 +74,16 @@ _JPEG_SIG = b"\xff\xd8\xff"
 # --------------------------------------------------------------------------------------------------
 # array conversion
 # --------------------------------------------------------------------------------------------------
-def to_rgb_uint8(array, *, path=None) -> np.ndarray:
+def to_rgb_uint8(array, *, path=None, max_pixels: int | None = None) -> np.ndarray:
     """Convert an image array to ``(H, W, 3) uint8`` RGB.
 
     Accepted shapes: ``(H, W)``, ``(H, W, 1)`` (gray, replicated), ``(H, W, 3)`` (RGB, unchanged
     channel order), ``(H, W, 4)`` (RGBA, alpha dropped). Accepted dtypes: ``uint8`` (as is),
     ``uint16`` (scaled by ``round(v / 257)``, so 65535 -> 255), ``bool`` (0/255) and floating
     point in ``[0, 1]`` (scaled by ``round(v * 255)``). NaN/inf, floats outside ``[0, 1]``, other
-    integer dtypes, other channel counts or ndims raise :class:`ImageReadError`
-    (``path``, if given, is only used in the message).
+    integer dtypes, other channel counts or ndims, and more pixels than the pixel budget
+    (``max_pixels``, as :func:`read_image` takes it) raise :class:`ImageReadError` (``path``, if given,
+    is only used in the message).
     """
     a = np.asarray(array)
     if a.ndim == 2:
@@ -93,6 +94,11 @@ def to_rgb_uint8(array, *, path=None) -> np.ndarray:
     h, w, c = a.shape
     if h == 0 or w == 0:
         raise ImageReadError(path, f"empty image array of shape {a.shape}")
+    limit, source = _pixel_budget(max_pixels)
+    if h * w > limit:  # before any conversion allocates (a broadcast view can claim terabytes)
+        raise ImageReadError(path, f"image array too large: {w} x {h} = {h * w:,} pixels exceeds the pixel "
+                                   f"budget of {limit:,} ({source}); raise it with the environment "
+                                   f"variable {MAX_PIXELS_ENV} or the max_pixels= argument")
     if c not in (1, 3, 4):
         raise ImageReadError(path, f"unsupported channel count {c} in array of shape {a.shape} "
                                    f"(expected 1 gray, 3 RGB or 4 RGBA)")
@@ -221,10 +227,14 @@ def _read_bytes(path) -> tuple[Path, bytes]:
         p = Path(os.fspath(path))
     except TypeError as e:
         raise ImageReadError(None, f"expected a file path, got {type(path).__name__}") from e
+    if os.fspath(path) == "":
+        raise ImageNotFoundError(None, "the image path is empty")
     if not p.exists():
         raise ImageNotFoundError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a directory, not an image file")
+    if not p.is_file():  # reading a FIFO blocks, a device never ends
+        raise ImageReadError(p, "not a regular file (a FIFO, device or socket)")
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -444,7 +454,7 @@ def read_image(path, *, max_pixels: int | None = None) -> np.ndarray:
     invalid ``max_pixels`` or ``CPR_ENGINE_MAX_PIXELS`` raises :class:`~cpr_engine.errors.InputError`.
     """
     p, arr = _decode(path, max_pixels)
-    return to_rgb_uint8(arr, path=p)
+    return to_rgb_uint8(arr, path=p, max_pixels=max_pixels)
 
 
 def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
@@ -454,7 +464,7 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     budget = _pixel_budget(max_pixels)
     if not data:
         raise ImageReadError(None, "empty (0 bytes)")
-    return to_rgb_uint8(_decode_data(None, bytes(data), budget))
+    return to_rgb_uint8(_decode_data(None, bytes(data), budget), max_pixels=max_pixels)
 
 
 def read_mask(path, shape: tuple[int, int] | None = None, *, image_path=None,

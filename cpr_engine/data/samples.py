@@ -84,7 +84,10 @@ def natural_key(name: str) -> tuple:
 
 
 def require_dir(path: str | os.PathLike, what: str) -> Path:
-    """Return ``Path(path)`` if it is a directory, else raise ``FileNotFoundError`` naming it."""
+    """Return ``Path(path)`` if it is a directory, else raise ``FileNotFoundError`` naming it
+    (an empty string is not read as the current folder)."""
+    if os.fspath(path) == "":
+        raise FileNotFoundError(f"{what}: the path is empty")
     p = Path(path)
     if not p.is_dir():
         reason = "is not a directory" if p.exists() else "does not exist"

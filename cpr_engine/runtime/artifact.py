@@ -29,11 +29,9 @@ import numpy as np
 
 from ..config import VARIANTS
 from ..contract import (ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, ARTIFACT_MIN_FORMAT_VERSION, BANK_DTYPES, MANIFEST,
-                        MANIFEST_DIGEST, array_file)
+                        MANIFEST_DIGEST, PIXEL_SCORE_MAX, THRESHOLD_BOUND_SLACK, array_file)
 from ..errors import ModelFileError, OutputError, first_few
 from ..inputs import score_bound
-# Relative slack of the threshold's upper bound (top_t x the largest leave-one-out pixel score).
-THRESHOLD_BOUND_SLACK = 1e-3
 
 
 class ArtifactError(ModelFileError):
@@ -193,7 +191,7 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
     try:
         data = path.read_bytes()
         manifest = json.loads(data)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nesting deeper than Python's stack
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not a cpr-engine artifact manifest (format tag {ARTIFACT_FORMAT!r} missing)")
@@ -257,9 +255,11 @@ def check_settings(folder: str | Path, manifest: dict, what: str = "manifest set
         largest = strides[1] if strides else 1
         if not (_is_int(size) and size > 0 and size % largest == 0):
             raise bad("image_size", f"a positive multiple of the largest stride ({largest})")
-    for key in ("n_train", "grid"):
-        if key in m and not (_is_int(m[key]) and m[key] >= 1):
-            raise bad(key, "an integer >= 1")
+    if "n_train" in m and not (_is_int(m["n_train"]) and m["n_train"] >= 1):
+        raise bad("n_train", "an integer >= 1")
+    fine_side = size // strides[0] if size is not None and strides else None
+    if "grid" in m and not (_is_int(m["grid"]) and 1 <= m["grid"] <= (fine_side or m["grid"])):
+        raise bad("grid", f"an integer in [1, fine map side = {fine_side}]")
     dims = m.get("descriptor_dims")
     if dims is not None and not (isinstance(dims, list) and len(dims) == 2 and all(_is_int(d) and d >= 1 for d in dims)):
         raise bad("descriptor_dims", "two integers >= 1 (D of the fine and the coarse descriptors)")
@@ -285,8 +285,8 @@ def check_settings(folder: str | Path, manifest: dict, what: str = "manifest set
             limit_text = f", at most {limits} (2 x map side - 1; map sides {sides})" if limits else ""
             raise bad("windows", f"two odd integers >= 1 (fine, coarse scale){limit_text}")
     if "blur_sigma" in m and not (_is_number(m["blur_sigma"]) and math.isfinite(m["blur_sigma"])
-                                  and m["blur_sigma"] >= 0):
-        raise bad("blur_sigma", "a finite number >= 0")
+                                  and 0 <= m["blur_sigma"] <= (size or m["blur_sigma"])):
+        raise bad("blur_sigma", f"a finite number in [0, image_size = {size}]")
     if "top_t" in m:
         pixels = size * size if size is not None else None
         if not (_is_int(m["top_t"]) and 1 <= m["top_t"] <= (pixels or m["top_t"])):
@@ -296,8 +296,9 @@ def check_settings(folder: str | Path, manifest: dict, what: str = "manifest set
             raise bad(key, "true or false (a JSON boolean)")
     normal = m.get("pixel_normal")
     if normal is not None and not (isinstance(normal, list) and len(normal) == 2 and all(map(_is_number, normal))
-                                   and all(map(math.isfinite, normal)) and 0 <= normal[0] <= normal[1]):
-        raise bad("pixel_normal", "two finite numbers 0 <= median <= max")
+                                   and all(map(math.isfinite, normal))
+                                   and 0 <= normal[0] <= normal[1] <= PIXEL_SCORE_MAX):
+        raise bad("pixel_normal", f"two finite numbers 0 <= median <= max <= {PIXEL_SCORE_MAX:g}")
     if "threshold" in m:
         threshold = m["threshold"]
         if not (_is_number(threshold) and math.isfinite(threshold) and threshold >= 0):
@@ -330,9 +331,16 @@ def add_file(folder: str | Path, name: str, src: str | Path) -> dict:
 
 
 def load_array(folder: str | Path, name: str, mmap: bool = True) -> np.ndarray:
-    """``<name>.npy`` of an artifact, memory-mapped by default, never unpickled (ArtifactError naming the file
-    when it is not a plain .npy array)."""
-    try:
-        return np.load(Path(folder) / array_file(name), mmap_mode="r" if mmap else None, allow_pickle=False)
-    except ValueError as exc:  # object arrays (a pickle inside), a damaged header
-        raise ArtifactError(f"{folder}: {array_file(name)} is not a plain .npy array ({exc})") from exc
+    """``<name>.npy`` of an artifact, memory-mapped by default (else read into memory), C-contiguous, never
+    unpickled (ArtifactError naming the file when it is not a plain .npy array)."""
+    file = array_file(name)
+    try:  # mapped first: a header claiming more data than the file holds fails here, before any allocation
+        array = np.load(Path(folder) / file, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:  # object arrays (a pickle inside), a damaged header, a header larger than the file
+        raise ArtifactError(f"{folder}: {file} is not a plain .npy array ({exc})") from exc
+    if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive too
+        array.close()
+        raise ArtifactError(f"{folder}: {file} is not a plain .npy array (a {type(array).__name__})")
+    if not array.flags.c_contiguous:  # stored in Fortran order: the kernels read rows
+        return np.ascontiguousarray(array)
+    return array if mmap else np.array(array)

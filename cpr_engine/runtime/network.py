@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import GRAPH_INPUT, GRAPH_OUTPUTS, NETWORK_FP16_ONNX, NETWORK_ONNX, NETWORK_PLAN
-from ..errors import one_line
+from ..errors import InputError, one_line
 from .artifact import ArtifactError
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -45,9 +45,13 @@ class OnnxRuntimeNetwork:
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+        if isinstance(providers, str) or not isinstance(providers, (list, tuple)) or not providers or not all(
+                isinstance(p, str) for p in providers):
+            raise InputError(f"providers must be a non-empty list of ONNX Runtime execution provider names, e.g. "
+                             f"['CPUExecutionProvider']; got {providers!r}")
         missing = [p for p in providers if p not in available]
         if missing:
-            raise ValueError(f"onnxruntime has no execution provider {missing}; available: {available}")
+            raise InputError(f"onnxruntime has no execution provider {missing}; available: {available}")
         on_gpu = providers[0] in GPU_PROVIDERS
         graph = NETWORK_FP16_ONNX if on_gpu and NETWORK_FP16_ONNX in manifest["files"] else NETWORK_ONNX
         options = ort.SessionOptions()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import CPRConfig
+from ..errors import InputError
 from ..foreground import fit_foreground, foreground_map
 from ..inputs import good_score_threshold, score_bound
 from ..reference import hist_match, top_k
@@ -449,6 +450,9 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
         if f.shape[-1] != config.image_size // stride:
             raise ValueError(f"train_model: backbone tap at stride {stride} gave {tuple(f.shape)}; expected side "
                              f"{config.image_size // stride} (image_size must be a multiple of {max(backbone.strides)})")
+    if config.grid > feats[0].shape[-1]:  # every retrieval block at least one fine patch (as loading checks)
+        raise InputError(f"CPRConfig: grid must be at most the fine map side, {feats[0].shape[-1]} at image_size "
+                         f"{config.image_size} with this backbone; got {config.grid}")
     log.info("retrieval: k-means with %d clusters", config.n_clusters)
     train_index = fit_retrieval(model, feats[0], config.seed)
     windows = [config.windows]

@@ -33,5 +33,9 @@ constexpr const char* kMemories[] = {"memory_4", "memory_8"};  // (M_s, D, h_s, 
 constexpr const char* kLocationOffset = "location_offset";     // (h_0, w_0) float32
 constexpr const char* kNpySuffix = ".npy";
 
+// ranges of the settings (check_settings in manifest.cpp and cpr_engine/runtime/artifact.py)
+constexpr double kPixelScoreMax = 8.0;          // two scales of cosine distance (<= 2 each) + the location offset
+constexpr double kThresholdBoundSlack = 1e-3;   // relative slack of the threshold's bound, top_t x pixel_normal[1]
+
 }  // namespace contract
 }  // namespace cpr

@@ -1,7 +1,9 @@
 #include "manifest.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -89,10 +91,22 @@ bool is_int_at_least(const json& value, int64_t low) {
   return value.is_number_integer() && value.get<int64_t>() >= low;
 }
 
+bool is_finite_number(const json& value) {
+  return value.is_number() && std::isfinite(value.get<double>());
+}
+
+// Python's format(value, ".6g") (the same as printf's %.6g).
+std::string format_g(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", value);
+  return text;
+}
+
 // The range checks of cpr_engine.runtime.artifact.check_settings, with its rules and messages, for
-// the settings that size the runtime's buffers and loops: strides, image_size, n_train, top_k,
-// windows, top_t. Like Python, a setting that is absent is not checked here (the reader requires
-// its own). Throws ArtifactError naming the folder, the setting, its value and what is allowed.
+// the settings that size the runtime's buffers and loops (strides, image_size, n_train, grid, top_k,
+// windows, blur_sigma, top_t) and decide the verdict (pixel_normal, threshold). Like Python, a
+// setting that is absent is not checked here (the reader requires its own). Throws ArtifactError
+// naming the folder, the setting, its value and what is allowed.
 void check_settings(const json& manifest, const Manifest& m) {
   const auto bad = [&](const std::string& key, const std::string& allowed) {
     return ArtifactError(m.folder + ": manifest setting '" + key + "' = " + python_repr(manifest.value(key, json())) +
@@ -113,6 +127,15 @@ void check_settings(const json& manifest, const Manifest& m) {
   }
   const json n_train = manifest.value("n_train", json());
   if (manifest.contains("n_train") && !is_int_at_least(n_train, 1)) throw bad("n_train", "an integer >= 1");
+  const json fine_side = size.is_null() || strides.is_null()
+                             ? json()
+                             : json(size.get<int64_t>() / strides[0].get<int64_t>());
+  if (manifest.contains("grid")) {
+    const json& grid = manifest["grid"];
+    if (!(is_int_at_least(grid, 1) && (fine_side.is_null() || grid.get<int64_t>() <= fine_side.get<int64_t>()))) {
+      throw bad("grid", "an integer in [1, fine map side = " + python_repr(fine_side) + "]");
+    }
+  }
   if (manifest.contains("top_k")) {
     const json& top_k = manifest["top_k"];
     if (!(is_int_at_least(top_k, 1) && (n_train.is_null() || top_k.get<int64_t>() <= n_train.get<int64_t>()))) {
@@ -140,11 +163,39 @@ void check_settings(const json& manifest, const Manifest& m) {
       throw bad("windows", "two odd integers >= 1 (fine, coarse scale)" + limit_text);
     }
   }
+  if (manifest.contains("blur_sigma")) {
+    const json& sigma = manifest["blur_sigma"];
+    if (!(is_finite_number(sigma) && sigma.get<double>() >= 0 &&
+          (size.is_null() || sigma.get<double>() <= size.get<double>()))) {
+      throw bad("blur_sigma", "a finite number in [0, image_size = " + python_repr(size) + "]");
+    }
+  }
+  const json pixels = size.is_null() ? json() : json(size.get<int64_t>() * size.get<int64_t>());
   if (manifest.contains("top_t")) {
     const json& top_t = manifest["top_t"];
-    const json pixels = size.is_null() ? json() : json(size.get<int64_t>() * size.get<int64_t>());
     if (!(is_int_at_least(top_t, 1) && (pixels.is_null() || top_t.get<int64_t>() <= pixels.get<int64_t>()))) {
       throw bad("top_t", "an integer in [1, image_size^2 = " + python_repr(pixels) + "]");
+    }
+  }
+  const json normal = manifest.value("pixel_normal", json());
+  if (!normal.is_null() &&
+      !(normal.is_array() && normal.size() == 2 && is_finite_number(normal[0]) && is_finite_number(normal[1]) &&
+        0 <= normal[0].get<double>() && normal[0].get<double>() <= normal[1].get<double>() &&
+        normal[1].get<double>() <= contract::kPixelScoreMax)) {
+    throw bad("pixel_normal", "two finite numbers 0 <= median <= max <= " + format_g(contract::kPixelScoreMax));
+  }
+  if (manifest.contains("threshold")) {
+    const json& threshold = manifest["threshold"];
+    if (!(is_finite_number(threshold) && threshold.get<double>() >= 0)) throw bad("threshold", "a finite number >= 0");
+    const json top_t = manifest.value("top_t", json());
+    if (!normal.is_null() && top_t.is_number_integer() && !pixels.is_null()) {
+      // training keeps the threshold at most this (inputs.score_bound): a larger one would pass
+      // real defects as good
+      const double bound = double(std::min(top_t.get<int64_t>(), pixels.get<int64_t>())) * normal[1].get<double>();
+      if (threshold.get<double>() > bound * (1 + contract::kThresholdBoundSlack) + 1e-6) {
+        throw bad("threshold", "a finite number in [0, " + format_g(bound) +
+                                   "] (top_t x the largest leave-one-out pixel score, pixel_normal[1])");
+      }
     }
   }
 }
@@ -185,11 +236,7 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
     m.foreground_on_map = setting<bool>(manifest, "foreground_on_map", manifest_path);
   }
   m.threshold = setting<double>(manifest, "threshold", manifest_path);
-  if (!std::isfinite(m.threshold) || m.threshold < 0) {
-    throw ArtifactError(manifest_path + ": setting 'threshold' must be a finite number >= 0");
-  }
   const auto normal = setting<std::vector<float>>(manifest, "pixel_normal", manifest_path);
-  if (normal.size() != 2) throw ArtifactError(manifest_path + ": setting 'pixel_normal' must hold 2 values");
   m.pixel_normal = {normal[0], normal[1]};
   return m;
 }

@@ -7,10 +7,11 @@
 // stdout: one line per image, "<file>\t<score>\t<verdict>" (verdict "anomalous" or "good"), in file
 // name order, then "# <n> images in <s> s: <r> images/s, backend <opencv|tensorrt>".
 // OUT_DIR/<stem>.png: the anomaly map as a JET heat map over the image (blue: median pixel score of
-// good images; red: twice their maximum).
+// good images; red: twice their maximum). OUT_DIR must be new, empty or one an earlier run wrote (it
+// holds .cpr-inspect): files of the user's, the images among them, are never replaced.
 // Exit status: 0; 1 when some image could not be read or scored (each named on stderr, the others
-// are still scored); 2 for bad arguments, an unusable artifact or a backend that cannot run here
-// (the reason on stderr).
+// are still scored); 2 for bad arguments, an OUT_DIR of the user's, two images with one stem, no
+// image in IMAGE_DIR, an unusable artifact or a backend that cannot run here (the reason on stderr).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -55,6 +56,26 @@ std::vector<fs::path> list_images(const fs::path& dir) {
   return files;
 }
 
+constexpr const char* kOutMarker = ".cpr-inspect";  // marks an OUT_DIR this program wrote
+
+// Why `out_dir` may not be written into ("" when it may): it must be new, empty, or hold kOutMarker,
+// and hold no symbolic link (a heat map written through one would land elsewhere).
+std::string out_dir_problem(const fs::path& out_dir) {
+  const fs::file_status status = fs::symlink_status(out_dir);
+  if (!fs::exists(status)) return "";
+  if (!fs::is_directory(status)) return out_dir.string() + " exists and is not a folder";
+  bool empty = true;
+  for (const auto& entry : fs::directory_iterator(out_dir)) {
+    empty = false;
+    if (entry.is_symlink()) return out_dir.string() + " holds a symbolic link: " + entry.path().string();
+  }
+  if (!empty && !fs::is_regular_file(fs::symlink_status(out_dir / kOutMarker))) {
+    return out_dir.string() + " holds files that inspect_folder did not write; give a new or empty folder, "
+           "or one an earlier inspect_folder run wrote";
+  }
+  return "";
+}
+
 // JET heat map of `map` (CV_32F, image size) blended over `image_bgr` (CV_8UC3), as
 // cpr_engine.overlay.heatmap_overlay draws it.
 cv::Mat heatmap_overlay(const cv::Mat& image_bgr, const cv::Mat& map, std::pair<float, float> normal) {
@@ -83,7 +104,20 @@ int main(int argc, char** argv) {
   std::vector<fs::path> files;
   try {
     files = list_images(images_dir);
-    fs::create_directories(out_dir);
+    std::map<std::string, fs::path> by_stem;
+    for (const fs::path& file : files) {
+      const auto [other, fresh] = by_stem.emplace(file.stem().string(), file);
+      if (!fresh) {
+        std::cerr << "error: " << other->second.filename().string() << " and " << file.filename().string()
+                  << " would write the same heat map " << (out_dir / (file.stem().string() + ".png")).string() << "\n";
+        return 2;
+      }
+    }
+    const std::string problem = out_dir_problem(out_dir);
+    if (!problem.empty()) {
+      std::cerr << "error: OUT_DIR " << problem << "\n";
+      return 2;
+    }
   } catch (const fs::filesystem_error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
@@ -97,6 +131,20 @@ int main(int argc, char** argv) {
     }
   }();
 
+  if (files.empty()) {
+    std::cerr << "error: no images in " << images_dir.string() << " (.png .jpg .jpeg .bmp .tif .tiff .webp)\n";
+    return 2;
+  }
+  try {
+    fs::create_directories(out_dir);
+    std::FILE* marker = std::fopen((out_dir / kOutMarker).string().c_str(), "w");
+    if (marker == nullptr) throw std::runtime_error("cannot write " + (out_dir / kOutMarker).string());
+    std::fputs("written by cpr-engine inspect_folder\n", marker);
+    std::fclose(marker);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
   int failures = 0, scored = 0;
   const auto start = std::chrono::steady_clock::now();
   for (const fs::path& file : files) {

@@ -32,6 +32,10 @@ from .errors import InputError
 
 VARIANTS = ("cpr", "fast", "faster")
 DESCRIPTORS = ("auto", "learned", "raw")
+# Upper bounds of the sizes a model file may ask for (a model is built from its config before its
+# tensors are read: image_size 2**40 or n_clusters 10**9 allocated terabytes).
+MAX_IMAGE_SIZE = 4096
+MAX_CLUSTERS = 4096
 # Seconds of local-metric training when ``steps`` is None and the device is a CPU.
 CPU_TIME_BUDGET = 90.0
 
@@ -126,10 +130,10 @@ class CPRConfig:
         """Raise ``ValueError`` (``InputError``) naming the first inconsistent field."""
         checks = [
             (self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}"),
-            (self.image_size >= 32 and self.image_size % 8 == 0,
-             f"image_size must be a multiple of 8 and >= 32, got {self.image_size}"),
+            (32 <= self.image_size <= MAX_IMAGE_SIZE and self.image_size % 8 == 0,
+             f"image_size must be a multiple of 8 in [32, {MAX_IMAGE_SIZE}], got {self.image_size}"),
             (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
-            (self.n_clusters >= 2, f"n_clusters must be >= 2, got {self.n_clusters}"),
+            (2 <= self.n_clusters <= MAX_CLUSTERS, f"n_clusters must be in [2, {MAX_CLUSTERS}], got {self.n_clusters}"),
             (self.grid >= 1, f"grid must be >= 1, got {self.grid}"),
             (0 < self.keep_blocks <= 1, f"keep_blocks must be in (0, 1], got {self.keep_blocks}"),
             (self.lrb_hidden >= 12 and self.lrb_hidden % 12 == 0,

@@ -189,3 +189,14 @@ def test_grid_wider_than_the_fine_map_is_refused_before_training(demo_root, tmp_
                                          "with this backbone; got 17"):
         det.fit(f"{demo_root}/grass", run_dir=str(tmp_path / "run"))
     assert det.model is None
+
+
+@pytest.mark.parametrize("device, words", [("bogus", "expected cpu, cuda or cuda:N, got 'bogus'"),
+                                           (3.5, "expected cpu, cuda or cuda:N, got 3.5"),
+                                           ("meta", "expected cpu, cuda or cuda:N, got 'meta'"),
+                                           ("cuda:99", "'cuda:99': this machine has ")])
+def test_impossible_device_is_named_at_construction(device, words):
+    """A torch RuntimeError / TypeError, or 'Torch not compiled with CUDA enabled' (AssertionError) at
+    the first use, became one InputError at construction (the CLIs' --device check is the same)."""
+    with pytest.raises(InputError, match=re.escape(words)):
+        Detector("faster", device=device)

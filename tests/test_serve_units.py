@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from cpr_engine.data import ImageReadError, read_image
-from cpr_engine.serve.codec import ServedModel, decode_image_bytes, request_images, response_tensors
+from cpr_engine.errors import InputError
+from cpr_engine.serve.codec import (ServedModel, decode_image_bytes, is_bad_request, request_images,
+                                    response_tensors)
 from cpr_engine.serve.environment import python_library_dir, with_own_libpython
 from cpr_engine.triton_repo import render_config, write_repository
 
@@ -76,6 +78,28 @@ def test_served_model_answers_each_request():
     assert isinstance(answers[1], ImageReadError)
     assert answers[0]["score"].ravel().tolist() == [0, 1] and answers[2]["score"].ravel().tolist() == [2, 3]
     assert answers[2]["anomaly_map"].shape == (2, 4, 4)
+
+
+class _SmallSideDetector(_FakeDetector):
+    """Refuses a batch holding an image below 8 px, as a detector refuses one below its patch grid."""
+
+    def score_batch(self, images):
+        if min(min(im.shape[:2]) for im in images) < 8:
+            raise InputError("an image side is below the finest patch grid")
+        return np.full(len(images), len(images), np.float32), np.zeros((len(images), 8, 8), np.float32)
+
+
+def test_request_the_detector_refuses_fails_alone():
+    """An image the detector refuses got every request of its dynamic batch an error; now only its own."""
+    good, tiny = {"image": np.zeros((2, 16, 16, 3), np.uint8)}, {"image": np.zeros((1, 1, 1, 3), np.uint8)}
+    answers = ServedModel(_SmallSideDetector()).run([good, tiny, good])
+    assert isinstance(answers[1], InputError) and is_bad_request(answers[1])
+    assert answers[0]["score"].ravel().tolist() == [2, 2] == answers[2]["score"].ravel().tolist()  # scored alone
+    both = ServedModel(_SmallSideDetector()).run([good, good])
+    assert both[0]["score"].ravel().tolist() == [4, 4]  # one call while nothing is refused
+    empty = ServedModel(_SmallSideDetector()).run([{"image_bytes": np.zeros((0, 1), dtype=object)}, good])
+    assert isinstance(empty[0], ValueError) and "'image_bytes' is empty" in str(empty[0])
+    assert empty[1]["score"].ravel().tolist() == [2, 2]
 
 
 def test_own_libpython_first():

@@ -66,6 +66,8 @@ def test_config_defaults_are_the_paper_numbers():
     ({"variant": "fastest"}, "variant must be one of"),
     ({"windows": (2, 1)}, "windows must be two odd sizes"),
     ({"image_size": 100}, "multiple of 8"),
+    ({"image_size": 2**40}, "image_size must be a multiple of 8 in \\[32, 4096\\]"),
+    ({"n_clusters": 10**9}, "n_clusters must be in \\[2, 4096\\]"),
     ({"keep_blocks": 0}, "keep_blocks"),
     ({"lrb_hidden": 100}, "multiple of 12"),
     ({"steps": 0}, "steps must be a positive integer"),

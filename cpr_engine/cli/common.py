@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..config import CPU_TIME_BUDGET, DESCRIPTORS, VARIANTS
-from ..errors import CPRError, one_line
+from ..errors import CPRError, InputError, one_line
 
 DATASETS = ("auto", "mvtec", "btad", "mvtec3d", "visa", "folder")
 
@@ -69,21 +69,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def torch_device(text: str) -> str:
     """argparse type: a torch device this machine has, ``cpu``, ``cuda`` or ``cuda:N`` (checked before any work)."""
-    import torch  # lazy: only a --device given on the command line imports it here
+    from ..training.trainer import resolve_device  # lazy: only a --device given on the command line imports torch
 
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device usable by torch "
-                                             f"{torch.__version__}")
-        if device.index is not None and device.index >= count:
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s)")
+        resolve_device(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device: ").removeprefix("device ")) from None
     return text
 
 

@@ -56,7 +56,10 @@ def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         if 0 in batch.shape:
             raise ValueError(f"'{IMAGE.name}' is empty: shape {batch.shape}")
         return list(batch)
-    images = [decode_image_bytes(bytes(item)) for item in np.asarray(inputs[IMAGE_BYTES.name]).reshape(-1)]
+    items = np.asarray(inputs[IMAGE_BYTES.name]).reshape(-1)
+    if items.size == 0:
+        raise ValueError(f"'{IMAGE_BYTES.name}' is empty: shape {np.shape(inputs[IMAGE_BYTES.name])}")
+    images = [decode_image_bytes(bytes(item)) for item in items]
     if len({im.shape for im in images}) > 1:
         raise ValueError(f"the images of one '{IMAGE_BYTES.name}' request must have one size, got "
                          f"{sorted({im.shape[:2] for im in images})}; send them in separate requests")
@@ -91,24 +94,38 @@ class ServedModel:
         self.detector, self.map_downscale = detector, int(map_downscale)
 
     def run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
-        """Answer each request (input name -> array) with its output tensors, or the error it caused."""
+        """Answer each request (input name -> array) with its output tensors, or the error it caused.
+
+        The requests' images are scored in one call; when the detector refuses that batch (an image
+        below its finest patch grid, ...), each request is scored alone, so that only the request
+        at fault gets the error."""
         parsed = []
         for inputs in requests:
             try:
                 parsed.append(request_images(inputs))
             except ValueError as e:
                 parsed.append(e)
-        images = [im for p in parsed if not isinstance(p, Exception) for im in p]
-        if images:
-            scores, maps = self.detector.score_batch(images)
+        batches = [p for p in parsed if not isinstance(p, Exception)]
+        try:
+            answered = self._answer(batches) if batches else []
+        except ValueError:
+            answered = []
+            for images in batches:
+                try:
+                    answered.extend(self._answer([images]))
+                except ValueError as e:
+                    answered.append(e)
+        answers = iter(answered)
+        return [p if isinstance(p, Exception) else next(answers) for p in parsed]
+
+    def _answer(self, batches: list[list[np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
+        """Outputs of each request's images (a list per request), all scored in one detector call."""
+        scores, maps = self.detector.score_batch([im for images in batches for im in images])
         answers, start = [], 0
-        for p in parsed:
-            if isinstance(p, Exception):
-                answers.append(p)
-                continue
-            end = start + len(p)
+        for images in batches:
+            end = start + len(images)
             try:
-                answers.append(response_tensors(scores[start:end], maps[start:end], p[0].shape[:2],
+                answers.append(response_tensors(scores[start:end], maps[start:end], images[0].shape[:2],
                                                 self.detector.threshold, self.map_downscale))
             except CPRError as e:  # a non-finite score: this request gets the error, the others their answers
                 answers.append(e)

@@ -76,11 +76,24 @@ class TrainReport:
         return dict(self.__dict__)
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU; else a device this machine has: ``cpu``, ``cuda`` or
+    ``cuda:N`` (InputError naming the problem otherwise, before any work)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise InputError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: this machine has no CUDA device usable by torch {torch.__version__}")
+        if resolved.index is not None and resolved.index >= count:
+            raise InputError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    return resolved
 
 
 @torch.no_grad()

@@ -353,3 +353,31 @@ def test_example_never_writes_over_the_users_files(binary, artifacts, images, tm
     assert run(binary, artifacts["fp32"], images, out).returncode == 0
     assert run(binary, artifacts["fp32"], images, out).returncode == 0  # its own folder: written again
     assert (out / ".cpr-inspect").is_file()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_non_finite_array_is_refused_as_python_refuses_it(binary, artifacts, images, tmp_path, dtype):
+    """A NaN in a bank (re-signed) was scored by the C++ runtime; Python refused it."""
+    from cpr_engine import Detector
+    from cpr_engine.runtime.artifact import ArtifactError
+
+    art = _broken_copy(artifacts["fp16" if dtype == "float16" else "fp32"], tmp_path)
+    bank = np.load(art / "bank_8.npy")
+    assert str(bank.dtype) == dtype
+    bank[2, 0, 1, 1] = np.nan
+    replace_array(art, "bank_8", bank)
+    with pytest.raises(ArtifactError) as python:
+        Detector.load(art)
+    assert "bank_8.npy holds NaN or inf (training image 2)" in str(python.value)
+    assert f"error: cannot load the artifact: {python.value}\n" in _load_error(binary, art, images, tmp_path)
+
+
+def test_special_files_in_an_artifact_are_refused_without_reading_them(binary, artifacts, images, tmp_path):
+    """A FIFO as manifest.json (opening it blocked) and a bank linked to /dev/zero (hashing it never ended)."""
+    art = _broken_copy(artifacts["fp32"], tmp_path)
+    (art / "bank_4.npy").unlink()
+    (art / "bank_4.npy").symlink_to("/dev/zero")
+    assert "file bank_4.npy listed in the manifest is missing" in _load_error(binary, art, images, tmp_path)
+    (art / "manifest.json").unlink()
+    os.mkfifo(art / "manifest.json")
+    assert "is not a cpr-engine artifact: no manifest.json" in _load_error(binary, art, images, tmp_path)

@@ -50,12 +50,33 @@ void expect_shape(const std::string& where, const std::string& what, const std::
   }
 }
 
+// Index of the first row (along the first axis) holding NaN or inf, or -1.
+int64_t first_non_finite_row(const NpyArray& a) {
+  const int64_t n = a.numel(), rows = a.shape.empty() ? 1 : a.shape[0];
+  const int64_t per_row = rows > 0 ? n / rows : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool finite = a.dtype == DType::kFloat16
+                            ? (reinterpret_cast<const uint16_t*>(a.data())[i] & 0x7C00u) != 0x7C00u  // exponent all ones
+                            : std::isfinite(reinterpret_cast<const float*>(a.data())[i]);
+    if (!finite) return per_row > 0 ? i / per_row : 0;
+  }
+  return -1;
+}
+
+// <name>.npy of the artifact, refused (as the Python runtime refuses it) when it holds NaN or inf.
 NpyArray load_array(const runtime::Manifest& m, const std::string& name) {
+  NpyArray array;
   try {
-    return runtime::read_npy(m.path(npy_file(name.c_str())));
+    array = runtime::read_npy(m.path(npy_file(name.c_str())));
   } catch (const std::runtime_error& e) {
     throw ArtifactError(std::string(e.what()));
   }
+  const int64_t row = first_non_finite_row(array);
+  if (row >= 0) {
+    throw ArtifactError(m.folder + ": " + npy_file(name.c_str()) + " holds NaN or inf (training image " +
+                        std::to_string(row) + "); re-export the model");
+  }
+  return array;
 }
 
 bool listed(const runtime::Manifest& m, const std::string& file) {

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -27,7 +28,11 @@ T setting(const json& manifest, const std::string& key, const std::string& manif
   }
 }
 
-bool is_file(const std::string& path) { return std::ifstream(path, std::ios::binary).good(); }
+// A regular file (links followed): opening a FIFO blocks and a device never ends, so neither is read.
+bool is_file(const std::string& path) {
+  std::error_code error;
+  return std::filesystem::is_regular_file(path, error);
+}
 
 void check_format(const json& manifest, const Manifest& m, const std::string& manifest_path) {
   if (!manifest.is_object() || manifest.value("format", json()) != contract::kArtifactFormat) {
@@ -60,9 +65,10 @@ void verify_files(const json& files, Manifest& m, const std::string& manifest_pa
 // manifest.sha256 ("<hex>  manifest.json", as sha256sum writes it) must hold the digest of manifest.json.
 void verify_manifest_digest(const Manifest& m, const std::string& manifest_path) {
   const std::string digest_path = m.path(contract::kManifestDigest);
-  std::ifstream in(digest_path);
+  std::ifstream in;
+  if (is_file(digest_path)) in.open(digest_path);
   std::string recorded;
-  if (!in || !(in >> recorded)) {
+  if (!in.is_open() || !(in >> recorded)) {
     throw ArtifactError(m.folder + " has no " + std::string(contract::kManifestDigest) +
                         " (written by an older engine or tampered); re-export the model with this engine");
   }
@@ -206,8 +212,9 @@ Manifest read_manifest(const std::string& folder, const std::vector<std::string>
   Manifest m;
   m.folder = folder;
   const std::string manifest_path = m.path(contract::kManifest);
-  std::ifstream in(manifest_path);
-  if (!in) throw ArtifactError(folder + " is not a cpr-engine artifact: no " + contract::kManifest);
+  std::ifstream in;
+  if (is_file(manifest_path)) in.open(manifest_path);
+  if (!in.is_open() || !in) throw ArtifactError(folder + " is not a cpr-engine artifact: no " + contract::kManifest);
   json manifest;
   try {
     in >> manifest;

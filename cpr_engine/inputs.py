@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+from PIL.Image import Image as PILImage
 
 from .data import read_image
-from .data.imageio import to_rgb_uint8
+from .data.imageio import pil_pixels, to_rgb_uint8
 from .data.samples import list_image_files
 from .errors import InputError, NonFiniteScoreError
 from .preprocess import resize_map
@@ -46,12 +47,15 @@ COLOR_ORDERS = ("RGB", "BGR")
 
 
 def as_image(item, color: str = "RGB") -> np.ndarray:
-    """A path or an array -> (H, W, 3) uint8 RGB (grayscale / RGBA / 16-bit converted).
+    """A path, a PIL image or an array -> (H, W, 3) uint8 RGB (grayscale / RGBA / 16-bit converted).
 
-    ``color``: channel order of an array input, "RGB" or "BGR" (BGR arrays are flipped to RGB).
+    ``color``: channel order of an array input, "RGB" or "BGR" (BGR arrays are flipped to RGB); a PIL
+    image is converted as a decoded file is (palettes expanded: not read as their indices).
     """
     if isinstance(item, (str, Path)):
         return read_image(item)
+    if isinstance(item, PILImage):
+        return to_rgb_uint8(pil_pixels(item))
     rgb = to_rgb_uint8(np.asarray(item))
     return np.ascontiguousarray(rgb[:, :, ::-1]) if color == "BGR" else rgb
 
@@ -65,6 +69,8 @@ def as_image_list(images, color: str = "RGB") -> tuple[list[np.ndarray], bool]:
         raise InputError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
     if isinstance(images, memoryview):  # a buffer, not a sequence of rows
         images = np.asarray(images)
+    if isinstance(images, PILImage):
+        return [as_image(images, color)], True
     if isinstance(images, (str, Path)):
         if os.fspath(images) == "":
             raise InputError("the image path is empty")

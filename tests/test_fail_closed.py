@@ -219,6 +219,8 @@ BAD_SETTINGS = [
     ("blur_sigma", 1e6),  # a Gaussian of 8 million taps: killed for memory
     ("grid", 1000),  # 10^6 histogram blocks per image
     ("pixel_normal", [0.0, 1e300]),  # lifts the threshold's bound: everything good
+    ("image_size", None),  # null skipped the checks, then a TypeError at load
+    ("strides", None),
     ("use_foreground", "false"),
     ("foreground_on_map", 1),
     ("variant", "nope"),

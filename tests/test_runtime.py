@@ -156,6 +156,21 @@ def test_empty_special_and_oversized_inputs_get_no_verdict(artifacts, tmp_path, 
     assert runtime.predict(memoryview(image)).score == pytest.approx(runtime.predict(image).score)
 
 
+def test_pil_images_are_read_as_files_are(artifacts, tmp_path):
+    """A palette PIL image was scored on its palette indices (as a gray image); now on its colours."""
+    from PIL import Image
+
+    _, folder = artifacts[("texture", False)]
+    runtime = ArtifactDetector.load(folder)
+    rgb = np.random.default_rng(3).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    palette = Image.fromarray(rgb).quantize(colors=16)
+    assert palette.mode == "P"
+    palette.save(tmp_path / "palette.png")
+    from_file = runtime.predict(tmp_path / "palette.png").score
+    assert runtime.predict(palette).score == pytest.approx(from_file)
+    assert [p.score for p in runtime.predict([palette, palette.convert("RGB")])] == pytest.approx([from_file] * 2)
+
+
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst

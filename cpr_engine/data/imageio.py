@@ -40,6 +40,7 @@ __all__ = [
     "ImageNotFoundError",
     "read_image",
     "read_mask",
+    "pil_pixels",
     "to_rgb_uint8",
     "write_image",
     "write_mask",
@@ -309,7 +310,9 @@ def _check_png_image_data(p: Path | None, data: bytes) -> None:
                                 f"its {width} x {height} header declares")
 
 
-def _pil_to_array(im: Image.Image, p: Path) -> np.ndarray:
+def pil_pixels(im: Image.Image, p: Path | None = None) -> np.ndarray:
+    """A PIL image's pixels as a decoded file gives them: (H, W) or (H, W, 3|4), uint8/uint16/float32
+    (palettes expanded, 1-bit to 0/255); ``p`` names its file in errors."""
     mode = im.mode
     if mode == "1":
         return np.asarray(im.convert("L"))
@@ -407,7 +410,7 @@ def _decode_data(p: Path | None, data: bytes, budget: tuple[int, str] | None = N
                         _check_budget(p, im.size[0], im.size[1], budget)
                     im.load()
                     _check_budget(p, im.size[0], im.size[1], budget)
-                    arr = _check_shape(p, _pil_to_array(im, p), budget)
+                    arr = _check_shape(p, pil_pixels(im, p), budget)
             finally:
                 ImageFile.LOAD_TRUNCATED_IMAGES = saved
                 Image.MAX_IMAGE_PIXELS = saved_max

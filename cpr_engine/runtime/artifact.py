@@ -225,6 +225,12 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: the settings :func:`check_settings` range-checks
+RANGED_SETTINGS = ("variant", "bank_dtype", "strides", "image_size", "n_train", "grid", "descriptor_dims", "n_clusters",
+                   "top_k", "kept_blocks", "windows", "blur_sigma", "top_t", "use_foreground", "foreground_on_map",
+                   "pixel_normal", "threshold")
+
+
 def check_settings(folder: str | Path, manifest: dict, what: str = "manifest setting") -> None:
     """Range-check every setting of ``manifest`` the runtimes use against what the engine can run.
 
@@ -242,6 +248,9 @@ def check_settings(folder: str | Path, manifest: dict, what: str = "manifest set
                              f"must be {allowed}")
 
     m = manifest
+    for key in RANGED_SETTINGS:  # given as null is not absent: the checks below would skip it
+        if key in m and m[key] is None:
+            raise bad(key, "a value, not null")
     if "variant" in m and m["variant"] not in VARIANTS:
         raise bad("variant", f"one of {VARIANTS}")
     if "bank_dtype" in m and m["bank_dtype"] not in BANK_DTYPES:

@@ -74,7 +74,7 @@ def torch_device(text: str) -> str:
     try:
         resolve_device(text)
     except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("device: ").removeprefix("device ")) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -6,9 +6,9 @@ Decoding goes through Pillow with truncated-image tolerance forced off, so a PNG
 raises instead of coming back half gray; PNG files must also end with an ``IEND`` chunk and their
 image data must inflate to every row the header declares (a zlib stream that ends early but properly
 passes Pillow, the rows left black), and JPEG files must have an end-of-image marker after their last
-scan. 16-bit colour PNGs (which Pillow
-reduces to 8 bits by dropping the low byte) are re-decoded with OpenCV after Pillow has checked
-them, so that all 16-bit data is scaled the same way: ``round(v / 257)``. Files Pillow cannot
+scan. 16-bit colour PNGs (which Pillow reduces to 8 bits by dropping the low byte) are re-decoded
+with OpenCV after Pillow has checked them, so that all 16-bit data is scaled the same way:
+``round(v / 257)``. Files Pillow cannot
 identify fall back to OpenCV. EXIF orientation tags are ignored (pixels are returned as stored).
 
 Pixel budget: every decoder checks ``width * height`` from the file's header *before* decoding

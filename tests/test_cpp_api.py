@@ -266,9 +266,11 @@ def test_misshapen_memory_or_offset_is_refused(binary, artifacts, images, tmp_pa
 def test_corrupt_image_is_reported_and_others_scored(binary, artifacts, images, tmp_path):
     folder = Path(shutil.copytree(images, tmp_path / "images"))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / "noise.png").write_bytes(bytes(range(256)) * 4)
     result = run(binary, artifacts["fp32"], folder, tmp_path / "heat")
     assert result.returncode == 1
-    assert "broken.png: cannot read or decode the image" in result.stderr
+    assert "broken.png: truncated or corrupt PNG: no IEND chunk" in result.stderr
+    assert "noise.png: cannot read or decode the image" in result.stderr
     assert set(parse(result.stdout)) == {p.name for p in images.iterdir()}
 
 
@@ -381,3 +383,19 @@ def test_special_files_in_an_artifact_are_refused_without_reading_them(binary, a
     (art / "manifest.json").unlink()
     os.mkfifo(art / "manifest.json")
     assert "is not a cpr-engine artifact: no manifest.json" in _load_error(binary, art, images, tmp_path)
+
+
+def test_example_gives_no_verdict_on_an_image_cut_short(binary, artifacts, images, tmp_path):
+    """A JPEG or PNG cut in half decodes in libjpeg / libpng with a warning and gray rows; it was scored."""
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    photo = cv2.imread(str(next(images.glob("*.png"))))
+    for ext in (".jpg", ".png"):
+        data = cv2.imencode(ext, photo)[1].tobytes()
+        (cut / f"half_{ext[1:]}{ext}").write_bytes(data[: len(data) // 2])
+        (cut / f"whole_{ext[1:]}{ext}").write_bytes(data)
+    result = run(binary, artifacts["fp32"], cut, tmp_path / "out")
+    assert result.returncode == 1 and sorted(parse(result.stdout)) == ["whole_jpg.jpg", "whole_png.png"]
+    assert "half_jpg.jpg: truncated JPEG: no end-of-image marker after the last scan" in result.stderr
+    assert "half_png.png: truncated or corrupt PNG: no IEND chunk at the end of the file" in result.stderr
+    assert result.stderr.count("\n") == 2

@@ -9,15 +9,17 @@
 // OUT_DIR/<stem>.png: the anomaly map as a JET heat map over the image (blue: median pixel score of
 // good images; red: twice their maximum). OUT_DIR must be new, empty or one an earlier run wrote (it
 // holds .cpr-inspect): files of the user's, the images among them, are never replaced.
-// Exit status: 0; 1 when some image could not be read or scored (each named on stderr, the others
-// are still scored); 2 for bad arguments, an OUT_DIR of the user's, two images with one stem, no
+// Exit status: 0; 1 when some image could not be read, was cut short or could not be scored (each
+// named on stderr, the others are still scored); 2 for bad arguments, an OUT_DIR of the user's, two images with one stem, no
 // image in IMAGE_DIR, an unusable artifact or a backend that cannot run here (the reason on stderr).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -57,6 +59,33 @@ std::vector<fs::path> list_images(const fs::path& dir) {
 }
 
 constexpr const char* kOutMarker = ".cpr-inspect";  // marks an OUT_DIR this program wrote
+
+// The file's bytes, decoded to BGR (gray replicated), after the end-of-file checks the Python reader
+// makes (cpr_engine.data.imageio): a PNG must end with IEND after its last IDAT, a JPEG must have an
+// end-of-image marker after its last scan. libpng and libjpeg decode a file cut short with a warning
+// and the missing rows gray, which would get a verdict.
+cv::Mat read_complete_image(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  const std::vector<uchar> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) throw std::runtime_error("cannot read the file");
+  const std::string bytes(data.begin(), data.end());
+  if (bytes.rfind("\x89PNG\r\n\x1a\n", 0) == 0) {
+    const size_t iend = bytes.rfind("IEND"), idat = bytes.rfind("IDAT");
+    if (iend == std::string::npos || (idat != std::string::npos && iend < idat)) {
+      throw std::runtime_error("truncated or corrupt PNG: no IEND chunk at the end of the file (" +
+                               std::to_string(bytes.size()) + " bytes)");
+    }
+  } else if (bytes.rfind("\xff\xd8\xff", 0) == 0) {
+    const size_t sos = bytes.rfind("\xff\xda");
+    if (sos == std::string::npos || bytes.find("\xff\xd9", sos + 2) == std::string::npos) {
+      throw std::runtime_error("truncated JPEG: no end-of-image marker after the last scan (" +
+                               std::to_string(bytes.size()) + " bytes)");
+    }
+  }
+  cv::Mat image = cv::imdecode(data, cv::IMREAD_COLOR);  // BGR; gray is replicated
+  if (image.empty()) throw std::runtime_error("cannot read or decode the image");
+  return image;
+}
 
 // Why `out_dir` may not be written into ("" when it may): it must be new, empty, or hold kOutMarker,
 // and hold no symbolic link (a heat map written through one would land elsewhere).
@@ -149,8 +178,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   for (const fs::path& file : files) {
     try {
-      const cv::Mat image = cv::imread(file.string(), cv::IMREAD_COLOR);  // BGR; gray is replicated
-      if (image.empty()) throw std::runtime_error("cannot read or decode the image");
+      const cv::Mat image = read_complete_image(file);
       const cpr::Prediction p = detector.predict(image);
       const fs::path heatmap = out_dir / (file.stem().string() + ".png");
       if (!cv::imwrite(heatmap.string(), heatmap_overlay(image, p.anomaly_map, detector.pixel_normal()))) {

@@ -10,8 +10,9 @@
 // good images; red: twice their maximum). OUT_DIR must be new, empty or one an earlier run wrote (it
 // holds .cpr-inspect): files of the user's, the images among them, are never replaced.
 // Exit status: 0; 1 when some image could not be read, was cut short or could not be scored (each
-// named on stderr, the others are still scored); 2 for bad arguments, an OUT_DIR of the user's, two images with one stem, no
-// image in IMAGE_DIR, an unusable artifact or a backend that cannot run here (the reason on stderr).
+// named on stderr, the others are still scored); 2 for bad arguments, an OUT_DIR of the user's, two
+// images with one stem, no image in IMAGE_DIR, an unusable artifact or a backend that cannot run
+// here (the reason on stderr).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
@@ -68,7 +70,7 @@ cv::Mat read_complete_image(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   const std::vector<uchar> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in.good() && !in.eof()) throw std::runtime_error("cannot read the file");
-  const std::string bytes(data.begin(), data.end());
+  const std::string_view bytes(reinterpret_cast<const char*>(data.data()), data.size());
   if (bytes.rfind("\x89PNG\r\n\x1a\n", 0) == 0) {
     const size_t iend = bytes.rfind("IEND"), idat = bytes.rfind("IDAT");
     if (iend == std::string::npos || (idat != std::string::npos && iend < idat)) {

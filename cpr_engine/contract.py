@@ -44,8 +44,8 @@ ARRAYS = (*BANKS, TRAIN_HISTS, BANK_FOREGROUND, CENTERS, *MEMORIES, LOCATION_OFF
 BANK_DTYPES = ("float16", "float32")  # banks, memories and train_hists; the other arrays are float32
 
 # -- ranges of the settings (runtime.artifact.check_settings; C++ check_settings in manifest.cpp) ----
-# The largest pixel score a model gives: two scales of cosine distance (at most 2 each) plus the
-# location offset (at most the mean leave-one-out patch score, itself at most 4, below zero).
+# The largest pixel score a model gives: two scales of cosine distance (at most 2 each) minus the
+# location offset, which is at least minus the mean leave-one-out patch score (itself at most 4).
 PIXEL_SCORE_MAX = 8.0
 # Relative slack of the threshold's upper bound, top_t x pixel_normal[1] (inputs.score_bound).
 THRESHOLD_BOUND_SLACK = 1e-3

@@ -450,6 +450,10 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
     if defects is not None:
         check_defects(*defects, config.image_size)
     config = dataclasses.replace(config)
+    fine_side = config.image_size // backbone.strides[0]
+    if config.grid > fine_side:  # every retrieval block at least one fine patch (as loading checks)
+        raise InputError(f"CPRConfig: grid must be at most the fine map side, {fine_side} at image_size "
+                         f"{config.image_size} with this backbone; got {config.grid}")
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
     run_dir = Path(run_dir) if run_dir else None
@@ -463,9 +467,6 @@ def train_model(images_u8: np.ndarray, config: CPRConfig, backbone: torch.nn.Mod
         if f.shape[-1] != config.image_size // stride:
             raise ValueError(f"train_model: backbone tap at stride {stride} gave {tuple(f.shape)}; expected side "
                              f"{config.image_size // stride} (image_size must be a multiple of {max(backbone.strides)})")
-    if config.grid > feats[0].shape[-1]:  # every retrieval block at least one fine patch (as loading checks)
-        raise InputError(f"CPRConfig: grid must be at most the fine map side, {feats[0].shape[-1]} at image_size "
-                         f"{config.image_size} with this backbone; got {config.grid}")
     log.info("retrieval: k-means with %d clusters", config.n_clusters)
     train_index = fit_retrieval(model, feats[0], config.seed)
     windows = [config.windows]
